@@ -1,0 +1,37 @@
+//! Compiles the protos with `protox` (pure Rust), so the build needs no system `protoc`.
+
+use std::{env, fs, path::PathBuf};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+
+    // The service contract: server and client code for the library.
+    compile("proto/pod.proto", &["proto"], &out_dir, true)?;
+
+    // The original tutorial's proto, client only, for the compatibility test.
+    // Both files are package `infra`, so it goes in a directory of its own.
+    let tutorial_dir = out_dir.join("tutorial");
+    fs::create_dir_all(&tutorial_dir)?;
+    compile(
+        "tests/fixtures/tutorial_pod.proto",
+        &["tests/fixtures"],
+        &tutorial_dir,
+        false,
+    )?;
+    Ok(())
+}
+
+fn compile(
+    file: &str,
+    includes: &[&str],
+    out_dir: &std::path::Path,
+    build_server: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed={file}");
+    let descriptors = protox::compile([file], includes)?;
+    tonic_prost_build::configure()
+        .build_server(build_server)
+        .out_dir(out_dir)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! `pod-logs`: server streaming of stored log lines, like `kubectl logs -f`.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use pod_service::client::{self, ServerArgs, status_error};
+use pod_service::pb::GetLogsRequest;
+
+/// Print a pod's uploaded log lines (GetLogs); with --follow, keep printing
+/// new lines as they are uploaded, until Ctrl-C or the pod is deleted.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// The pod's namespace.
+    #[arg(short, long, default_value = "default")]
+    namespace: String,
+    /// The pod whose log to print.
+    #[arg(short, long)]
+    pod: String,
+    /// After the stored lines, stream new ones as they arrive.
+    #[arg(short, long)]
+    follow: bool,
+    /// Only the last N stored lines (0 = all).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    tail: u32,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    client::exit(run(Args::parse()).await)
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let mut client = client::connect(&args.server.addr).await?;
+    let mut chunks = client
+        .get_logs(GetLogsRequest {
+            namespace: args.namespace,
+            pod: args.pod,
+            follow: args.follow,
+            tail_lines: args.tail,
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let mut stdout = std::io::stdout().lock();
+    while let Some(chunk) = chunks.message().await.map_err(status_error)? {
+        let mut text = chunk.lines.join("\n");
+        text.push('\n');
+        if let Err(err) = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
+            if client::is_broken_pipe(&err) {
+                return Ok(());
+            }
+            return Err(err.into());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,54 @@
+//! `sync-pods`: the bidirectional pattern, an interactive session.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use pod_service::client::sync::{self, Mode};
+use pod_service::client::{self, ServerArgs};
+use tokio::io::BufReader;
+
+/// Apply and delete pods over one SyncPods stream, and see live what every
+/// client changes.
+///
+/// Commands (one per line):
+///   apply [NS/]NAME [status=S] [replicas=N] [version=V]
+///   delete [NS/]NAME
+///   watch [NS] [version=V]
+///   help
+///   quit
+///
+/// Each command is sent as it is typed; its ack and the changes of other
+/// clients are printed as they arrive. When stdin is not a terminal, the
+/// commands are run as a script: the session ends after the last ack, and a
+/// bad line or a failed op makes the exit status non-zero.
+#[derive(Parser)]
+#[command(version, verbatim_doc_comment)]
+struct Args {
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    client::exit(run(Args::parse()).await)
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let mut client = client::connect(&args.server.addr).await?;
+    let mode = if std::io::stdin().is_terminal() {
+        eprintln!(
+            "connected to {}; type 'help' for commands, 'quit' to leave",
+            args.server.addr
+        );
+        Mode::Interactive
+    } else {
+        Mode::Script
+    };
+    let input = BufReader::new(tokio::io::stdin());
+    let report = sync::run_session(&mut client, input, tokio::io::stdout(), mode).await?;
+    if report.failed > 0 {
+        anyhow::bail!("{} of {} ops failed", report.failed, report.ops);
+    }
+    Ok(())
+}

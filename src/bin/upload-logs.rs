@@ -1,0 +1,45 @@
+//! `upload-logs`: the client-streaming pattern.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use pod_service::client::{self, ServerArgs, upload};
+
+/// Stream log lines to a pod (UploadLogs) and print the server's summary.
+///
+/// Reads the FILEs in order, or stdin when none is given, line by line, and
+/// sends them in chunks; it never holds a whole file in memory. Lines that
+/// are not valid UTF-8 are sent with U+FFFD in place of the bad bytes.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// The pod's namespace.
+    #[arg(short, long, default_value = "default")]
+    namespace: String,
+    /// The pod whose log the lines are added to.
+    #[arg(short, long)]
+    pod: String,
+    /// Files to upload (default: stdin).
+    files: Vec<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    client::exit(run(Args::parse()).await)
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let mut client = client::connect(&args.server.addr).await?;
+    let report = upload::upload(&mut client, &args.namespace, &args.pod, &args.files).await?;
+    if report.lossy_lines > 0 {
+        eprintln!(
+            "note: {} lines were not valid UTF-8; their bad bytes were sent as U+FFFD",
+            report.lossy_lines
+        );
+    }
+    println!("{}", upload::describe(&report, &args.namespace, &args.pod));
+    Ok(())
+}

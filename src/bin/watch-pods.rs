@@ -1,0 +1,57 @@
+//! `watch-pods`: the server-streaming pattern, like `kubectl get pods -w`.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use pod_service::client::table::WatchTable;
+use pod_service::client::watch::{PodWatch, WatchUpdate};
+use pod_service::client::{self, ServerArgs};
+
+/// Print the pods, then every change as it happens (WatchPods), until Ctrl-C.
+///
+/// The watch survives dropped connections and server restarts: it resumes
+/// from the last version it printed, so no change is printed twice or missed.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Only this namespace (default: every namespace).
+    #[arg(short, long, default_value = "")]
+    namespace: String,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    client::exit(run(Args::parse()).await)
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    // Connect eagerly so that a wrong address fails at once; after that the
+    // channel reconnects by itself.
+    client::connect(&args.server.addr).await?;
+    let mut watch = PodWatch::new(client::connect_lazy(&args.server.addr)?, args.namespace);
+    let mut table = WatchTable::default();
+    let mut stdout = std::io::stdout().lock();
+    loop {
+        let rows = match watch.next().await? {
+            WatchUpdate::Listed(events) => table.rows(&events),
+            WatchUpdate::Changed(event) => table.rows(std::slice::from_ref(&event)),
+            WatchUpdate::Interrupted { reason, retry_in } => {
+                eprintln!(
+                    "watch interrupted ({reason}); resuming from version {} in {:.1}s",
+                    watch.version(),
+                    retry_in.as_secs_f64()
+                );
+                continue;
+            }
+        };
+        if let Err(err) = stdout.write_all(rows.as_bytes()).and_then(|_| stdout.flush()) {
+            if client::is_broken_pipe(&err) {
+                return Ok(());
+            }
+            return Err(err.into());
+        }
+    }
+}

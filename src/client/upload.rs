@@ -1,0 +1,177 @@
+//! The client side of `UploadLogs`: stream the lines of files (or stdin) to
+//! the server in chunks, never holding more than a few chunks in memory.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+use crate::client::status_error;
+use crate::pb::{LogChunk, PodServiceClient, UploadLogsResponse};
+
+/// A chunk is sent when it holds this many bytes of lines...
+pub const CHUNK_BYTES: usize = 256 << 10;
+/// ...or this many lines, whichever comes first: far below the 4 MiB message limit.
+pub const CHUNK_LINES: usize = 4_096;
+
+/// Chunks read ahead of the network: bounds the client's memory.
+const READ_AHEAD: usize = 4;
+
+/// What an upload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadReport {
+    /// The server's count of what it received and stored.
+    pub summary: UploadLogsResponse,
+    /// Lines that were not valid UTF-8 and were sent with U+FFFD in place of
+    /// the bad bytes.
+    pub lossy_lines: u64,
+}
+
+/// Uploads the lines of `files` (stdin when empty) to one pod's log.
+pub async fn upload(
+    client: &mut PodServiceClient<Channel>,
+    namespace: &str,
+    pod: &str,
+    files: &[PathBuf],
+) -> anyhow::Result<UploadReport> {
+    // Open every file first, so a typo fails before anything is sent.
+    let mut inputs: Vec<(String, Box<dyn AsyncRead + Send + Unpin>)> = Vec::new();
+    for path in files {
+        let file = tokio::fs::File::open(path)
+            .await
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        inputs.push((path.display().to_string(), Box::new(file)));
+    }
+    if files.is_empty() {
+        inputs.push(("stdin".to_owned(), Box::new(tokio::io::stdin())));
+    }
+
+    let (chunks, outbound) = mpsc::channel(READ_AHEAD);
+    let template = LogChunk {
+        namespace: namespace.to_owned(),
+        pod: pod.to_owned(),
+        lines: Vec::new(),
+    };
+    let mut reader = tokio::spawn(read_chunks(inputs, template, chunks));
+    let call = client.upload_logs(ReceiverStream::new(outbound));
+    tokio::pin!(call);
+
+    // If reading fails, the upload must not end as if the input were
+    // complete: return before the call finishes, which cancels it.
+    let read = tokio::select! {
+        biased;
+        read = &mut reader => read.context("reading the input failed")?,
+        response = &mut call => {
+            // The server answered before the input ended: only an error does.
+            let status = match response {
+                Err(status) => status,
+                Ok(_) => tonic::Status::internal("the server answered before the upload ended"),
+            };
+            return Err(status_error(status).context("upload failed"));
+        }
+    };
+    let stats = read?;
+    let summary = call
+        .await
+        .map_err(|status| status_error(status).context("upload failed"))?
+        .into_inner();
+    Ok(UploadReport {
+        summary,
+        lossy_lines: stats.lossy_lines,
+    })
+}
+
+#[derive(Debug, Default)]
+struct ReadStats {
+    lines: u64,
+    lossy_lines: u64,
+}
+
+/// Reads every input line by line into chunks and sends them in order.
+async fn read_chunks(
+    inputs: Vec<(String, Box<dyn AsyncRead + Send + Unpin>)>,
+    template: LogChunk,
+    chunks: mpsc::Sender<LogChunk>,
+) -> anyhow::Result<ReadStats> {
+    let mut stats = ReadStats::default();
+    let mut chunk = template.clone();
+    let mut chunk_bytes = 0;
+    let mut raw = Vec::new();
+    for (name, input) in inputs {
+        let mut input = BufReader::with_capacity(64 << 10, input);
+        loop {
+            raw.clear();
+            let n = input.read_until(b'\n', &mut raw).await.with_context(|| {
+                format!(
+                    "cannot read {name} after {} lines were sent; the server stored the lines \
+                     sent before this error",
+                    stats.lines
+                )
+            })?;
+            if n == 0 {
+                break;
+            }
+            let line = strip_line_ending(&raw);
+            let line = match std::str::from_utf8(line) {
+                Ok(line) => line.to_owned(),
+                Err(_) => {
+                    stats.lossy_lines += 1;
+                    String::from_utf8_lossy(line).into_owned()
+                }
+            };
+            chunk_bytes += line.len();
+            chunk.lines.push(line);
+            stats.lines += 1;
+            if chunk.lines.len() >= CHUNK_LINES || chunk_bytes >= CHUNK_BYTES {
+                let full = std::mem::replace(&mut chunk, template.clone());
+                chunk_bytes = 0;
+                if chunks.send(full).await.is_err() {
+                    // The call ended early; its status says why.
+                    return Ok(stats);
+                }
+            }
+        }
+    }
+    if !chunk.lines.is_empty() {
+        let _ = chunks.send(chunk).await;
+    }
+    Ok(stats)
+}
+
+fn strip_line_ending(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// A one-line summary of an upload, for people.
+pub fn describe(report: &UploadReport, namespace: &str, pod: &str) -> String {
+    let s = &report.summary;
+    format!(
+        "uploaded {} lines ({} bytes) in {} chunks to {}/{}",
+        s.lines,
+        s.bytes,
+        s.chunks,
+        if namespace.is_empty() {
+            crate::validate::DEFAULT_NAMESPACE
+        } else {
+            namespace
+        },
+        pod
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_endings() {
+        assert_eq!(strip_line_ending(b"a\r\n"), b"a");
+        assert_eq!(strip_line_ending(b"a\n"), b"a");
+        assert_eq!(strip_line_ending(b"a"), b"a");
+        assert_eq!(strip_line_ending(b"a\r"), b"a");
+    }
+}

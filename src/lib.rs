@@ -1,0 +1,26 @@
+//! A Kubernetes-like pod service that shows the four gRPC call patterns.
+//!
+//! | RPC          | pattern          | binary        |
+//! |--------------|------------------|---------------|
+//! | `ListPods`   | unary            | `list-pods`   |
+//! | `WatchPods`  | server streaming | `watch-pods`  |
+//! | `GetLogs`    | server streaming | `pod-logs`    |
+//! | `UploadLogs` | client streaming | `upload-logs` |
+//! | `SyncPods`   | bidirectional    | `sync-pods`   |
+//!
+//! The data path: a request arrives in [`service`], is checked once by
+//! [`validate`], applied once to the [`store`], which publishes each change
+//! to every [`watch`]er from one place. Uploaded lines live in per-pod
+//! [`logs`]. [`server`] wires it to a listener and [`shutdown`] stops it.
+//! The binaries are thin: their logic lives in [`client`].
+
+pub mod client;
+pub mod logs;
+pub mod pb;
+pub mod sample;
+pub mod server;
+pub mod service;
+pub mod shutdown;
+pub mod store;
+pub mod validate;
+pub mod watch;

@@ -1,0 +1,332 @@
+//! The `PodService` gRPC handlers: one method per RPC, each validating its
+//! request at the edge (see [`crate::validate`]), calling the store once, and
+//! turning the result into wire messages.
+//!
+//! Streaming responses are `async_stream` generators polled by tonic: when a
+//! client cancels or disconnects, tonic drops the generator, which drops its
+//! watcher or log cursor, so nothing is left behind. Every endless stream
+//! also ends when the server begins to shut down, so shutdown never waits on
+//! a watcher.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::pb::{
+    self, GetLogsRequest, ListPodsRequest, ListPodsResponse, LogChunk, Pod, SyncAck, SyncEvent,
+    SyncRequest, UploadLogsResponse, sync_event, sync_request,
+};
+use crate::store::Store;
+use crate::validate::{self, Invalid};
+use crate::watch::{WatchEnd, Watcher};
+
+/// The longest log line accepted by default, in bytes.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 64 << 10;
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The service: a handle on the shared store plus per-request limits.
+#[derive(Clone)]
+pub struct PodService {
+    store: Arc<Store>,
+    max_line_bytes: usize,
+    shutdown: CancellationToken,
+}
+
+impl PodService {
+    pub fn new(store: Arc<Store>, max_line_bytes: usize, shutdown: CancellationToken) -> Self {
+        PodService {
+            store,
+            max_line_bytes,
+            shutdown,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::PodService for PodService {
+    async fn list_pods(
+        &self,
+        request: Request<ListPodsRequest>,
+    ) -> Result<Response<ListPodsResponse>, Status> {
+        let request = request.into_inner();
+        let namespace = validate::namespace_filter("namespace", &request.namespace)?;
+        let list = self.store.list(namespace.as_deref());
+        Ok(Response::new(ListPodsResponse {
+            pods: list.pods.iter().map(|pod| Pod::clone(pod)).collect(),
+            resource_version: list.version,
+        }))
+    }
+
+    type WatchPodsStream = ResponseStream<Pod>;
+
+    async fn watch_pods(
+        &self,
+        request: Request<ListPodsRequest>,
+    ) -> Result<Response<Self::WatchPodsStream>, Status> {
+        let request = request.into_inner();
+        let namespace = validate::namespace_filter("namespace", &request.namespace)?;
+        let mut watcher = self.store.watch(namespace, request.resource_version)?;
+        let shutdown = self.shutdown.clone();
+        let stream = async_stream::stream! {
+            loop {
+                match next_change(Some(&mut watcher), &shutdown).await {
+                    Ok(pod) => yield Ok(Pod::clone(&pod)),
+                    Err(end) => {
+                        yield Err(end.into());
+                        break;
+                    }
+                }
+            }
+        };
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn upload_logs(
+        &self,
+        request: Request<Streaming<LogChunk>>,
+    ) -> Result<Response<UploadLogsResponse>, Status> {
+        let mut chunks = request.into_inner();
+        let mut summary = UploadLogsResponse::default();
+        // Every error says how much of the upload was stored before it, so the
+        // client can tell exactly which lines made it.
+        let failed = |summary: &UploadLogsResponse, status: Status| {
+            Status::new(
+                status.code(),
+                format!(
+                    "chunk {}: {}; {} lines stored before this error",
+                    summary.chunks + 1,
+                    status.message(),
+                    summary.lines
+                ),
+            )
+        };
+        while let Some(chunk) = chunks.message().await.map_err(|s| failed(&summary, s))? {
+            let (log, bytes) = self
+                .check_chunk(&chunk)
+                .map_err(|status| failed(&summary, status))?;
+            summary.chunks += 1;
+            summary.lines += chunk.lines.len() as u64;
+            summary.bytes += bytes;
+            log.append(chunk.lines);
+        }
+        Ok(Response::new(summary))
+    }
+
+    type GetLogsStream = ResponseStream<LogChunk>;
+
+    async fn get_logs(
+        &self,
+        request: Request<GetLogsRequest>,
+    ) -> Result<Response<Self::GetLogsStream>, Status> {
+        let request = request.into_inner();
+        let key = validate::pod_key("", &request.namespace, "pod", &request.pod)?;
+        let log = self.store.log(&key)?;
+        let shutdown = self.shutdown.clone();
+        let stream = async_stream::stream! {
+            let mut updates = log.updates();
+            let mut cursor = log.tail_cursor(request.tail_lines);
+            loop {
+                updates.borrow_and_update();
+                let batch = log.read(cursor);
+                cursor = batch.next;
+                let caught_up = batch.lines.is_empty();
+                if !caught_up {
+                    yield Ok(LogChunk {
+                        namespace: key.namespace.clone(),
+                        pod: key.name.clone(),
+                        lines: batch.lines,
+                    });
+                }
+                if batch.at_end_of_closed_log || (caught_up && !request.follow) {
+                    break;
+                }
+                if caught_up {
+                    let stopping = tokio::select! {
+                        _ = shutdown.cancelled() => true,
+                        _ = updates.changed() => false,
+                    };
+                    if stopping {
+                        yield Err(Status::unavailable("server is stopping"));
+                        break;
+                    }
+                }
+            }
+        };
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    type SyncPodsStream = ResponseStream<SyncEvent>;
+
+    async fn sync_pods(
+        &self,
+        request: Request<Streaming<SyncRequest>>,
+    ) -> Result<Response<Self::SyncPodsStream>, Status> {
+        let mut requests = request.into_inner();
+        let service = self.clone();
+        let stream = async_stream::stream! {
+            let mut subscription: Option<Watcher> = None;
+            loop {
+                // Changes and requests are interleaved as they come; ops are
+                // applied strictly in the order received.
+                let next = tokio::select! {
+                    change = next_change(subscription.as_mut(), &service.shutdown) => Next::Change(change),
+                    request = requests.message() => Next::Request(request),
+                };
+                let request = match next {
+                    Next::Change(Ok(pod)) => {
+                        yield Ok(change_event(&pod));
+                        continue;
+                    }
+                    Next::Change(Err(end)) => {
+                        yield Err(end.into());
+                        break;
+                    }
+                    // Half-close: every op has been acked already.
+                    Next::Request(Ok(None)) => break,
+                    // The client is gone; nobody would read a status.
+                    Next::Request(Err(_)) => break,
+                    Next::Request(Ok(Some(request))) => request,
+                };
+                let was_subscribed = subscription.is_some();
+                let ack = service.apply_op(request, &mut subscription);
+                // A subscribed session sees its own change before the ack of
+                // the op that made it, as it would see anyone else's. (A new
+                // subscription's backlog follows its ack instead.)
+                let mut ended = None;
+                if let Some(watcher) = subscription.as_mut().filter(|_| was_subscribed) {
+                    while let Some(change) = watcher.try_next() {
+                        match change {
+                            Ok(pod) => yield Ok(change_event(&pod)),
+                            Err(end) => {
+                                ended = Some(end);
+                                break;
+                            }
+                        }
+                    }
+                }
+                yield Ok(SyncEvent { event: Some(sync_event::Event::Ack(ack)) });
+                if let Some(end) = ended {
+                    yield Err(end.into());
+                    break;
+                }
+            }
+        };
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+impl PodService {
+    /// Checks a whole upload chunk before any of it is stored; returns the
+    /// pod's log and the chunk's byte count.
+    fn check_chunk(
+        &self,
+        chunk: &LogChunk,
+    ) -> Result<(Arc<crate::logs::PodLog>, u64), Status> {
+        let key = validate::pod_key("", &chunk.namespace, "pod", &chunk.pod)?;
+        let mut bytes = 0;
+        for (i, line) in chunk.lines.iter().enumerate() {
+            if line.len() > self.max_line_bytes {
+                return Err(Invalid::new(
+                    format!("lines[{i}]"),
+                    format!(
+                        "must be at most {} bytes (got {})",
+                        self.max_line_bytes,
+                        line.len()
+                    ),
+                )
+                .into());
+            }
+            if line.contains('\n') {
+                return Err(Invalid::new(
+                    format!("lines[{i}]"),
+                    "must not contain a line break (send one line per entry)",
+                )
+                .into());
+            }
+            bytes += line.len() as u64;
+        }
+        let log = self.store.log(&key)?;
+        Ok((log, bytes))
+    }
+
+    /// Applies one sync op and returns its ack. A subscribe registers the
+    /// session's watcher in `subscription`.
+    fn apply_op(&self, request: SyncRequest, subscription: &mut Option<Watcher>) -> SyncAck {
+        let result: Result<Option<Pod>, Status> = match request.op {
+            Some(sync_request::Op::Apply(pod)) => validate::apply(pod)
+                .map_err(Status::from)
+                .and_then(|apply| self.store.apply(apply).map_err(Status::from))
+                .map(|pod| Some(Pod::clone(&pod))),
+            Some(sync_request::Op::Delete(pod)) => validate::delete(&pod)
+                .map_err(Status::from)
+                .and_then(|key| self.store.delete(&key).map_err(Status::from))
+                .map(|pod| Some(Pod::clone(&pod))),
+            Some(sync_request::Op::Subscribe(_)) if subscription.is_some() => {
+                Err(Status::failed_precondition(
+                    "subscribe: this session is already subscribed; open a new session to \
+                     watch another namespace",
+                ))
+            }
+            Some(sync_request::Op::Subscribe(subscribe)) => {
+                validate::namespace_filter("subscribe.namespace", &subscribe.namespace)
+                    .map_err(Status::from)
+                    .and_then(|namespace| {
+                        self.store
+                            .watch(namespace, subscribe.resource_version)
+                            .map_err(Status::from)
+                    })
+                    .map(|watcher| {
+                        *subscription = Some(watcher);
+                        None
+                    })
+            }
+            None => Err(Invalid::new("op", "must be one of apply, delete or subscribe").into()),
+        };
+        match result {
+            Ok(pod) => SyncAck {
+                id: request.id,
+                code: 0,
+                message: String::new(),
+                pod,
+            },
+            Err(status) => SyncAck {
+                id: request.id,
+                code: i32::from(status.code()) as u32,
+                message: status.message().to_owned(),
+                pod: None,
+            },
+        }
+    }
+}
+
+enum Next {
+    Change(Result<Arc<Pod>, WatchEnd>),
+    Request(Result<Option<SyncRequest>, Status>),
+}
+
+/// The next change for a watch, or its end; never resolves for a session
+/// that is not subscribed (until shutdown).
+async fn next_change(
+    watcher: Option<&mut Watcher>,
+    shutdown: &CancellationToken,
+) -> Result<Arc<Pod>, WatchEnd> {
+    let Some(watcher) = watcher else {
+        shutdown.cancelled().await;
+        return Err(WatchEnd::Closed { last_version: 0 });
+    };
+    tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => Err(WatchEnd::Closed { last_version: watcher.last_version() }),
+        next = watcher.next() => next,
+    }
+}
+
+fn change_event(pod: &Pod) -> SyncEvent {
+    SyncEvent {
+        event: Some(sync_event::Event::Change(pod.clone())),
+    }
+}

@@ -1,0 +1,241 @@
+//! Request validation: the one place where wire messages become domain values.
+//!
+//! Every handler calls these functions first, so the store only ever sees
+//! well-formed names and values. Each error names the field (as a path into
+//! the request, e.g. `apply.name`) and the rule it broke, and maps to
+//! `INVALID_ARGUMENT`.
+
+use std::fmt;
+
+use crate::pb;
+use crate::store::{ApplyPod, PodKey};
+
+/// The namespace used when a request leaves it empty.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// The status given to a pod applied without one.
+pub const DEFAULT_STATUS: &str = "Pending";
+
+/// Longest accepted DNS-1123 label, in bytes.
+pub const MAX_LABEL_BYTES: usize = 63;
+
+/// Longest accepted pod status, in bytes.
+pub const MAX_STATUS_BYTES: usize = 32;
+
+/// A field that broke a rule. Converts to `INVALID_ARGUMENT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub field: String,
+    pub rule: String,
+}
+
+impl Invalid {
+    pub fn new(field: impl Into<String>, rule: impl Into<String>) -> Self {
+        Invalid {
+            field: field.into(),
+            rule: rule.into(),
+        }
+    }
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {}: {}", self.field, self.rule)
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+impl From<Invalid> for tonic::Status {
+    fn from(err: Invalid) -> Self {
+        tonic::Status::invalid_argument(err.to_string())
+    }
+}
+
+/// Checks that `value` is a DNS-1123 label, as Kubernetes requires of
+/// namespace and pod names.
+pub fn dns_label(field: &str, value: &str) -> Result<(), Invalid> {
+    let rule = "must be a DNS-1123 label: 1 to 63 lowercase letters, digits or '-', \
+                starting and ending with a letter or digit";
+    let bytes = value.as_bytes();
+    let well_formed = !bytes.is_empty()
+        && bytes.len() <= MAX_LABEL_BYTES
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.first() != Some(&b'-')
+        && bytes.last() != Some(&b'-');
+    if well_formed {
+        Ok(())
+    } else {
+        Err(Invalid::new(field, format!("{} ({})", rule, describe(value))))
+    }
+}
+
+/// A namespace on a write or a single-pod read: empty means [`DEFAULT_NAMESPACE`].
+pub fn namespace(field: &str, value: &str) -> Result<String, Invalid> {
+    if value.is_empty() {
+        return Ok(DEFAULT_NAMESPACE.to_owned());
+    }
+    dns_label(field, value)?;
+    Ok(value.to_owned())
+}
+
+/// A namespace filter on a list or watch: empty means every namespace.
+pub fn namespace_filter(field: &str, value: &str) -> Result<Option<String>, Invalid> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    dns_label(field, value)?;
+    Ok(Some(value.to_owned()))
+}
+
+/// Names one pod: `prefix.namespace` (empty = default) and `prefix.<name_field>`.
+pub fn pod_key(
+    prefix: &str,
+    namespace_value: &str,
+    name_field: &str,
+    name_value: &str,
+) -> Result<PodKey, Invalid> {
+    let namespace = namespace(&join(prefix, "namespace"), namespace_value)?;
+    dns_label(&join(prefix, name_field), name_value)?;
+    Ok(PodKey::new(namespace, name_value))
+}
+
+/// Validates the `apply` of a SyncRequest.
+pub fn apply(pod: pb::Pod) -> Result<ApplyPod, Invalid> {
+    let key = pod_key("apply", &pod.namespace, "name", &pod.name)?;
+    let status = if pod.status.is_empty() {
+        DEFAULT_STATUS.to_owned()
+    } else {
+        status("apply.status", &pod.status)?;
+        pod.status
+    };
+    if pod.replicas < 0 {
+        return Err(Invalid::new(
+            "apply.replicas",
+            format!("must be >= 0 (got {})", pod.replicas),
+        ));
+    }
+    if pod.deleted {
+        return Err(Invalid::new(
+            "apply.deleted",
+            "must be false: use a delete op to delete a pod",
+        ));
+    }
+    Ok(ApplyPod {
+        key,
+        status,
+        replicas: pod.replicas,
+        expected_version: (pod.resource_version != 0).then_some(pod.resource_version),
+    })
+}
+
+/// Validates the `delete` of a SyncRequest.
+pub fn delete(pod: &pb::PodRef) -> Result<PodKey, Invalid> {
+    pod_key("delete", &pod.namespace, "name", &pod.name)
+}
+
+/// A pod status such as `Running` or `CrashLoopBackOff`.
+fn status(field: &str, value: &str) -> Result<(), Invalid> {
+    let ok = value.len() <= MAX_STATUS_BYTES
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Invalid::new(
+            field,
+            format!(
+                "must be 1 to {MAX_STATUS_BYTES} ASCII letters, digits or '-' ({})",
+                describe(value)
+            ),
+        ))
+    }
+}
+
+fn join(prefix: &str, field: &str) -> String {
+    if prefix.is_empty() {
+        field.to_owned()
+    } else {
+        format!("{prefix}.{field}")
+    }
+}
+
+/// Quotes a rejected value for an error message, shortened and escaped so that
+/// a hostile value cannot flood or garble the message.
+fn describe(value: &str) -> String {
+    const SHOWN: usize = 40;
+    if value.is_empty() {
+        return "got an empty string".to_owned();
+    }
+    let shown: String = value.chars().take(SHOWN).collect();
+    let more = if value.chars().count() > SHOWN {
+        "..."
+    } else {
+        ""
+    };
+    format!("got {:?}{more}, {} bytes", shown, value.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_labels() {
+        for good in ["a", "web-1", "0abc", &"x".repeat(63)] {
+            assert_eq!(dns_label("name", good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "Web",
+            "a_b",
+            "a.b",
+            "a/b",
+            "a\0b",
+            "ѕtaging", // Cyrillic look-alike
+            &"x".repeat(64),
+        ] {
+            let err = dns_label("name", bad).unwrap_err();
+            assert_eq!(err.field, "name");
+            assert!(err.rule.contains("DNS-1123"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn apply_defaults_and_rules() {
+        let ok = apply(pb::Pod {
+            name: "web".into(),
+            replicas: 2,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(ok.key, PodKey::new("default", "web"));
+        assert_eq!(ok.status, DEFAULT_STATUS);
+        assert_eq!(ok.expected_version, None);
+
+        let err = apply(pb::Pod {
+            name: "web".into(),
+            replicas: -1,
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(err.field, "apply.replicas");
+
+        let err = apply(pb::Pod {
+            name: "web".into(),
+            status: "Run ning".into(),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(err.field, "apply.status");
+    }
+
+    #[test]
+    fn long_values_are_shortened_in_messages() {
+        let err = dns_label("name", &"X".repeat(10_000)).unwrap_err();
+        assert!(err.to_string().len() < 300, "{err}");
+    }
+}

@@ -1,0 +1,145 @@
+//! Watchers: the consumer side of the store's change feed.
+//!
+//! A [`Watcher`] is registered by [`crate::store::Store::watch`] with a backlog
+//! (the current pods, or the retained changes after a version) and a receiver
+//! on the store's broadcast channel. It yields the backlog, then the live
+//! changes of its namespace, and remembers the last version it yielded so that
+//! an ended watch can say where to resume.
+//!
+//! Writers never wait for a watcher: the broadcast channel is a bounded ring,
+//! and a watcher that falls more than `watch_buffer` changes behind finds its
+//! place overwritten. It then ends with [`WatchEnd::Overflow`] rather than
+//! skipping changes silently.
+
+use std::collections::vec_deque::VecDeque;
+use std::sync::Arc;
+
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use crate::pb::Pod;
+use crate::store::matches;
+
+/// Why a watch ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchEnd {
+    /// The watcher fell too far behind; resume from `last_version`.
+    Overflow { last_version: u64 },
+    /// The store is gone (the server is stopping).
+    Closed { last_version: u64 },
+}
+
+impl WatchEnd {
+    /// The metadata key that carries the last delivered version in the
+    /// trailers of an ended watch, for clients that would rather not parse
+    /// the message.
+    pub const LAST_VERSION_KEY: &'static str = "last-resource-version";
+
+    pub fn last_version(&self) -> u64 {
+        match self {
+            WatchEnd::Overflow { last_version } | WatchEnd::Closed { last_version } => {
+                *last_version
+            }
+        }
+    }
+}
+
+impl From<WatchEnd> for tonic::Status {
+    fn from(end: WatchEnd) -> Self {
+        let mut status = match end {
+            WatchEnd::Overflow { last_version } => tonic::Status::resource_exhausted(format!(
+                "watcher fell too far behind and was dropped; last delivered \
+                 resource_version {last_version}: watch again from it"
+            )),
+            WatchEnd::Closed { last_version } => tonic::Status::unavailable(format!(
+                "server is stopping; last delivered resource_version {last_version}: \
+                 watch again from it"
+            )),
+        };
+        status
+            .metadata_mut()
+            .insert(WatchEnd::LAST_VERSION_KEY, end.last_version().into());
+        status
+    }
+}
+
+/// One registered watch. See the module docs.
+pub struct Watcher {
+    namespace: Option<String>,
+    backlog: VecDeque<Arc<Pod>>,
+    /// Whether the backlog is a snapshot of current pods (whose versions say
+    /// nothing about where a resumed watch should start) or retained changes.
+    backlog_is_snapshot: bool,
+    /// The store version at registration: what the watch reflects once the
+    /// backlog is delivered.
+    registered_at: u64,
+    changes: broadcast::Receiver<Arc<Pod>>,
+    last_version: u64,
+}
+
+impl Watcher {
+    /// `from` is the version the watch was asked to continue from (0 for a
+    /// snapshot), `registered_at` the store version when it registered.
+    pub(crate) fn new(
+        namespace: Option<String>,
+        backlog: Vec<Arc<Pod>>,
+        from: u64,
+        registered_at: u64,
+        changes: broadcast::Receiver<Arc<Pod>>,
+    ) -> Self {
+        Watcher {
+            namespace,
+            last_version: if backlog.is_empty() { registered_at } else { from },
+            backlog: backlog.into(),
+            backlog_is_snapshot: from == 0,
+            registered_at,
+            changes,
+        }
+    }
+
+    /// The version a new watch should continue from to pick up where this
+    /// one is: the last change yielded, or the version the backlog reflects.
+    pub fn last_version(&self) -> u64 {
+        self.last_version
+    }
+
+    /// The next pod or change for this watch. Cancel-safe.
+    pub async fn next(&mut self) -> Result<Arc<Pod>, WatchEnd> {
+        if let Some(pod) = self.backlog.pop_front() {
+            if self.backlog.is_empty() {
+                self.last_version = self.registered_at;
+            } else if !self.backlog_is_snapshot {
+                self.last_version = pod.resource_version;
+            }
+            return Ok(pod);
+        }
+        loop {
+            match self.changes.recv().await {
+                Ok(change) => {
+                    // Every change on the channel is newer than the backlog
+                    // (both were taken under the store's lock).
+                    self.last_version = change.resource_version;
+                    if matches(self.namespace.as_deref(), &change) {
+                        return Ok(change);
+                    }
+                }
+                Err(RecvError::Lagged(_)) => {
+                    return Err(WatchEnd::Overflow {
+                        last_version: self.last_version,
+                    });
+                }
+                Err(RecvError::Closed) => {
+                    return Err(WatchEnd::Closed {
+                        last_version: self.last_version,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The changes already published, without waiting: lets a sync session
+    /// deliver its own change before the ack of the op that made it.
+    pub fn try_next(&mut self) -> Option<Result<Arc<Pod>, WatchEnd>> {
+        use futures::FutureExt;
+        self.next().now_or_never()
+    }
+}

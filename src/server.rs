@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::pb::PodServiceServer;
 use crate::service::{DEFAULT_MAX_LINE_BYTES, PodService};
@@ -50,15 +50,16 @@ pub async fn serve(
     let service = PodServiceServer::new(service)
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
+    // Streams send many small messages: don't let Nagle hold them back.
+    // (The builder's `tcp_nodelay` only applies to listeners it binds itself.)
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = tonic::transport::Server::builder()
-        // Streams send many small messages: don't let Nagle hold them back.
-        .tcp_nodelay(true)
         // Notice peers that vanished without closing their connection.
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(service)
         .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
+            incoming,
             shutdown.clone().cancelled_owned(),
         );
     tokio::pin!(server);

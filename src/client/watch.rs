@@ -21,7 +21,7 @@ use crate::client::{code_name, status_error};
 use crate::pb::{ListPodsRequest, Pod, PodServiceClient};
 
 /// What happened to a pod.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
     Added,
     Modified,

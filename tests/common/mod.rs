@@ -1,0 +1,253 @@
+//! A real server on an ephemeral loopback port, for the end-to-end tests.
+
+#![allow(dead_code)] // each test crate uses a different part of this
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pod_service::pb::{
+    ListPodsRequest, Pod, PodRef, PodServiceClient, SyncAck, SyncEvent, SyncRequest, sync_event,
+    sync_request,
+};
+use pod_service::server::{self, ServerConfig};
+use pod_service::shutdown::Shutdown;
+use pod_service::store::{ApplyPod, PodKey, Store, StoreConfig};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+use tonic::transport::Channel;
+
+/// Long enough for any step of a test on a loaded 2-core machine; a hang
+/// becomes a failure instead of a stuck suite.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub store: Arc<Store>,
+    config: ServerConfig,
+    shutdown: Shutdown,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// An empty store with default limits.
+    pub async fn start() -> Self {
+        Self::start_with(StoreConfig::default(), ServerConfig::default()).await
+    }
+
+    pub async fn start_with(store: StoreConfig, config: ServerConfig) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let mut server = TestServer {
+            addr: listener.local_addr().expect("local addr"),
+            store: Arc::new(Store::new(store)),
+            config,
+            shutdown: Shutdown::new(),
+            task: None,
+        };
+        server.spawn(listener);
+        server
+    }
+
+    fn spawn(&mut self, listener: TcpListener) {
+        let (store, config, shutdown) = (
+            Arc::clone(&self.store),
+            self.config.clone(),
+            self.shutdown.clone(),
+        );
+        self.task = Some(tokio::spawn(async move {
+            server::serve(listener, store, config, shutdown)
+                .await
+                .expect("server failed");
+        }));
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn client(&self) -> PodServiceClient<Channel> {
+        PodServiceClient::connect(self.url()).await.expect("connect")
+    }
+
+    /// Shuts the server down (streams end with UNAVAILABLE) and waits for it.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(PATIENCE, task)
+                .await
+                .expect("server did not stop")
+                .expect("server task panicked");
+        }
+    }
+
+    /// Serves the same store again on the same port, as a restarted server would.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.shutdown = Shutdown::new();
+        let listener = TcpListener::bind(self.addr).await.expect("rebind");
+        self.spawn(listener);
+    }
+
+    /// Applies a pod directly to the store (bypassing gRPC).
+    pub fn apply(&self, namespace: &str, name: &str, status: &str, replicas: i32) -> Arc<Pod> {
+        self.store
+            .apply(ApplyPod {
+                key: PodKey::new(namespace, name),
+                status: status.into(),
+                replicas,
+                expected_version: None,
+            })
+            .expect("apply")
+    }
+
+    /// Waits until the store has exactly `n` watchers (registered or freed).
+    pub async fn await_watchers(&self, n: usize) {
+        eventually(|| self.store.watcher_count() == n, "watcher count").await;
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Polls a condition that some event will make true, failing after [`PATIENCE`].
+pub async fn eventually(mut condition: impl FnMut() -> bool, what: &str) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Awaits a future, failing after [`PATIENCE`].
+pub async fn within<F: std::future::Future>(what: &str, future: F) -> F::Output {
+    tokio::time::timeout(PATIENCE, future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+pub fn list_request(namespace: &str, resource_version: u64) -> ListPodsRequest {
+    ListPodsRequest {
+        namespace: namespace.into(),
+        resource_version,
+    }
+}
+
+pub fn pod(namespace: &str, name: &str, status: &str, replicas: i32) -> Pod {
+    Pod {
+        name: name.into(),
+        namespace: namespace.into(),
+        status: status.into(),
+        replicas,
+        resource_version: 0,
+        deleted: false,
+    }
+}
+
+/// A SyncPods session driven from the test.
+pub struct Session {
+    requests: Option<mpsc::Sender<SyncRequest>>,
+    pub events: Streaming<SyncEvent>,
+    next_id: u64,
+}
+
+impl Session {
+    pub async fn open(client: &mut PodServiceClient<Channel>) -> Self {
+        let (requests, outbound) = mpsc::channel(1024);
+        let events = client
+            .sync_pods(ReceiverStream::new(outbound))
+            .await
+            .expect("sync_pods")
+            .into_inner();
+        Session {
+            requests: Some(requests),
+            events,
+            next_id: 0,
+        }
+    }
+
+    /// Sends an op; returns its id.
+    pub async fn send(&mut self, op: sync_request::Op) -> u64 {
+        self.next_id += 1;
+        let request = SyncRequest {
+            id: self.next_id,
+            op: Some(op),
+        };
+        self.requests
+            .as_ref()
+            .expect("session is half-closed")
+            .send(request)
+            .await
+            .expect("send");
+        self.next_id
+    }
+
+    pub async fn send_raw(&mut self, request: SyncRequest) {
+        self.requests
+            .as_ref()
+            .expect("session is half-closed")
+            .send(request)
+            .await
+            .expect("send");
+    }
+
+    pub fn half_close(&mut self) {
+        self.requests = None;
+    }
+
+    pub async fn next_event(&mut self) -> Option<sync_event::Event> {
+        within("a sync event", self.events.message())
+            .await
+            .expect("sync stream failed")
+            .map(|event| event.event.expect("empty event"))
+    }
+
+    pub async fn next_ack(&mut self) -> SyncAck {
+        match self.next_event().await {
+            Some(sync_event::Event::Ack(ack)) => ack,
+            other => panic!("expected an ack, got {other:?}"),
+        }
+    }
+
+    pub async fn next_change(&mut self) -> Pod {
+        match self.next_event().await {
+            Some(sync_event::Event::Change(pod)) => pod,
+            other => panic!("expected a change, got {other:?}"),
+        }
+    }
+
+    /// Sends an op and returns its ack, skipping changes that come before it.
+    pub async fn call(&mut self, op: sync_request::Op) -> SyncAck {
+        let id = self.send(op).await;
+        loop {
+            match self.next_event().await {
+                Some(sync_event::Event::Ack(ack)) => {
+                    assert_eq!(ack.id, id, "acks come in order");
+                    return ack;
+                }
+                Some(sync_event::Event::Change(_)) => {}
+                None => panic!("stream ended before ack {id}"),
+            }
+        }
+    }
+
+    pub async fn apply(&mut self, pod: Pod) -> SyncAck {
+        self.call(sync_request::Op::Apply(pod)).await
+    }
+
+    pub async fn delete(&mut self, namespace: &str, name: &str) -> SyncAck {
+        self.call(sync_request::Op::Delete(PodRef {
+            namespace: namespace.into(),
+            name: name.into(),
+        }))
+        .await
+    }
+}

@@ -1,0 +1,451 @@
+//! WatchPods end to end: snapshot, resume, ordering under concurrent writers,
+//! OUT_OF_RANGE, slow watchers, departed clients, shutdown, and the
+//! resumable client watch.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+
+use common::{Session, TestServer, list_request, pod, within};
+use pod_service::client::watch::{EventKind, PodWatch, WatchUpdate};
+use pod_service::pb::{Pod, PodServiceClient, sync_request};
+use pod_service::server::ServerConfig;
+use pod_service::store::StoreConfig;
+use pod_service::watch::WatchEnd;
+use tonic::transport::Channel;
+use tonic::{Code, Status, Streaming};
+
+async fn watch(
+    client: &mut PodServiceClient<Channel>,
+    namespace: &str,
+    from: u64,
+) -> Result<Streaming<Pod>, Status> {
+    client
+        .watch_pods(list_request(namespace, from))
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn next(stream: &mut Streaming<Pod>) -> Pod {
+    within("a watched pod", stream.message())
+        .await
+        .expect("watch failed")
+        .expect("watch ended")
+}
+
+fn names(pods: &[Pod]) -> Vec<String> {
+    pods.iter()
+        .map(|p| format!("{}/{}@{}", p.namespace, p.name, p.resource_version))
+        .collect()
+}
+
+#[tokio::test]
+async fn snapshot_then_live_changes_of_one_namespace() {
+    let server = TestServer::start().await;
+    server.apply("prod", "web", "Running", 2); // v1
+    server.apply("dev", "web", "Running", 1); // v2
+    server.apply("prod", "api", "Running", 1); // v3
+    let mut client = server.client().await;
+    let mut stream = watch(&mut client, "prod", 0).await.unwrap();
+
+    let snapshot = [next(&mut stream).await, next(&mut stream).await];
+    assert_eq!(names(&snapshot), ["prod/api@3", "prod/web@1"]);
+
+    server.apply("dev", "web", "Failed", 0); // v4: other namespace, not seen
+    server.apply("prod", "web", "Pending", 3); // v5
+    let mut session = Session::open(&mut client).await;
+    assert_eq!(session.delete("prod", "api").await.code, 0); // v6
+
+    let modified = next(&mut stream).await;
+    assert_eq!(
+        (modified.resource_version, modified.status.as_str(), modified.replicas),
+        (5, "Pending", 3)
+    );
+    let deleted = next(&mut stream).await;
+    assert_eq!(
+        (deleted.name.as_str(), deleted.resource_version, deleted.deleted),
+        ("api", 6, true)
+    );
+}
+
+#[tokio::test]
+async fn watch_from_a_version_gets_exactly_the_later_changes() {
+    let server = TestServer::start().await;
+    for replicas in 0..10 {
+        server.apply("a", "web", "Running", replicas); // v1..v10
+    }
+    let mut client = server.client().await;
+    let mut stream = watch(&mut client, "", 4).await.unwrap();
+    for version in 5..=10 {
+        assert_eq!(next(&mut stream).await.resource_version, version);
+    }
+    server.apply("b", "db", "Running", 1);
+    assert_eq!(next(&mut stream).await.resource_version, 11);
+
+    // At the current version: nothing old, only what comes next.
+    let mut stream = watch(&mut client, "", 11).await.unwrap();
+    server.apply("b", "db", "Running", 2);
+    assert_eq!(next(&mut stream).await.resource_version, 12);
+}
+
+/// Many writers at once: every watcher sees every change exactly once, in
+/// version order, with no gap; a namespace watcher sees exactly its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_no_gap_no_repeat() {
+    const WRITERS: u64 = 8;
+    const OPS: u64 = 150;
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let start = server.store.version();
+    let mut all = watch(&mut client, "", start).await.unwrap();
+    let mut all_from_zero = watch(&mut client, "", 0).await.unwrap();
+    let mut ns3 = watch(&mut client, "ns-3", start).await.unwrap();
+
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let mut client = client.clone();
+            tokio::spawn(async move {
+                let mut session = Session::open(&mut client).await;
+                for i in 0..OPS {
+                    let ack = session
+                        .apply(pod(&format!("ns-{w}"), &format!("pod-{}", i % 5), "Running", i as i32))
+                        .await;
+                    assert_eq!(ack.code, 0, "{}", ack.message);
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        within("writers", writer).await.unwrap();
+    }
+
+    let total = WRITERS * OPS;
+    for version in start + 1..=start + total {
+        assert_eq!(next(&mut all).await.resource_version, version);
+        assert_eq!(next(&mut all_from_zero).await.resource_version, version);
+    }
+    let mut last = 0;
+    for _ in 0..OPS {
+        let change = next(&mut ns3).await;
+        assert_eq!(change.namespace, "ns-3");
+        assert!(change.resource_version > last, "in version order");
+        last = change.resource_version;
+    }
+    // Nothing more is pending for the namespace watcher: a new change in
+    // ns-3 is the very next thing it gets.
+    let marker = server.apply("ns-3", "marker", "Running", 1);
+    assert_eq!(next(&mut ns3).await.resource_version, marker.resource_version);
+}
+
+/// ListPods, then WatchPods from the list's version, while writers run:
+/// list + changes equals the final state (the Kubernetes list-watch contract).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_then_watch_is_a_consistent_cache() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let writer = {
+        let mut client = client.clone();
+        tokio::spawn(async move {
+            let mut session = Session::open(&mut client).await;
+            for i in 0..300 {
+                let name = format!("pod-{}", i % 17);
+                let ack = if i % 7 == 6 {
+                    session.delete("default", &name).await
+                } else {
+                    session.apply(pod("default", &name, "Running", i)).await
+                };
+                assert!(ack.code == 0 || ack.code == Code::NotFound as u32);
+            }
+        })
+    };
+    // List somewhere in the middle of the writes.
+    common::eventually(|| server.store.version() >= 50, "some writes").await;
+    let list = client.list_pods(list_request("", 0)).await.unwrap().into_inner();
+    let mut cache: BTreeMap<String, Pod> =
+        list.pods.into_iter().map(|p| (p.name.clone(), p)).collect();
+    let mut stream = watch(&mut client, "", list.resource_version).await.unwrap();
+    within("writer", writer).await.unwrap();
+
+    let end = server.store.version();
+    let mut version = list.resource_version;
+    while version < end {
+        let change = next(&mut stream).await;
+        assert_eq!(change.resource_version, version + 1, "no gap, no repeat");
+        version = change.resource_version;
+        if change.deleted {
+            assert!(cache.remove(&change.name).is_some(), "deleted pod was known");
+        } else {
+            cache.insert(change.name.clone(), change);
+        }
+    }
+    let fresh = client.list_pods(list_request("", 0)).await.unwrap().into_inner();
+    assert_eq!(cache.into_values().collect::<Vec<_>>(), fresh.pods);
+}
+
+#[tokio::test]
+async fn a_dropped_stream_resumes_from_its_last_version() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let mut stream = watch(&mut client, "", 0).await.unwrap();
+    for i in 0..5 {
+        server.apply("a", &format!("p{i}"), "Running", 1);
+    }
+    let mut last = 0;
+    for _ in 0..3 {
+        last = next(&mut stream).await.resource_version;
+    }
+    drop(stream);
+    for i in 5..8 {
+        server.apply("a", &format!("p{i}"), "Running", 1);
+    }
+    let mut stream = watch(&mut client, "", last).await.unwrap();
+    for version in last + 1..=8 {
+        assert_eq!(next(&mut stream).await.resource_version, version);
+    }
+}
+
+#[tokio::test]
+async fn versions_outside_the_history_are_out_of_range() {
+    let server = TestServer::start_with(
+        StoreConfig {
+            history: 5,
+            ..StoreConfig::default()
+        },
+        ServerConfig::default(),
+    )
+    .await;
+    for replicas in 0..20 {
+        server.apply("a", "web", "Running", replicas); // v1..v20, v16..v20 retained
+    }
+    let mut client = server.client().await;
+    for from in [1, 14, 21, 1000] {
+        let status = watch(&mut client, "", from).await.unwrap_err();
+        assert_eq!(status.code(), Code::OutOfRange, "from {from}");
+        assert!(
+            status.message().contains(&format!("resource_version {from}"))
+                && status.message().contains("list again"),
+            "{}",
+            status.message()
+        );
+    }
+    let mut stream = watch(&mut client, "", 15).await.unwrap();
+    assert_eq!(next(&mut stream).await.resource_version, 16);
+}
+
+/// A watcher that stops reading neither blocks a writer nor makes the server
+/// buffer without bound: it is dropped with RESOURCE_EXHAUSTED naming the
+/// last version it got, and can resume from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_watcher_does_not_hold_up_writers() {
+    const CHANGES: u64 = 8_000;
+    let server = TestServer::start_with(
+        StoreConfig {
+            watch_buffer: 16,
+            history: 100_000,
+            ..StoreConfig::default()
+        },
+        ServerConfig::default(),
+    )
+    .await;
+    let mut client = server.client().await;
+    // The slow client gets a stream window of 64 KiB (tonic's is 2 MiB), so
+    // that what the transport absorbs is small next to the changes. (Its
+    // connection window stays large: h2 treats many small unread DATA frames
+    // against a small connection window as a flood.)
+    let channel = tonic::transport::Endpoint::from_shared(server.url())
+        .unwrap()
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(8 << 20)
+        .connect()
+        .await
+        .unwrap();
+    let mut slow = watch(&mut PodServiceClient::new(channel), "", 0)
+        .await
+        .unwrap();
+    let mut fast = watch(&mut client, "", 0).await.unwrap();
+    server.await_watchers(2).await;
+
+    // The writer: one session, ops in batches of 8, every ack awaited. The
+    // fast watcher reads each batch before the next is sent, so it is never
+    // more than 8 changes behind (its buffer is 16), while the slow one
+    // reads nothing at all.
+    let mut session = Session::open(&mut client).await;
+    for batch in 0..CHANGES / 8 {
+        for i in 0..8 {
+            let replicas = (batch * 8 + i) as i32;
+            session
+                .send(sync_request::Op::Apply(pod("a", "web", "Running", replicas)))
+                .await;
+        }
+        for i in 1..=8 {
+            assert_eq!(session.next_ack().await.code, 0);
+            assert_eq!(next(&mut fast).await.resource_version, batch * 8 + i);
+        }
+    }
+
+    // Only now does the slow watcher read: what was in flight, then the end.
+    let mut received = 0;
+    let status = loop {
+        match within("the slow watcher", slow.message()).await {
+            Ok(Some(change)) => {
+                assert_eq!(change.resource_version, received + 1, "no gap before the end");
+                received = change.resource_version;
+            }
+            Ok(None) => panic!("slow watcher ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?} after {received}");
+    assert!(received < CHANGES, "the slow watcher was cut off");
+    assert!(
+        status
+            .message()
+            .contains(&format!("last delivered resource_version {received}")),
+        "{}",
+        status.message()
+    );
+    let trailer = status.metadata().get(WatchEnd::LAST_VERSION_KEY).unwrap();
+    assert_eq!(trailer.to_str().unwrap(), received.to_string());
+
+    let mut resumed = watch(&mut client, "", received).await.unwrap();
+    for version in received + 1..=CHANGES {
+        assert_eq!(next(&mut resumed).await.resource_version, version);
+    }
+}
+
+#[tokio::test]
+async fn a_departed_client_frees_its_watcher() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let stream = watch(&mut client, "", 0).await.unwrap();
+    let mut session = Session::open(&mut client).await;
+    let ack = session
+        .call(sync_request::Op::Subscribe(Default::default()))
+        .await;
+    assert_eq!(ack.code, 0);
+    server.await_watchers(2).await;
+
+    drop(stream);
+    server.await_watchers(1).await;
+    drop(session);
+    server.await_watchers(0).await;
+
+    // A whole connection going away frees its watchers too.
+    let mut other = server.client().await;
+    let streams = [
+        watch(&mut other, "", 0).await.unwrap(),
+        watch(&mut other, "a", 0).await.unwrap(),
+    ];
+    server.await_watchers(2).await;
+    drop((other, streams));
+    server.await_watchers(0).await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_watches_with_unavailable() {
+    let mut server = TestServer::start().await;
+    server.apply("a", "web", "Running", 1);
+    let mut client = server.client().await;
+    let mut stream = watch(&mut client, "", 0).await.unwrap();
+    next(&mut stream).await;
+    server.stop().await;
+    let status = within("the end of the watch", stream.message())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    let trailer = status.metadata().get(WatchEnd::LAST_VERSION_KEY).unwrap();
+    assert_eq!(trailer.to_str().unwrap(), "1");
+}
+
+/// Skips the notices of a client watch that is waiting for the server.
+async fn next_update(watch: &mut PodWatch) -> WatchUpdate {
+    loop {
+        match within("a watch update", watch.next()).await.unwrap() {
+            WatchUpdate::Interrupted { .. } => continue,
+            update => return update,
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_client_watch_rides_through_a_server_restart() {
+    let mut server = TestServer::start().await;
+    server.apply("a", "web", "Running", 1);
+    let client = pod_service::client::connect_lazy(&server.url()).unwrap();
+    let mut watch = PodWatch::new(client, "");
+    let WatchUpdate::Listed(listed) = next_update(&mut watch).await else {
+        panic!("a watch starts with a list");
+    };
+    assert_eq!(listed.len(), 1);
+    server.apply("a", "web", "Running", 2); // v2
+    let WatchUpdate::Changed(change) = next_update(&mut watch).await else {
+        panic!("expected a change");
+    };
+    assert_eq!((change.kind, change.pod.resource_version), (EventKind::Modified, 2));
+
+    server.stop().await;
+    assert!(matches!(
+        within("the interruption", watch.next()).await.unwrap(),
+        WatchUpdate::Interrupted { .. }
+    ));
+    // Changes while the server is down are in its history.
+    server.apply("a", "db", "Running", 1); // v3
+    server.store.delete(&pod_service::store::PodKey::new("a", "web")).unwrap(); // v4
+    server.restart().await;
+
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match next_update(&mut watch).await {
+            WatchUpdate::Changed(event) => seen.push((event.kind, event.pod.resource_version)),
+            other => panic!("expected changes only, got {other:?}"),
+        }
+    }
+    assert_eq!(seen, [(EventKind::Added, 3), (EventKind::Deleted, 4)]);
+    server.apply("a", "db", "Running", 2); // v5: the next one is the live one
+    let WatchUpdate::Changed(change) = next_update(&mut watch).await else {
+        panic!("expected a change");
+    };
+    assert_eq!(change.pod.resource_version, 5);
+}
+
+#[tokio::test]
+async fn the_client_watch_relists_when_too_far_behind() {
+    let mut server = TestServer::start_with(
+        StoreConfig {
+            history: 3,
+            ..StoreConfig::default()
+        },
+        ServerConfig::default(),
+    )
+    .await;
+    server.apply("a", "stays", "Running", 1);
+    server.apply("a", "changes", "Running", 1);
+    server.apply("a", "goes", "Running", 1);
+    let client = pod_service::client::connect_lazy(&server.url()).unwrap();
+    let mut watch = PodWatch::new(client, "a");
+    assert!(matches!(next_update(&mut watch).await, WatchUpdate::Listed(l) if l.len() == 3));
+
+    server.stop().await;
+    server.apply("a", "changes", "Pending", 5);
+    server.store.delete(&pod_service::store::PodKey::new("a", "goes")).unwrap();
+    for i in 0..10 {
+        server.apply("a", "new", "Running", i); // pushes the rest out of the history
+    }
+    server.restart().await;
+
+    let WatchUpdate::Listed(diff) = next_update(&mut watch).await else {
+        panic!("expected a re-list");
+    };
+    let diff: HashSet<(EventKind, String)> = diff
+        .into_iter()
+        .map(|e| (e.kind, e.pod.name))
+        .collect();
+    let expected: HashSet<(EventKind, String)> = [
+        (EventKind::Modified, "changes".to_owned()),
+        (EventKind::Deleted, "goes".to_owned()),
+        (EventKind::Added, "new".to_owned()),
+    ]
+    .into();
+    assert_eq!(diff, expected);
+    assert_eq!(watch.pods().count(), 3);
+}

@@ -92,6 +92,12 @@ impl PodLog {
         }
     }
 
+    /// The cursor after the newest line: the number of lines ever appended.
+    pub fn end_cursor(&self) -> u64 {
+        let buffer = self.lock();
+        buffer.first + buffer.lines.len() as u64
+    }
+
     /// Up to one batch of lines from `cursor` on.
     pub fn read(&self, cursor: u64) -> Batch {
         let buffer = self.lock();

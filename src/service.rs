@@ -104,7 +104,11 @@ impl pb::PodService for PodService {
                 ),
             )
         };
-        while let Some(chunk) = chunks.message().await.map_err(|s| failed(&summary, s))? {
+        while let Some(chunk) = chunks
+            .message()
+            .await
+            .map_err(|status| failed(&summary, inbound_error(status)))?
+        {
             let (log, bytes) = self
                 .check_chunk(&chunk)
                 .map_err(|status| failed(&summary, status))?;
@@ -187,8 +191,12 @@ impl pb::PodService for PodService {
                     }
                     // Half-close: every op has been acked already.
                     Next::Request(Ok(None)) => break,
-                    // The client is gone; nobody would read a status.
-                    Next::Request(Err(_)) => break,
+                    // A message that could not be read (too large, or the
+                    // client is gone, in which case nobody reads this).
+                    Next::Request(Err(status)) => {
+                        yield Err(inbound_error(status));
+                        break;
+                    }
                     Next::Request(Ok(Some(request))) => request,
                 };
                 let was_subscribed = subscription.is_some();
@@ -322,6 +330,17 @@ async fn next_change(
         biased;
         _ = shutdown.cancelled() => Err(WatchEnd::Closed { last_version: watcher.last_version() }),
         next = watcher.next() => next,
+    }
+}
+
+/// The status for a request message the transport could not read. tonic
+/// reports an oversized message as `OUT_OF_RANGE`; gRPC's own servers use
+/// `RESOURCE_EXHAUSTED`, which is what clients expect.
+fn inbound_error(status: Status) -> Status {
+    if status.code() == tonic::Code::OutOfRange {
+        Status::resource_exhausted(status.message())
+    } else {
+        status
     }
 }
 

@@ -1,0 +1,132 @@
+//! ListPods (unary) end to end, and compatibility with clients generated
+//! from the original tutorial's proto.
+
+mod common;
+
+use common::{TestServer, list_request, within};
+use pod_service::pb::LogChunk;
+use pod_service::sample;
+use tonic::Code;
+
+/// The client a user of the original tutorial has: generated from
+/// `tests/fixtures/tutorial_pod.proto` (fields 1-4, two RPCs) by `build.rs`.
+mod tutorial {
+    include!(concat!(env!("OUT_DIR"), "/tutorial/infra.rs"));
+}
+
+async fn sample_server() -> TestServer {
+    let server = TestServer::start().await;
+    sample::load(&server.store, sample::sample());
+    server
+}
+
+#[tokio::test]
+async fn lists_every_pod_sorted_with_the_store_version() {
+    let server = sample_server().await;
+    let mut client = server.client().await;
+    let list = client.list_pods(list_request("", 0)).await.unwrap().into_inner();
+    let mut expected: Vec<(String, String)> = sample::SAMPLE_PODS
+        .iter()
+        .map(|(ns, name, ..)| (ns.to_string(), name.to_string()))
+        .collect();
+    expected.sort();
+    let got: Vec<(String, String)> = list
+        .pods
+        .iter()
+        .map(|p| (p.namespace.clone(), p.name.clone()))
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(list.resource_version, sample::SAMPLE_PODS.len() as u64);
+    assert!(list.pods.iter().all(|p| p.resource_version > 0 && !p.deleted));
+}
+
+#[tokio::test]
+async fn lists_one_namespace() {
+    let server = sample_server().await;
+    let mut client = server.client().await;
+    let list = client
+        .list_pods(list_request("production", 0))
+        .await
+        .unwrap()
+        .into_inner();
+    let names: Vec<&str> = list.pods.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["api", "postgres", "web"]);
+    assert!(list.pods.iter().all(|p| p.namespace == "production"));
+
+    let empty = client
+        .list_pods(list_request("nothing-here", 0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(empty.pods.is_empty());
+}
+
+#[tokio::test]
+async fn an_invalid_namespace_filter_is_refused() {
+    let server = sample_server().await;
+    let mut client = server.client().await;
+    for bad in ["Production", "prod/../etc", "a b", &"n".repeat(64)] {
+        let status = client.list_pods(list_request(bad, 0)).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{bad}");
+        assert!(
+            status.message().starts_with("invalid namespace: must be a DNS-1123 label"),
+            "{}",
+            status.message()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_tutorial_client_keeps_working() {
+    let server = sample_server().await;
+    let mut client = tutorial::pod_service_client::PodServiceClient::connect(server.url())
+        .await
+        .unwrap();
+    let list = client
+        .list_pods(tutorial::ListPodsRequest {
+            namespace: "production".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.pods.len(), 3);
+    assert_eq!(
+        list.pods[0],
+        tutorial::Pod {
+            name: "api".into(),
+            namespace: "production".into(),
+            status: "Running".into(),
+            replicas: 3,
+        }
+    );
+
+    // WatchPods{}: every pod, then live changes (the stream stays open).
+    let mut watch = client
+        .watch_pods(tutorial::ListPodsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    for _ in sample::SAMPLE_PODS {
+        within("a pod", watch.message()).await.unwrap().unwrap();
+    }
+    server.apply("default", "late", "Running", 1);
+    let late = within("a change", watch.message()).await.unwrap().unwrap();
+    assert_eq!(late.name, "late");
+}
+
+#[tokio::test]
+async fn an_oversized_message_is_refused_and_the_server_goes_on() {
+    let server = sample_server().await;
+    let mut client = server.client().await;
+    let huge = LogChunk {
+        namespace: "default".into(),
+        pod: "hello-world".into(),
+        lines: vec!["x".repeat(1000); 5_000], // 5 MB > the 4 MiB limit
+    };
+    let status = client
+        .upload_logs(tokio_stream::iter([huge]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{}", status.message());
+    assert!(client.list_pods(list_request("", 0)).await.is_ok());
+}

@@ -1,0 +1,191 @@
+//! UploadLogs (client streaming) and GetLogs (server streaming) end to end.
+
+mod common;
+
+use common::{PATIENCE, TestServer, within};
+use pod_service::pb::{GetLogsRequest, LogChunk, PodServiceClient, UploadLogsResponse};
+use pod_service::server::ServerConfig;
+use pod_service::store::{PodKey, StoreConfig};
+use tonic::transport::Channel;
+use tonic::{Code, Status, Streaming};
+
+fn chunk(namespace: &str, pod: &str, lines: Vec<String>) -> LogChunk {
+    LogChunk {
+        namespace: namespace.into(),
+        pod: pod.into(),
+        lines,
+    }
+}
+
+async fn upload(
+    client: &mut PodServiceClient<Channel>,
+    chunks: Vec<LogChunk>,
+) -> Result<UploadLogsResponse, Status> {
+    client
+        .upload_logs(tokio_stream::iter(chunks))
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn get_logs(
+    client: &mut PodServiceClient<Channel>,
+    pod: &str,
+    follow: bool,
+    tail_lines: u32,
+) -> Result<Streaming<LogChunk>, Status> {
+    client
+        .get_logs(GetLogsRequest {
+            namespace: "default".into(),
+            pod: pod.into(),
+            follow,
+            tail_lines,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Reads a finite log stream to its end.
+async fn read_all(stream: &mut Streaming<LogChunk>) -> Vec<String> {
+    let mut lines = Vec::new();
+    while let Some(chunk) = within("log lines", stream.message()).await.unwrap() {
+        assert!(!chunk.lines.is_empty(), "no empty chunks");
+        lines.extend(chunk.lines);
+    }
+    lines
+}
+
+fn numbered(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("line {i:06} {}", "x".repeat(i % 50))).collect()
+}
+
+#[tokio::test]
+async fn a_large_upload_is_counted_exactly_and_read_back_in_order() {
+    let server = TestServer::start().await;
+    server.apply("default", "web", "Running", 1);
+    let mut client = server.client().await;
+    let lines = numbered(0..150_000);
+    let bytes: u64 = lines.iter().map(|l| l.len() as u64).sum();
+    let chunks: Vec<LogChunk> = lines
+        .chunks(1_000)
+        .map(|c| chunk("", "web", c.to_vec()))
+        .collect();
+
+    let summary = upload(&mut client, chunks).await.unwrap();
+    assert_eq!(
+        (summary.chunks, summary.lines, summary.bytes),
+        (150, 150_000, bytes)
+    );
+    let mut stream = get_logs(&mut client, "web", false, 0).await.unwrap();
+    assert_eq!(read_all(&mut stream).await, lines);
+
+    let mut stream = get_logs(&mut client, "web", false, 3).await.unwrap();
+    assert_eq!(read_all(&mut stream).await, lines[149_997..]);
+}
+
+#[tokio::test]
+async fn an_empty_upload_is_fine() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    assert_eq!(upload(&mut client, vec![]).await.unwrap(), Default::default());
+}
+
+/// A chunk that breaks a rule fails the upload with a status naming the
+/// chunk, the rule and how many lines were stored before it; that chunk
+/// stores nothing.
+#[tokio::test]
+async fn upload_errors_say_what_was_stored() {
+    let server = TestServer::start_with(
+        StoreConfig::default(),
+        ServerConfig {
+            max_line_bytes: 100,
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    server.apply("default", "web", "Running", 1);
+    let mut client = server.client().await;
+    let good = || chunk("default", "web", numbered(0..10));
+    let cases = [
+        (chunk("default", "nope", vec!["a".into()]), Code::NotFound, "pod default/nope not found"),
+        (chunk("default", "Web", vec!["a".into()]), Code::InvalidArgument, "invalid pod: must be a DNS-1123 label"),
+        (chunk("bad/ns", "web", vec!["a".into()]), Code::InvalidArgument, "invalid namespace: must be a DNS-1123 label"),
+        (
+            chunk("default", "web", vec!["ok".into(), "y".repeat(101)]),
+            Code::InvalidArgument,
+            "invalid lines[1]: must be at most 100 bytes (got 101)",
+        ),
+        (
+            chunk("default", "web", vec!["a\nb".into()]),
+            Code::InvalidArgument,
+            "invalid lines[0]: must not contain a line break",
+        ),
+    ];
+    for (bad, code, rule) in cases {
+        let before = server.store.log(&PodKey::new("default", "web")).unwrap().end_cursor();
+        let status = upload(&mut client, vec![good(), good(), bad, good()])
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), code, "{}", status.message());
+        let message = status.message();
+        assert!(message.starts_with("chunk 3: "), "{message}");
+        assert!(message.contains(rule), "{message}");
+        assert!(message.ends_with("; 20 lines stored before this error"), "{message}");
+        // The two good chunks were stored; nothing of the bad one nor after it.
+        let after = server.store.log(&PodKey::new("default", "web")).unwrap().end_cursor();
+        assert_eq!(after - before, 20);
+    }
+}
+
+#[tokio::test]
+async fn get_logs_of_a_missing_or_invalid_pod() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let status = get_logs(&mut client, "ghost", false, 0).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    let status = get_logs(&mut client, "a_b", false, 0).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("invalid pod"), "{}", status.message());
+}
+
+#[tokio::test]
+async fn follow_streams_new_lines_until_the_pod_is_deleted() {
+    let server = TestServer::start().await;
+    server.apply("default", "web", "Running", 1);
+    let mut client = server.client().await;
+    upload(&mut client, vec![chunk("", "web", numbered(0..5))])
+        .await
+        .unwrap();
+
+    let mut follow = get_logs(&mut client, "web", true, 2).await.unwrap();
+    let first = within("stored lines", follow.message()).await.unwrap().unwrap();
+    assert_eq!(first.lines, numbered(3..5));
+
+    for round in 0..3 {
+        let lines = numbered(5 + round * 10..15 + round * 10);
+        upload(&mut client, vec![chunk("", "web", lines.clone())])
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        while got.len() < lines.len() {
+            got.extend(within("followed lines", follow.message()).await.unwrap().unwrap().lines);
+        }
+        assert_eq!(got, lines);
+    }
+
+    server.store.delete(&PodKey::new("default", "web")).unwrap();
+    let end = tokio::time::timeout(PATIENCE, follow.message()).await.unwrap();
+    assert!(matches!(end, Ok(None)), "follow ends cleanly: {end:?}");
+}
+
+#[tokio::test]
+async fn a_departed_follower_is_freed() {
+    let server = TestServer::start().await;
+    server.apply("default", "web", "Running", 1);
+    let log = server.store.log(&PodKey::new("default", "web")).unwrap();
+    let mut client = server.client().await;
+    let follow = get_logs(&mut client, "web", true, 0).await.unwrap();
+    // The follower's stream holds a handle on the log while it waits.
+    common::eventually(|| std::sync::Arc::strong_count(&log) == 3, "the follower").await;
+    drop(follow);
+    common::eventually(|| std::sync::Arc::strong_count(&log) == 2, "the follower to go").await;
+}

@@ -1,0 +1,246 @@
+//! SyncPods (bidirectional) end to end: acks, optimistic concurrency,
+//! validation, subscriptions and half-close.
+
+mod common;
+
+use common::{Session, TestServer, pod, within};
+use pod_service::pb::{Pod, PodRef, Subscribe, SyncRequest, sync_event, sync_request};
+use pod_service::server::ServerConfig;
+use pod_service::store::StoreConfig;
+use tonic::Code;
+
+fn subscribe(namespace: &str, resource_version: u64) -> sync_request::Op {
+    sync_request::Op::Subscribe(Subscribe {
+        namespace: namespace.into(),
+        resource_version,
+    })
+}
+
+#[tokio::test]
+async fn every_op_gets_one_ack_in_order() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let mut session = Session::open(&mut client).await;
+    // Pipelined: all ops sent before any ack is read.
+    let ops = [
+        sync_request::Op::Apply(pod("", "web", "Running", 2)),
+        sync_request::Op::Apply(pod("prod", "web", "", 1)),
+        sync_request::Op::Delete(PodRef {
+            namespace: "".into(),
+            name: "web".into(),
+        }),
+        sync_request::Op::Delete(PodRef {
+            namespace: "".into(),
+            name: "web".into(),
+        }),
+    ];
+    let mut ids = Vec::new();
+    for op in ops {
+        ids.push(session.send(op).await);
+    }
+    let acks = [
+        session.next_ack().await,
+        session.next_ack().await,
+        session.next_ack().await,
+        session.next_ack().await,
+    ];
+    assert_eq!(acks.iter().map(|a| a.id).collect::<Vec<_>>(), ids);
+
+    let created = acks[0].pod.as_ref().unwrap();
+    assert_eq!(
+        (created.namespace.as_str(), created.resource_version, acks[0].code),
+        ("default", 1, 0),
+        "an empty namespace means default"
+    );
+    let defaulted = acks[1].pod.as_ref().unwrap();
+    assert_eq!((defaulted.status.as_str(), defaulted.resource_version), ("Pending", 2));
+    let tombstone = acks[2].pod.as_ref().unwrap();
+    assert_eq!((tombstone.resource_version, tombstone.deleted), (3, true));
+    assert_eq!(acks[3].code, Code::NotFound as u32);
+    assert!(acks[3].message.contains("pod default/web not found"), "{}", acks[3].message);
+    assert!(acks[3].pod.is_none());
+}
+
+#[tokio::test]
+async fn apply_with_a_stale_version_is_aborted_and_changes_nothing() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let mut session = Session::open(&mut client).await;
+    let v1 = session.apply(pod("a", "web", "Running", 1)).await.pod.unwrap();
+
+    // Two writers read v1; the first update wins, the second conflicts.
+    let first = session
+        .apply(Pod { replicas: 2, resource_version: v1.resource_version, ..v1.clone() })
+        .await;
+    assert_eq!(first.code, 0);
+    let second = session
+        .apply(Pod { replicas: 3, resource_version: v1.resource_version, ..v1.clone() })
+        .await;
+    assert_eq!(second.code, Code::Aborted as u32);
+    assert!(
+        second.message.contains("resource_version 1 expected, but the pod is at 2"),
+        "{}",
+        second.message
+    );
+    // A version on a pod that does not exist is a conflict too.
+    let missing = session
+        .apply(Pod { resource_version: 5, ..pod("a", "ghost", "Running", 1) })
+        .await;
+    assert_eq!(missing.code, Code::Aborted as u32);
+    assert!(missing.message.contains("does not exist"), "{}", missing.message);
+
+    let list = server.store.list(None);
+    assert_eq!(list.version, 2, "the failed applies took no version");
+    assert_eq!(list.pods.len(), 1);
+    assert_eq!(list.pods[0].replicas, 2);
+}
+
+#[tokio::test]
+async fn invalid_ops_are_refused_with_the_field_and_rule() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let mut session = Session::open(&mut client).await;
+    let long = "a".repeat(64);
+    let cases: Vec<(sync_request::Op, &str)> = vec![
+        (sync_request::Op::Apply(pod("", "", "Running", 1)), "invalid apply.name: must be a DNS-1123 label"),
+        (sync_request::Op::Apply(pod("", "Web", "Running", 1)), "invalid apply.name"),
+        (sync_request::Op::Apply(pod("", "-web", "Running", 1)), "invalid apply.name"),
+        (sync_request::Op::Apply(pod("", "web-", "Running", 1)), "invalid apply.name"),
+        (sync_request::Op::Apply(pod("", "a/b", "Running", 1)), "invalid apply.name"),
+        (sync_request::Op::Apply(pod("", "a\0b", "Running", 1)), "invalid apply.name"),
+        (sync_request::Op::Apply(pod("", "wеb", "Running", 1)), "invalid apply.name"), // Cyrillic e
+        (sync_request::Op::Apply(pod("", &long, "Running", 1)), "invalid apply.name"),
+        (sync_request::Op::Apply(pod("Prod", "web", "Running", 1)), "invalid apply.namespace"),
+        (sync_request::Op::Apply(pod("a.b", "web", "Running", 1)), "invalid apply.namespace"),
+        (sync_request::Op::Apply(pod("", "web", "Running", -1)), "invalid apply.replicas: must be >= 0"),
+        (sync_request::Op::Apply(pod("", "web", "Run ning", 1)), "invalid apply.status"),
+        (
+            sync_request::Op::Apply(Pod { deleted: true, ..pod("", "web", "Running", 1) }),
+            "invalid apply.deleted",
+        ),
+        (
+            sync_request::Op::Delete(PodRef { namespace: "".into(), name: "".into() }),
+            "invalid delete.name",
+        ),
+        (
+            sync_request::Op::Delete(PodRef { namespace: "X".into(), name: "web".into() }),
+            "invalid delete.namespace",
+        ),
+        (subscribe("Nope", 0), "invalid subscribe.namespace"),
+    ];
+    for (op, expected) in cases {
+        let ack = session.call(op).await;
+        assert_eq!(ack.code, Code::InvalidArgument as u32, "{expected}: {}", ack.message);
+        assert!(ack.message.starts_with(expected), "{expected}: {}", ack.message);
+        assert!(ack.pod.is_none());
+    }
+    // A request without an op.
+    session.send_raw(SyncRequest { id: 99, op: None }).await;
+    let ack = session.next_ack().await;
+    assert_eq!((ack.id, ack.code), (99, Code::InvalidArgument as u32));
+    assert!(ack.message.starts_with("invalid op"), "{}", ack.message);
+
+    assert_eq!(server.store.version(), 0, "nothing changed");
+    // The stream survived every failure.
+    assert_eq!(session.apply(pod("", "web", "Running", 1)).await.code, 0);
+}
+
+/// Two sessions see each other's changes live, each its own change before
+/// its ack, and changes made through other RPCs too.
+#[tokio::test]
+async fn subscribed_sessions_see_every_clients_changes() {
+    let server = TestServer::start().await;
+    server.apply("a", "existing", "Running", 1); // v1
+    let mut client = server.client().await;
+    let mut alice = Session::open(&mut client).await;
+    let mut bob = Session::open(&mut client).await;
+
+    assert_eq!(alice.call(subscribe("", 0)).await.code, 0);
+    let snapshot = alice.next_change().await;
+    assert_eq!((snapshot.name.as_str(), snapshot.resource_version), ("existing", 1));
+    assert_eq!(bob.call(subscribe("a", 1)).await.code, 0);
+
+    // Bob applies: he sees his change, then his ack; Alice sees the change.
+    bob.send(sync_request::Op::Apply(pod("a", "web", "Running", 3))).await;
+    let own = bob.next_change().await;
+    assert_eq!((own.name.as_str(), own.resource_version), ("web", 2));
+    let ack = bob.next_ack().await;
+    assert_eq!(ack.pod.unwrap().resource_version, 2);
+    assert_eq!(alice.next_change().await.resource_version, 2);
+
+    // Alice deletes, in a namespace Bob does not watch, then in his.
+    alice.send(sync_request::Op::Apply(pod("b", "db", "Running", 1))).await; // v3
+    alice.send(sync_request::Op::Delete(PodRef { namespace: "a".into(), name: "web".into() })).await; // v4
+    assert_eq!(alice.next_change().await.resource_version, 3);
+    assert_eq!(alice.next_ack().await.code, 0);
+    assert_eq!(alice.next_change().await.resource_version, 4);
+    assert_eq!(alice.next_ack().await.code, 0);
+    let deleted = bob.next_change().await;
+    assert_eq!((deleted.resource_version, deleted.deleted), (4, true));
+
+    // A change through the store directly (any RPC) reaches both.
+    server.apply("a", "other", "Running", 1); // v5
+    assert_eq!(alice.next_change().await.resource_version, 5);
+    assert_eq!(bob.next_change().await.resource_version, 5);
+}
+
+#[tokio::test]
+async fn subscription_errors_are_acks_and_the_session_goes_on() {
+    let server = TestServer::start_with(
+        StoreConfig { history: 2, ..StoreConfig::default() },
+        ServerConfig::default(),
+    )
+    .await;
+    for replicas in 0..5 {
+        server.apply("a", "web", "Running", replicas);
+    }
+    let mut client = server.client().await;
+    let mut session = Session::open(&mut client).await;
+    let too_old = session.call(subscribe("", 1)).await;
+    assert_eq!(too_old.code, Code::OutOfRange as u32);
+    assert!(too_old.message.contains("out of range"), "{}", too_old.message);
+
+    assert_eq!(session.call(subscribe("", 4)).await.code, 0);
+    assert_eq!(session.next_change().await.resource_version, 5);
+    let twice = session.call(subscribe("a", 0)).await;
+    assert_eq!(twice.code, Code::FailedPrecondition as u32);
+    assert!(twice.message.contains("already subscribed"), "{}", twice.message);
+}
+
+#[tokio::test]
+async fn half_close_gets_the_remaining_acks_then_ok() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let mut session = Session::open(&mut client).await;
+    for i in 0..100 {
+        session.send(sync_request::Op::Apply(pod("a", &format!("p{i}"), "Running", 1))).await;
+    }
+    session.half_close();
+    let mut acks = 0;
+    loop {
+        match within("the end of the session", session.events.message()).await {
+            Ok(Some(event)) => {
+                let Some(sync_event::Event::Ack(ack)) = event.event else {
+                    panic!("unsubscribed sessions get only acks");
+                };
+                acks += 1;
+                assert_eq!((ack.id, ack.code), (acks, 0));
+            }
+            Ok(None) => break,
+            Err(status) => panic!("the session must end with OK: {status:?}"),
+        }
+    }
+    assert_eq!(acks, 100);
+    assert_eq!(server.store.list(Some("a")).pods.len(), 100);
+}
+
+#[tokio::test]
+async fn shutdown_ends_a_subscribed_session_with_unavailable() {
+    let mut server = TestServer::start().await;
+    let mut client = server.client().await;
+    let mut session = Session::open(&mut client).await;
+    assert_eq!(session.call(subscribe("", 0)).await.code, 0);
+    server.stop().await;
+    let status = within("the end", session.events.message()).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+}

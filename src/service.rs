@@ -230,10 +230,7 @@ impl pb::PodService for PodService {
 impl PodService {
     /// Checks a whole upload chunk before any of it is stored; returns the
     /// pod's log and the chunk's byte count.
-    fn check_chunk(
-        &self,
-        chunk: &LogChunk,
-    ) -> Result<(Arc<crate::logs::PodLog>, u64), Status> {
+    fn check_chunk(&self, chunk: &LogChunk) -> Result<(Arc<crate::logs::PodLog>, u64), Status> {
         let key = validate::pod_key("", &chunk.namespace, "pod", &chunk.pod)?;
         let mut bytes = 0;
         for (i, line) in chunk.lines.iter().enumerate() {

@@ -407,7 +407,13 @@ mod tests {
                 expected_version: Some(7),
             })
             .unwrap_err();
-        assert!(matches!(err, StoreError::Conflict { current: Some(1), .. }));
+        assert!(matches!(
+            err,
+            StoreError::Conflict {
+                current: Some(1),
+                ..
+            }
+        ));
         assert_eq!(store.version(), 1);
         assert_eq!(store.list(None).pods[0].status, "Running");
     }

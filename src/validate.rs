@@ -68,7 +68,10 @@ pub fn dns_label(field: &str, value: &str) -> Result<(), Invalid> {
     if well_formed {
         Ok(())
     } else {
-        Err(Invalid::new(field, format!("{} ({})", rule, describe(value))))
+        Err(Invalid::new(
+            field,
+            format!("{} ({})", rule, describe(value)),
+        ))
     }
 }
 
@@ -139,7 +142,9 @@ pub fn delete(pod: &pb::PodRef) -> Result<PodKey, Invalid> {
 /// A pod status such as `Running` or `CrashLoopBackOff`.
 fn status(field: &str, value: &str) -> Result<(), Invalid> {
     let ok = value.len() <= MAX_STATUS_BYTES
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
     if ok {
         Ok(())
     } else {

@@ -88,7 +88,11 @@ impl Watcher {
     ) -> Self {
         Watcher {
             namespace,
-            last_version: if backlog.is_empty() { registered_at } else { from },
+            last_version: if backlog.is_empty() {
+                registered_at
+            } else {
+                from
+            },
             backlog: backlog.into(),
             backlog_is_snapshot: from == 0,
             registered_at,

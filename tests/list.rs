@@ -24,7 +24,11 @@ async fn sample_server() -> TestServer {
 async fn lists_every_pod_sorted_with_the_store_version() {
     let server = sample_server().await;
     let mut client = server.client().await;
-    let list = client.list_pods(list_request("", 0)).await.unwrap().into_inner();
+    let list = client
+        .list_pods(list_request("", 0))
+        .await
+        .unwrap()
+        .into_inner();
     let mut expected: Vec<(String, String)> = sample::SAMPLE_PODS
         .iter()
         .map(|(ns, name, ..)| (ns.to_string(), name.to_string()))
@@ -37,7 +41,11 @@ async fn lists_every_pod_sorted_with_the_store_version() {
         .collect();
     assert_eq!(got, expected);
     assert_eq!(list.resource_version, sample::SAMPLE_PODS.len() as u64);
-    assert!(list.pods.iter().all(|p| p.resource_version > 0 && !p.deleted));
+    assert!(
+        list.pods
+            .iter()
+            .all(|p| p.resource_version > 0 && !p.deleted)
+    );
 }
 
 #[tokio::test]
@@ -69,7 +77,9 @@ async fn an_invalid_namespace_filter_is_refused() {
         let status = client.list_pods(list_request(bad, 0)).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{bad}");
         assert!(
-            status.message().starts_with("invalid namespace: must be a DNS-1123 label"),
+            status
+                .message()
+                .starts_with("invalid namespace: must be a DNS-1123 label"),
             "{}",
             status.message()
         );
@@ -127,6 +137,11 @@ async fn an_oversized_message_is_refused_and_the_server_goes_on() {
         .upload_logs(tokio_stream::iter([huge]))
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::ResourceExhausted, "{}", status.message());
+    assert_eq!(
+        status.code(),
+        Code::ResourceExhausted,
+        "{}",
+        status.message()
+    );
     assert!(client.list_pods(list_request("", 0)).await.is_ok());
 }

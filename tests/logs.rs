@@ -55,7 +55,9 @@ async fn read_all(stream: &mut Streaming<LogChunk>) -> Vec<String> {
 }
 
 fn numbered(range: std::ops::Range<usize>) -> Vec<String> {
-    range.map(|i| format!("line {i:06} {}", "x".repeat(i % 50))).collect()
+    range
+        .map(|i| format!("line {i:06} {}", "x".repeat(i % 50)))
+        .collect()
 }
 
 #[tokio::test]
@@ -86,7 +88,10 @@ async fn a_large_upload_is_counted_exactly_and_read_back_in_order() {
 async fn an_empty_upload_is_fine() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
-    assert_eq!(upload(&mut client, vec![]).await.unwrap(), Default::default());
+    assert_eq!(
+        upload(&mut client, vec![]).await.unwrap(),
+        Default::default()
+    );
 }
 
 /// A chunk that breaks a rule fails the upload with a status naming the
@@ -106,9 +111,21 @@ async fn upload_errors_say_what_was_stored() {
     let mut client = server.client().await;
     let good = || chunk("default", "web", numbered(0..10));
     let cases = [
-        (chunk("default", "nope", vec!["a".into()]), Code::NotFound, "pod default/nope not found"),
-        (chunk("default", "Web", vec!["a".into()]), Code::InvalidArgument, "invalid pod: must be a DNS-1123 label"),
-        (chunk("bad/ns", "web", vec!["a".into()]), Code::InvalidArgument, "invalid namespace: must be a DNS-1123 label"),
+        (
+            chunk("default", "nope", vec!["a".into()]),
+            Code::NotFound,
+            "pod default/nope not found",
+        ),
+        (
+            chunk("default", "Web", vec!["a".into()]),
+            Code::InvalidArgument,
+            "invalid pod: must be a DNS-1123 label",
+        ),
+        (
+            chunk("bad/ns", "web", vec!["a".into()]),
+            Code::InvalidArgument,
+            "invalid namespace: must be a DNS-1123 label",
+        ),
         (
             chunk("default", "web", vec!["ok".into(), "y".repeat(101)]),
             Code::InvalidArgument,
@@ -121,7 +138,11 @@ async fn upload_errors_say_what_was_stored() {
         ),
     ];
     for (bad, code, rule) in cases {
-        let before = server.store.log(&PodKey::new("default", "web")).unwrap().end_cursor();
+        let before = server
+            .store
+            .log(&PodKey::new("default", "web"))
+            .unwrap()
+            .end_cursor();
         let status = upload(&mut client, vec![good(), good(), bad, good()])
             .await
             .unwrap_err();
@@ -129,9 +150,16 @@ async fn upload_errors_say_what_was_stored() {
         let message = status.message();
         assert!(message.starts_with("chunk 3: "), "{message}");
         assert!(message.contains(rule), "{message}");
-        assert!(message.ends_with("; 20 lines stored before this error"), "{message}");
+        assert!(
+            message.ends_with("; 20 lines stored before this error"),
+            "{message}"
+        );
         // The two good chunks were stored; nothing of the bad one nor after it.
-        let after = server.store.log(&PodKey::new("default", "web")).unwrap().end_cursor();
+        let after = server
+            .store
+            .log(&PodKey::new("default", "web"))
+            .unwrap()
+            .end_cursor();
         assert_eq!(after - before, 20);
     }
 }
@@ -144,7 +172,11 @@ async fn get_logs_of_a_missing_or_invalid_pod() {
     assert_eq!(status.code(), Code::NotFound);
     let status = get_logs(&mut client, "a_b", false, 0).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().contains("invalid pod"), "{}", status.message());
+    assert!(
+        status.message().contains("invalid pod"),
+        "{}",
+        status.message()
+    );
 }
 
 #[tokio::test]
@@ -157,7 +189,10 @@ async fn follow_streams_new_lines_until_the_pod_is_deleted() {
         .unwrap();
 
     let mut follow = get_logs(&mut client, "web", true, 2).await.unwrap();
-    let first = within("stored lines", follow.message()).await.unwrap().unwrap();
+    let first = within("stored lines", follow.message())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(first.lines, numbered(3..5));
 
     for round in 0..3 {
@@ -167,13 +202,21 @@ async fn follow_streams_new_lines_until_the_pod_is_deleted() {
             .unwrap();
         let mut got = Vec::new();
         while got.len() < lines.len() {
-            got.extend(within("followed lines", follow.message()).await.unwrap().unwrap().lines);
+            got.extend(
+                within("followed lines", follow.message())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .lines,
+            );
         }
         assert_eq!(got, lines);
     }
 
     server.store.delete(&PodKey::new("default", "web")).unwrap();
-    let end = tokio::time::timeout(PATIENCE, follow.message()).await.unwrap();
+    let end = tokio::time::timeout(PATIENCE, follow.message())
+        .await
+        .unwrap();
     assert!(matches!(end, Ok(None)), "follow ends cleanly: {end:?}");
 }
 
@@ -187,5 +230,9 @@ async fn a_departed_follower_is_freed() {
     // The follower's stream holds a handle on the log while it waits.
     common::eventually(|| std::sync::Arc::strong_count(&log) == 3, "the follower").await;
     drop(follow);
-    common::eventually(|| std::sync::Arc::strong_count(&log) == 2, "the follower to go").await;
+    common::eventually(
+        || std::sync::Arc::strong_count(&log) == 2,
+        "the follower to go",
+    )
+    .await;
 }

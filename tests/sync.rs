@@ -48,16 +48,27 @@ async fn every_op_gets_one_ack_in_order() {
 
     let created = acks[0].pod.as_ref().unwrap();
     assert_eq!(
-        (created.namespace.as_str(), created.resource_version, acks[0].code),
+        (
+            created.namespace.as_str(),
+            created.resource_version,
+            acks[0].code
+        ),
         ("default", 1, 0),
         "an empty namespace means default"
     );
     let defaulted = acks[1].pod.as_ref().unwrap();
-    assert_eq!((defaulted.status.as_str(), defaulted.resource_version), ("Pending", 2));
+    assert_eq!(
+        (defaulted.status.as_str(), defaulted.resource_version),
+        ("Pending", 2)
+    );
     let tombstone = acks[2].pod.as_ref().unwrap();
     assert_eq!((tombstone.resource_version, tombstone.deleted), (3, true));
     assert_eq!(acks[3].code, Code::NotFound as u32);
-    assert!(acks[3].message.contains("pod default/web not found"), "{}", acks[3].message);
+    assert!(
+        acks[3].message.contains("pod default/web not found"),
+        "{}",
+        acks[3].message
+    );
     assert!(acks[3].pod.is_none());
 }
 
@@ -66,28 +77,49 @@ async fn apply_with_a_stale_version_is_aborted_and_changes_nothing() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
     let mut session = Session::open(&mut client).await;
-    let v1 = session.apply(pod("a", "web", "Running", 1)).await.pod.unwrap();
+    let v1 = session
+        .apply(pod("a", "web", "Running", 1))
+        .await
+        .pod
+        .unwrap();
 
     // Two writers read v1; the first update wins, the second conflicts.
     let first = session
-        .apply(Pod { replicas: 2, resource_version: v1.resource_version, ..v1.clone() })
+        .apply(Pod {
+            replicas: 2,
+            resource_version: v1.resource_version,
+            ..v1.clone()
+        })
         .await;
     assert_eq!(first.code, 0);
     let second = session
-        .apply(Pod { replicas: 3, resource_version: v1.resource_version, ..v1.clone() })
+        .apply(Pod {
+            replicas: 3,
+            resource_version: v1.resource_version,
+            ..v1.clone()
+        })
         .await;
     assert_eq!(second.code, Code::Aborted as u32);
     assert!(
-        second.message.contains("resource_version 1 expected, but the pod is at 2"),
+        second
+            .message
+            .contains("resource_version 1 expected, but the pod is at 2"),
         "{}",
         second.message
     );
     // A version on a pod that does not exist is a conflict too.
     let missing = session
-        .apply(Pod { resource_version: 5, ..pod("a", "ghost", "Running", 1) })
+        .apply(Pod {
+            resource_version: 5,
+            ..pod("a", "ghost", "Running", 1)
+        })
         .await;
     assert_eq!(missing.code, Code::Aborted as u32);
-    assert!(missing.message.contains("does not exist"), "{}", missing.message);
+    assert!(
+        missing.message.contains("does not exist"),
+        "{}",
+        missing.message
+    );
 
     let list = server.store.list(None);
     assert_eq!(list.version, 2, "the failed applies took no version");
@@ -102,36 +134,90 @@ async fn invalid_ops_are_refused_with_the_field_and_rule() {
     let mut session = Session::open(&mut client).await;
     let long = "a".repeat(64);
     let cases: Vec<(sync_request::Op, &str)> = vec![
-        (sync_request::Op::Apply(pod("", "", "Running", 1)), "invalid apply.name: must be a DNS-1123 label"),
-        (sync_request::Op::Apply(pod("", "Web", "Running", 1)), "invalid apply.name"),
-        (sync_request::Op::Apply(pod("", "-web", "Running", 1)), "invalid apply.name"),
-        (sync_request::Op::Apply(pod("", "web-", "Running", 1)), "invalid apply.name"),
-        (sync_request::Op::Apply(pod("", "a/b", "Running", 1)), "invalid apply.name"),
-        (sync_request::Op::Apply(pod("", "a\0b", "Running", 1)), "invalid apply.name"),
-        (sync_request::Op::Apply(pod("", "wеb", "Running", 1)), "invalid apply.name"), // Cyrillic e
-        (sync_request::Op::Apply(pod("", &long, "Running", 1)), "invalid apply.name"),
-        (sync_request::Op::Apply(pod("Prod", "web", "Running", 1)), "invalid apply.namespace"),
-        (sync_request::Op::Apply(pod("a.b", "web", "Running", 1)), "invalid apply.namespace"),
-        (sync_request::Op::Apply(pod("", "web", "Running", -1)), "invalid apply.replicas: must be >= 0"),
-        (sync_request::Op::Apply(pod("", "web", "Run ning", 1)), "invalid apply.status"),
         (
-            sync_request::Op::Apply(Pod { deleted: true, ..pod("", "web", "Running", 1) }),
+            sync_request::Op::Apply(pod("", "", "Running", 1)),
+            "invalid apply.name: must be a DNS-1123 label",
+        ),
+        (
+            sync_request::Op::Apply(pod("", "Web", "Running", 1)),
+            "invalid apply.name",
+        ),
+        (
+            sync_request::Op::Apply(pod("", "-web", "Running", 1)),
+            "invalid apply.name",
+        ),
+        (
+            sync_request::Op::Apply(pod("", "web-", "Running", 1)),
+            "invalid apply.name",
+        ),
+        (
+            sync_request::Op::Apply(pod("", "a/b", "Running", 1)),
+            "invalid apply.name",
+        ),
+        (
+            sync_request::Op::Apply(pod("", "a\0b", "Running", 1)),
+            "invalid apply.name",
+        ),
+        (
+            sync_request::Op::Apply(pod("", "wеb", "Running", 1)),
+            "invalid apply.name",
+        ), // Cyrillic e
+        (
+            sync_request::Op::Apply(pod("", &long, "Running", 1)),
+            "invalid apply.name",
+        ),
+        (
+            sync_request::Op::Apply(pod("Prod", "web", "Running", 1)),
+            "invalid apply.namespace",
+        ),
+        (
+            sync_request::Op::Apply(pod("a.b", "web", "Running", 1)),
+            "invalid apply.namespace",
+        ),
+        (
+            sync_request::Op::Apply(pod("", "web", "Running", -1)),
+            "invalid apply.replicas: must be >= 0",
+        ),
+        (
+            sync_request::Op::Apply(pod("", "web", "Run ning", 1)),
+            "invalid apply.status",
+        ),
+        (
+            sync_request::Op::Apply(Pod {
+                deleted: true,
+                ..pod("", "web", "Running", 1)
+            }),
             "invalid apply.deleted",
         ),
         (
-            sync_request::Op::Delete(PodRef { namespace: "".into(), name: "".into() }),
+            sync_request::Op::Delete(PodRef {
+                namespace: "".into(),
+                name: "".into(),
+            }),
             "invalid delete.name",
         ),
         (
-            sync_request::Op::Delete(PodRef { namespace: "X".into(), name: "web".into() }),
+            sync_request::Op::Delete(PodRef {
+                namespace: "X".into(),
+                name: "web".into(),
+            }),
             "invalid delete.namespace",
         ),
         (subscribe("Nope", 0), "invalid subscribe.namespace"),
     ];
     for (op, expected) in cases {
         let ack = session.call(op).await;
-        assert_eq!(ack.code, Code::InvalidArgument as u32, "{expected}: {}", ack.message);
-        assert!(ack.message.starts_with(expected), "{expected}: {}", ack.message);
+        assert_eq!(
+            ack.code,
+            Code::InvalidArgument as u32,
+            "{expected}: {}",
+            ack.message
+        );
+        assert!(
+            ack.message.starts_with(expected),
+            "{expected}: {}",
+            ack.message
+        );
         assert!(ack.pod.is_none());
     }
     // A request without an op.
@@ -157,11 +243,15 @@ async fn subscribed_sessions_see_every_clients_changes() {
 
     assert_eq!(alice.call(subscribe("", 0)).await.code, 0);
     let snapshot = alice.next_change().await;
-    assert_eq!((snapshot.name.as_str(), snapshot.resource_version), ("existing", 1));
+    assert_eq!(
+        (snapshot.name.as_str(), snapshot.resource_version),
+        ("existing", 1)
+    );
     assert_eq!(bob.call(subscribe("a", 1)).await.code, 0);
 
     // Bob applies: he sees his change, then his ack; Alice sees the change.
-    bob.send(sync_request::Op::Apply(pod("a", "web", "Running", 3))).await;
+    bob.send(sync_request::Op::Apply(pod("a", "web", "Running", 3)))
+        .await;
     let own = bob.next_change().await;
     assert_eq!((own.name.as_str(), own.resource_version), ("web", 2));
     let ack = bob.next_ack().await;
@@ -169,8 +259,15 @@ async fn subscribed_sessions_see_every_clients_changes() {
     assert_eq!(alice.next_change().await.resource_version, 2);
 
     // Alice deletes, in a namespace Bob does not watch, then in his.
-    alice.send(sync_request::Op::Apply(pod("b", "db", "Running", 1))).await; // v3
-    alice.send(sync_request::Op::Delete(PodRef { namespace: "a".into(), name: "web".into() })).await; // v4
+    alice
+        .send(sync_request::Op::Apply(pod("b", "db", "Running", 1)))
+        .await; // v3
+    alice
+        .send(sync_request::Op::Delete(PodRef {
+            namespace: "a".into(),
+            name: "web".into(),
+        }))
+        .await; // v4
     assert_eq!(alice.next_change().await.resource_version, 3);
     assert_eq!(alice.next_ack().await.code, 0);
     assert_eq!(alice.next_change().await.resource_version, 4);
@@ -187,7 +284,10 @@ async fn subscribed_sessions_see_every_clients_changes() {
 #[tokio::test]
 async fn subscription_errors_are_acks_and_the_session_goes_on() {
     let server = TestServer::start_with(
-        StoreConfig { history: 2, ..StoreConfig::default() },
+        StoreConfig {
+            history: 2,
+            ..StoreConfig::default()
+        },
         ServerConfig::default(),
     )
     .await;
@@ -198,13 +298,21 @@ async fn subscription_errors_are_acks_and_the_session_goes_on() {
     let mut session = Session::open(&mut client).await;
     let too_old = session.call(subscribe("", 1)).await;
     assert_eq!(too_old.code, Code::OutOfRange as u32);
-    assert!(too_old.message.contains("out of range"), "{}", too_old.message);
+    assert!(
+        too_old.message.contains("out of range"),
+        "{}",
+        too_old.message
+    );
 
     assert_eq!(session.call(subscribe("", 4)).await.code, 0);
     assert_eq!(session.next_change().await.resource_version, 5);
     let twice = session.call(subscribe("a", 0)).await;
     assert_eq!(twice.code, Code::FailedPrecondition as u32);
-    assert!(twice.message.contains("already subscribed"), "{}", twice.message);
+    assert!(
+        twice.message.contains("already subscribed"),
+        "{}",
+        twice.message
+    );
 }
 
 #[tokio::test]
@@ -213,7 +321,14 @@ async fn half_close_gets_the_remaining_acks_then_ok() {
     let mut client = server.client().await;
     let mut session = Session::open(&mut client).await;
     for i in 0..100 {
-        session.send(sync_request::Op::Apply(pod("a", &format!("p{i}"), "Running", 1))).await;
+        session
+            .send(sync_request::Op::Apply(pod(
+                "a",
+                &format!("p{i}"),
+                "Running",
+                1,
+            )))
+            .await;
     }
     session.half_close();
     let mut acks = 0;
@@ -241,6 +356,8 @@ async fn shutdown_ends_a_subscribed_session_with_unavailable() {
     let mut session = Session::open(&mut client).await;
     assert_eq!(session.call(subscribe("", 0)).await.code, 0);
     server.stop().await;
-    let status = within("the end", session.events.message()).await.unwrap_err();
+    let status = within("the end", session.events.message())
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
 }

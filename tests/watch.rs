@@ -58,12 +58,20 @@ async fn snapshot_then_live_changes_of_one_namespace() {
 
     let modified = next(&mut stream).await;
     assert_eq!(
-        (modified.resource_version, modified.status.as_str(), modified.replicas),
+        (
+            modified.resource_version,
+            modified.status.as_str(),
+            modified.replicas
+        ),
         (5, "Pending", 3)
     );
     let deleted = next(&mut stream).await;
     assert_eq!(
-        (deleted.name.as_str(), deleted.resource_version, deleted.deleted),
+        (
+            deleted.name.as_str(),
+            deleted.resource_version,
+            deleted.deleted
+        ),
         ("api", 6, true)
     );
 }
@@ -108,7 +116,12 @@ async fn concurrent_writers_no_gap_no_repeat() {
                 let mut session = Session::open(&mut client).await;
                 for i in 0..OPS {
                     let ack = session
-                        .apply(pod(&format!("ns-{w}"), &format!("pod-{}", i % 5), "Running", i as i32))
+                        .apply(pod(
+                            &format!("ns-{w}"),
+                            &format!("pod-{}", i % 5),
+                            "Running",
+                            i as i32,
+                        ))
                         .await;
                     assert_eq!(ack.code, 0, "{}", ack.message);
                 }
@@ -134,7 +147,10 @@ async fn concurrent_writers_no_gap_no_repeat() {
     // Nothing more is pending for the namespace watcher: a new change in
     // ns-3 is the very next thing it gets.
     let marker = server.apply("ns-3", "marker", "Running", 1);
-    assert_eq!(next(&mut ns3).await.resource_version, marker.resource_version);
+    assert_eq!(
+        next(&mut ns3).await.resource_version,
+        marker.resource_version
+    );
 }
 
 /// ListPods, then WatchPods from the list's version, while writers run:
@@ -160,7 +176,11 @@ async fn list_then_watch_is_a_consistent_cache() {
     };
     // List somewhere in the middle of the writes.
     common::eventually(|| server.store.version() >= 50, "some writes").await;
-    let list = client.list_pods(list_request("", 0)).await.unwrap().into_inner();
+    let list = client
+        .list_pods(list_request("", 0))
+        .await
+        .unwrap()
+        .into_inner();
     let mut cache: BTreeMap<String, Pod> =
         list.pods.into_iter().map(|p| (p.name.clone(), p)).collect();
     let mut stream = watch(&mut client, "", list.resource_version).await.unwrap();
@@ -173,12 +193,19 @@ async fn list_then_watch_is_a_consistent_cache() {
         assert_eq!(change.resource_version, version + 1, "no gap, no repeat");
         version = change.resource_version;
         if change.deleted {
-            assert!(cache.remove(&change.name).is_some(), "deleted pod was known");
+            assert!(
+                cache.remove(&change.name).is_some(),
+                "deleted pod was known"
+            );
         } else {
             cache.insert(change.name.clone(), change);
         }
     }
-    let fresh = client.list_pods(list_request("", 0)).await.unwrap().into_inner();
+    let fresh = client
+        .list_pods(list_request("", 0))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(cache.into_values().collect::<Vec<_>>(), fresh.pods);
 }
 
@@ -222,7 +249,9 @@ async fn versions_outside_the_history_are_out_of_range() {
         let status = watch(&mut client, "", from).await.unwrap_err();
         assert_eq!(status.code(), Code::OutOfRange, "from {from}");
         assert!(
-            status.message().contains(&format!("resource_version {from}"))
+            status
+                .message()
+                .contains(&format!("resource_version {from}"))
                 && status.message().contains("list again"),
             "{}",
             status.message()
@@ -274,7 +303,9 @@ async fn a_slow_watcher_does_not_hold_up_writers() {
         for i in 0..8 {
             let replicas = (batch * 8 + i) as i32;
             session
-                .send(sync_request::Op::Apply(pod("a", "web", "Running", replicas)))
+                .send(sync_request::Op::Apply(pod(
+                    "a", "web", "Running", replicas,
+                )))
                 .await;
         }
         for i in 1..=8 {
@@ -288,14 +319,22 @@ async fn a_slow_watcher_does_not_hold_up_writers() {
     let status = loop {
         match within("the slow watcher", slow.message()).await {
             Ok(Some(change)) => {
-                assert_eq!(change.resource_version, received + 1, "no gap before the end");
+                assert_eq!(
+                    change.resource_version,
+                    received + 1,
+                    "no gap before the end"
+                );
                 received = change.resource_version;
             }
             Ok(None) => panic!("slow watcher ended without a status"),
             Err(status) => break status,
         }
     };
-    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?} after {received}");
+    assert_eq!(
+        status.code(),
+        Code::ResourceExhausted,
+        "{status:?} after {received}"
+    );
     assert!(received < CHANGES, "the slow watcher was cut off");
     assert!(
         status
@@ -381,7 +420,10 @@ async fn the_client_watch_rides_through_a_server_restart() {
     let WatchUpdate::Changed(change) = next_update(&mut watch).await else {
         panic!("expected a change");
     };
-    assert_eq!((change.kind, change.pod.resource_version), (EventKind::Modified, 2));
+    assert_eq!(
+        (change.kind, change.pod.resource_version),
+        (EventKind::Modified, 2)
+    );
 
     server.stop().await;
     assert!(matches!(
@@ -390,7 +432,10 @@ async fn the_client_watch_rides_through_a_server_restart() {
     ));
     // Changes while the server is down are in its history.
     server.apply("a", "db", "Running", 1); // v3
-    server.store.delete(&pod_service::store::PodKey::new("a", "web")).unwrap(); // v4
+    server
+        .store
+        .delete(&pod_service::store::PodKey::new("a", "web"))
+        .unwrap(); // v4
     server.restart().await;
 
     let mut seen = Vec::new();
@@ -427,7 +472,10 @@ async fn the_client_watch_relists_when_too_far_behind() {
 
     server.stop().await;
     server.apply("a", "changes", "Pending", 5);
-    server.store.delete(&pod_service::store::PodKey::new("a", "goes")).unwrap();
+    server
+        .store
+        .delete(&pod_service::store::PodKey::new("a", "goes"))
+        .unwrap();
     for i in 0..10 {
         server.apply("a", "new", "Running", i); // pushes the rest out of the history
     }
@@ -436,10 +484,8 @@ async fn the_client_watch_relists_when_too_far_behind() {
     let WatchUpdate::Listed(diff) = next_update(&mut watch).await else {
         panic!("expected a re-list");
     };
-    let diff: HashSet<(EventKind, String)> = diff
-        .into_iter()
-        .map(|e| (e.kind, e.pod.name))
-        .collect();
+    let diff: HashSet<(EventKind, String)> =
+        diff.into_iter().map(|e| (e.kind, e.pod.name)).collect();
     let expected: HashSet<(EventKind, String)> = [
         (EventKind::Modified, "changes".to_owned()),
         (EventKind::Deleted, "goes".to_owned()),

@@ -49,7 +49,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     while let Some(chunk) = chunks.message().await.map_err(status_error)? {
         let mut text = chunk.lines.join("\n");
         text.push('\n');
-        if let Err(err) = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
+        if let Err(err) = stdout
+            .write_all(text.as_bytes())
+            .and_then(|_| stdout.flush())
+        {
             if client::is_broken_pipe(&err) {
                 return Ok(());
             }

@@ -47,7 +47,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 continue;
             }
         };
-        if let Err(err) = stdout.write_all(rows.as_bytes()).and_then(|_| stdout.flush()) {
+        if let Err(err) = stdout
+            .write_all(rows.as_bytes())
+            .and_then(|_| stdout.flush())
+        {
             if client::is_broken_pipe(&err) {
                 return Ok(());
             }

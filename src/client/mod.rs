@@ -50,8 +50,9 @@ pub fn connect_lazy(addr: &str) -> anyhow::Result<PodServiceClient<Channel>> {
 }
 
 fn endpoint(addr: &str) -> anyhow::Result<Endpoint> {
-    let endpoint = Endpoint::from_shared(addr.to_owned())
-        .with_context(|| format!("invalid server address {addr:?} (expected e.g. {DEFAULT_ADDR})"))?;
+    let endpoint = Endpoint::from_shared(addr.to_owned()).with_context(|| {
+        format!("invalid server address {addr:?} (expected e.g. {DEFAULT_ADDR})")
+    })?;
     Ok(endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)

@@ -96,14 +96,22 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
                         subscribe.resource_version = number("version", value)?
                     }
                     None if subscribe.namespace.is_empty() => subscribe.namespace = arg.to_owned(),
-                    _ => return Err(format!("watch: unexpected argument {arg:?} (expected [NS] [version=V])")),
+                    _ => {
+                        return Err(format!(
+                            "watch: unexpected argument {arg:?} (expected [NS] [version=V])"
+                        ));
+                    }
                 }
             }
             Command::Op(sync_request::Op::Subscribe(subscribe))
         }
         "help" | "?" => Command::Help,
         "quit" | "exit" => Command::Quit,
-        other => return Err(format!("unknown command {other:?}; type 'help' for the commands")),
+        other => {
+            return Err(format!(
+                "unknown command {other:?}; type 'help' for the commands"
+            ));
+        }
     };
     Ok(Some(command))
 }
@@ -223,7 +231,10 @@ pub async fn run_session(
         anyhow::bail!("{message}");
     }
     if acked < report.ops {
-        anyhow::bail!("the server ended the session after {acked} of {} acks", report.ops);
+        anyhow::bail!(
+            "the server ended the session after {acked} of {} acks",
+            report.ops
+        );
     }
     Ok(report)
 }
@@ -276,7 +287,10 @@ fn ack_line(ack: &SyncAck) -> String {
 
 fn describe_pod(pod: &Pod) -> String {
     if pod.deleted {
-        format!("{}/{} deleted v{}", pod.namespace, pod.name, pod.resource_version)
+        format!(
+            "{}/{} deleted v{}",
+            pod.namespace, pod.name, pod.resource_version
+        )
     } else {
         format!(
             "{}/{} status={} replicas={} v{}",
@@ -323,7 +337,10 @@ mod tests {
                 resource_version: 4
             })
         );
-        assert_eq!(op("watch"), sync_request::Op::Subscribe(Subscribe::default()));
+        assert_eq!(
+            op("watch"),
+            sync_request::Op::Subscribe(Subscribe::default())
+        );
         assert_eq!(parse("  # comment"), Ok(None));
         assert_eq!(parse(""), Ok(None));
         assert_eq!(parse("quit"), Ok(Some(Command::Quit)));

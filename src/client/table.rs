@@ -55,7 +55,14 @@ pub struct WatchTable {
     header_done: bool,
 }
 
-const WATCH_HEADERS: [&str; 6] = ["EVENT", "NAMESPACE", "NAME", "STATUS", "REPLICAS", "VERSION"];
+const WATCH_HEADERS: [&str; 6] = [
+    "EVENT",
+    "NAMESPACE",
+    "NAME",
+    "STATUS",
+    "REPLICAS",
+    "VERSION",
+];
 
 impl WatchTable {
     /// The lines for a batch of events, with the header before the first batch.

@@ -154,7 +154,8 @@ impl PodWatch {
                     namespace: self.namespace.clone(),
                     resource_version: self.version,
                 };
-                self.stream.insert(self.client.watch_pods(request).await?.into_inner())
+                self.stream
+                    .insert(self.client.watch_pods(request).await?.into_inner())
             }
         };
         match stream.message().await? {

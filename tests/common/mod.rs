@@ -69,7 +69,9 @@ impl TestServer {
     }
 
     pub async fn client(&self) -> PodServiceClient<Channel> {
-        PodServiceClient::connect(self.url()).await.expect("connect")
+        PodServiceClient::connect(self.url())
+            .await
+            .expect("connect")
     }
 
     /// Shuts the server down (streams end with UNAVAILABLE) and waits for it.

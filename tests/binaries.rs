@@ -1,0 +1,431 @@
+//! Each binary run as a process, as a user runs it.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::{Session, TestServer, pod, within};
+use pod_service::sample;
+use pod_service::store::PodKey;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+fn bin(name: &str) -> Command {
+    let path = match name {
+        "pod-server" => env!("CARGO_BIN_EXE_pod-server"),
+        "list-pods" => env!("CARGO_BIN_EXE_list-pods"),
+        "watch-pods" => env!("CARGO_BIN_EXE_watch-pods"),
+        "upload-logs" => env!("CARGO_BIN_EXE_upload-logs"),
+        "pod-logs" => env!("CARGO_BIN_EXE_pod-logs"),
+        "sync-pods" => env!("CARGO_BIN_EXE_sync-pods"),
+        other => panic!("no binary {other}"),
+    };
+    let mut command = Command::new(path);
+    command.env_remove("POD_SERVICE_ADDR").kill_on_drop(true);
+    command
+}
+
+struct Output {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs a binary to completion with `stdin` as its input.
+async fn run(name: &str, args: &[&str], stdin: &str) -> Output {
+    let mut child = bin(name)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    let output = within(name, child.wait_with_output()).await.unwrap();
+    Output {
+        code: output.status.code(),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+/// Starts a long-running binary whose stdout is read line by line.
+fn spawn(name: &str, args: &[&str]) -> (Child, Lines<BufReader<ChildStdout>>) {
+    let mut child = bin(name)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, lines)
+}
+
+async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>) -> String {
+    within("a line of output", lines.next_line())
+        .await
+        .unwrap()
+        .expect("output ended")
+}
+
+fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+/// One line on stderr, starting with "error: ", and a failure exit code.
+fn assert_one_line_error(output: &Output, contains: &str) {
+    assert_eq!(output.code, Some(1), "stderr: {}", output.stderr);
+    assert_eq!(output.stderr.lines().count(), 1, "{}", output.stderr);
+    assert!(output.stderr.starts_with("error: "), "{}", output.stderr);
+    assert!(output.stderr.contains(contains), "{}", output.stderr);
+}
+
+async fn sample_server() -> TestServer {
+    let server = TestServer::start().await;
+    sample::load(&server.store, sample::sample());
+    server
+}
+
+#[tokio::test]
+async fn pod_server_serves_the_sample_and_stops_on_sigterm() {
+    let mut server = bin("pod-server")
+        .args(["--addr", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(server.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = within("the listening line", log.next_line())
+            .await
+            .unwrap()
+            .expect("server exited");
+        if let Some(rest) = line.split("addr=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let url = format!("http://{addr}");
+    let output = run("list-pods", &["--addr", &url], "").await;
+    assert_eq!(output.code, Some(0), "{}", output.stderr);
+    assert_eq!(output.stdout.lines().count(), 1 + sample::SAMPLE_PODS.len());
+
+    let pid = server.id().unwrap().to_string();
+    let kill = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(kill.success());
+    let status = within("the server to exit", server.wait()).await.unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn pod_server_reports_a_busy_port_in_one_line() {
+    let server = TestServer::start().await;
+    let output = run("pod-server", &["--addr", &server.addr.to_string()], "").await;
+    assert_one_line_error(&output, &format!("cannot listen on {}", server.addr));
+}
+
+#[tokio::test]
+async fn list_pods_prints_an_aligned_table() {
+    let server = sample_server().await;
+    let output = run(
+        "list-pods",
+        &["--addr", &server.url(), "-n", "production"],
+        "",
+    )
+    .await;
+    assert_eq!(output.code, Some(0), "{}", output.stderr);
+    assert_eq!(
+        output.stdout,
+        "NAMESPACE    NAME       STATUS    REPLICAS   VERSION\n\
+         production   api        Running   3          3\n\
+         production   postgres   Running   1          4\n\
+         production   web        Running   4          5\n"
+    );
+}
+
+#[tokio::test]
+async fn clients_report_errors_in_one_line() {
+    let server = sample_server().await;
+    let output = run("list-pods", &["--addr", &server.url(), "-n", "Bad"], "").await;
+    assert_one_line_error(
+        &output,
+        "server answered INVALID_ARGUMENT: invalid namespace",
+    );
+
+    // A port with nothing listening.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let url = format!("http://{closed}");
+    for name in ["list-pods", "watch-pods", "sync-pods"] {
+        let output = run(name, &["--addr", &url], "").await;
+        assert_one_line_error(&output, &format!("cannot connect to {url}"));
+    }
+    for name in ["upload-logs", "pod-logs"] {
+        let output = run(name, &["--addr", &url, "--pod", "web"], "").await;
+        assert_one_line_error(&output, &format!("cannot connect to {url}"));
+    }
+    let output = run("list-pods", &["--addr", "not a url"], "").await;
+    assert_one_line_error(&output, "invalid server address");
+
+    let output = run("pod-logs", &["--addr", &server.url(), "--pod", "ghost"], "").await;
+    assert_one_line_error(&output, "NOT_FOUND: pod default/ghost not found");
+}
+
+#[tokio::test]
+async fn watch_pods_prints_the_pods_then_each_change_across_a_restart() {
+    let mut server = sample_server().await;
+    let (_child, mut lines) = spawn("watch-pods", &["--addr", &server.url(), "-n", "production"]);
+    assert_eq!(
+        words(&next_line(&mut lines).await),
+        [
+            "EVENT",
+            "NAMESPACE",
+            "NAME",
+            "STATUS",
+            "REPLICAS",
+            "VERSION"
+        ]
+    );
+    for name in ["api", "postgres", "web"] {
+        let line = next_line(&mut lines).await;
+        assert_eq!(words(&line)[..3], ["ADDED", "production", name]);
+    }
+
+    let mut client = server.client().await;
+    let mut session = Session::open(&mut client).await;
+    session.apply(pod("production", "web", "Failed", 0)).await; // v8
+    session.apply(pod("staging", "web", "Failed", 0)).await; // v9: not watched
+    session.delete("production", "api").await; // v10
+    assert_eq!(
+        words(&next_line(&mut lines).await),
+        ["MODIFIED", "production", "web", "Failed", "0", "8"]
+    );
+    assert_eq!(
+        words(&next_line(&mut lines).await),
+        ["DELETED", "production", "api", "-", "-", "10"]
+    );
+
+    // Down and up again; changes made meanwhile are printed once each.
+    server.stop().await;
+    server.apply("production", "cache", "Running", 1); // v11
+    server.apply("production", "web", "Running", 2); // v12
+    server.restart().await;
+    assert_eq!(
+        words(&next_line(&mut lines).await),
+        ["ADDED", "production", "cache", "Running", "1", "11"]
+    );
+    assert_eq!(
+        words(&next_line(&mut lines).await),
+        ["MODIFIED", "production", "web", "Running", "2", "12"]
+    );
+    server.apply("production", "last", "Running", 1); // v13: nothing repeated before it
+    assert_eq!(
+        words(&next_line(&mut lines).await)[..3],
+        ["ADDED", "production", "last"]
+    );
+}
+
+#[tokio::test]
+async fn upload_logs_streams_files_and_stdin() {
+    let server = sample_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let mut content = Vec::new();
+    for i in 0..10_000 {
+        content.extend_from_slice(format!("line {i}\r\n").as_bytes());
+    }
+    content.extend_from_slice(b"bad \xff byte\n");
+    content.extend_from_slice(b"no newline at the end");
+    std::fs::write(&path, &content).unwrap();
+
+    let output = run(
+        "upload-logs",
+        &[
+            "--addr",
+            &server.url(),
+            "-n",
+            "production",
+            "--pod",
+            "web",
+            path.to_str().unwrap(),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(output.code, Some(0), "{}", output.stderr);
+    let bytes: usize = (0..10_000)
+        .map(|i| format!("line {i}").len())
+        .sum::<usize>()
+        + "bad \u{FFFD} byte".len()
+        + "no newline at the end".len();
+    let summary = output.stdout.trim();
+    assert!(
+        summary.starts_with(&format!("uploaded 10002 lines ({bytes} bytes) in ")),
+        "{summary}"
+    );
+    assert!(summary.ends_with("chunks to production/web"), "{summary}");
+    assert!(
+        output.stderr.contains("1 lines were not valid UTF-8"),
+        "{}",
+        output.stderr
+    );
+
+    let log = server.store.log(&PodKey::new("production", "web")).unwrap();
+    assert_eq!(log.end_cursor(), 10_002);
+    assert_eq!(
+        log.read(9_999).lines,
+        ["line 9999", "bad \u{FFFD} byte", "no newline at the end"]
+    );
+
+    let output = run(
+        "upload-logs",
+        &["--addr", &server.url(), "--pod", "hello-world"],
+        "a\nb\n",
+    )
+    .await;
+    assert_eq!(
+        output.stdout,
+        "uploaded 2 lines (2 bytes) in 1 chunks to default/hello-world\n"
+    );
+
+    let output = run(
+        "upload-logs",
+        &["--addr", &server.url(), "--pod", "ghost"],
+        "a\n",
+    )
+    .await;
+    assert_one_line_error(&output, "NOT_FOUND");
+    assert!(
+        output.stderr.contains("0 lines stored before this error"),
+        "{}",
+        output.stderr
+    );
+    let output = run(
+        "upload-logs",
+        &["--addr", &server.url(), "--pod", "web", "/no/such/file"],
+        "",
+    )
+    .await;
+    assert_one_line_error(&output, "cannot open /no/such/file");
+}
+
+#[tokio::test]
+async fn pod_logs_prints_the_tail_and_follows() {
+    let server = sample_server().await;
+    let log = server
+        .store
+        .log(&PodKey::new("default", "hello-world"))
+        .unwrap();
+    log.append((1..=5).map(|i| format!("line {i}")).collect());
+
+    let output = run(
+        "pod-logs",
+        &[
+            "--addr",
+            &server.url(),
+            "--pod",
+            "hello-world",
+            "--tail",
+            "2",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(output.code, Some(0), "{}", output.stderr);
+    assert_eq!(output.stdout, "line 4\nline 5\n");
+
+    let (mut child, mut lines) = spawn(
+        "pod-logs",
+        &["--addr", &server.url(), "--pod", "hello-world", "-f"],
+    );
+    for i in 1..=5 {
+        assert_eq!(next_line(&mut lines).await, format!("line {i}"));
+    }
+    log.append(vec!["line 6".into()]);
+    assert_eq!(next_line(&mut lines).await, "line 6");
+    // Deleting the pod ends the follow, and the command succeeds.
+    server
+        .store
+        .delete(&PodKey::new("default", "hello-world"))
+        .unwrap();
+    let status = within("pod-logs to exit", child.wait()).await.unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn sync_pods_runs_a_script() {
+    let server = sample_server().await;
+    let script = "\
+# a comment, then a blank line
+
+watch staging
+apply staging/api status=Running replicas=2
+apply staging/api replicas=3 version=1
+delete staging/web
+";
+    let output = run("sync-pods", &["--addr", &server.url()], script).await;
+    assert_eq!(output.code, Some(1), "one op failed: {}", output.stderr);
+    assert_eq!(output.stderr, "error: 1 of 4 ops failed\n");
+    let expected = "\
+ack 1 OK
+change ADDED staging/api status=Pending replicas=1 v6
+change ADDED staging/web status=Running replicas=2 v7
+change MODIFIED staging/api status=Running replicas=2 v8
+ack 2 OK staging/api status=Running replicas=2 v8
+ack 3 ABORTED: version conflict on pod staging/api: resource_version 1 expected, but the pod is at 8
+change DELETED staging/web deleted v9
+ack 4 OK staging/web deleted v9
+";
+    assert_eq!(output.stdout, expected);
+
+    let output = run(
+        "sync-pods",
+        &["--addr", &server.url()],
+        "apply ok\naply typo\napply never\n",
+    )
+    .await;
+    assert_one_line_error(&output, "line 2: unknown command \"aply\"");
+    assert_eq!(
+        output.stdout,
+        "ack 1 OK default/ok status=Pending replicas=0 v10\n"
+    );
+    assert!(
+        server.store.log(&PodKey::new("default", "never")).is_err(),
+        "nothing after the bad line ran"
+    );
+}
+
+/// A session sees, live, a change another client makes, then leaves on `quit`.
+#[tokio::test]
+async fn sync_pods_shows_other_clients_changes_live() {
+    let server = sample_server().await;
+    let (mut child, mut lines) = spawn("sync-pods", &["--addr", &server.url()]);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"watch dev\n").await.unwrap();
+    assert_eq!(next_line(&mut lines).await, "ack 1 OK");
+    assert_eq!(
+        next_line(&mut lines).await,
+        "change ADDED dev/scratchpad status=CrashLoopBackOff replicas=1 v2"
+    );
+
+    let mut client = server.client().await;
+    Session::open(&mut client)
+        .await
+        .apply(pod("dev", "scratchpad", "Running", 1))
+        .await;
+    assert_eq!(
+        next_line(&mut lines).await,
+        "change MODIFIED dev/scratchpad status=Running replicas=1 v8"
+    );
+    stdin.write_all(b"quit\n").await.unwrap();
+    let status = within("sync-pods to exit", child.wait()).await.unwrap();
+    assert!(status.success());
+}

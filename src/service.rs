@@ -76,7 +76,7 @@ impl pb::PodService for PodService {
                 match next_change(Some(&mut watcher), &shutdown).await {
                     Ok(pod) => yield Ok(Pod::clone(&pod)),
                     Err(end) => {
-                        yield Err(end.into());
+                        yield Err(end);
                         break;
                     }
                 }
@@ -186,7 +186,7 @@ impl pb::PodService for PodService {
                         continue;
                     }
                     Next::Change(Err(end)) => {
-                        yield Err(end.into());
+                        yield Err(end);
                         break;
                     }
                     // Half-close: every op has been acked already.
@@ -309,24 +309,24 @@ impl PodService {
 }
 
 enum Next {
-    Change(Result<Arc<Pod>, WatchEnd>),
+    Change(Result<Arc<Pod>, Status>),
     Request(Result<Option<SyncRequest>, Status>),
 }
 
-/// The next change for a watch, or its end; never resolves for a session
-/// that is not subscribed (until shutdown).
+/// The next change for a watch, or the status that ends it; for a session
+/// that is not subscribed, only the end (at shutdown).
 async fn next_change(
     watcher: Option<&mut Watcher>,
     shutdown: &CancellationToken,
-) -> Result<Arc<Pod>, WatchEnd> {
+) -> Result<Arc<Pod>, Status> {
     let Some(watcher) = watcher else {
         shutdown.cancelled().await;
-        return Err(WatchEnd::Closed { last_version: 0 });
+        return Err(Status::unavailable("server is stopping"));
     };
     tokio::select! {
         biased;
-        _ = shutdown.cancelled() => Err(WatchEnd::Closed { last_version: watcher.last_version() }),
-        next = watcher.next() => next,
+        _ = shutdown.cancelled() => Err(WatchEnd::Closed { last_version: watcher.last_version() }.into()),
+        next = watcher.next() => next.map_err(Status::from),
     }
 }
 

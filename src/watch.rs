@@ -14,7 +14,10 @@
 use std::collections::vec_deque::VecDeque;
 use std::sync::Arc;
 
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::broadcast::{
+    self,
+    error::{RecvError, TryRecvError},
+};
 
 use crate::pb::Pod;
 use crate::store::matches;
@@ -108,42 +111,68 @@ impl Watcher {
 
     /// The next pod or change for this watch. Cancel-safe.
     pub async fn next(&mut self) -> Result<Arc<Pod>, WatchEnd> {
-        if let Some(pod) = self.backlog.pop_front() {
-            if self.backlog.is_empty() {
-                self.last_version = self.registered_at;
-            } else if !self.backlog_is_snapshot {
-                self.last_version = pod.resource_version;
-            }
+        if let Some(pod) = self.next_from_backlog() {
             return Ok(pod);
         }
         loop {
-            match self.changes.recv().await {
-                Ok(change) => {
-                    // Every change on the channel is newer than the backlog
-                    // (both were taken under the store's lock).
-                    self.last_version = change.resource_version;
-                    if matches(self.namespace.as_deref(), &change) {
-                        return Ok(change);
-                    }
-                }
-                Err(RecvError::Lagged(_)) => {
-                    return Err(WatchEnd::Overflow {
-                        last_version: self.last_version,
-                    });
-                }
-                Err(RecvError::Closed) => {
-                    return Err(WatchEnd::Closed {
-                        last_version: self.last_version,
-                    });
-                }
+            let change = self.changes.recv().await.map_err(|err| match err {
+                RecvError::Lagged(_) => self.overflow(),
+                RecvError::Closed => self.closed(),
+            })?;
+            if let Some(change) = self.accept(change) {
+                return Ok(change);
             }
         }
     }
 
-    /// The changes already published, without waiting: lets a sync session
-    /// deliver its own change before the ack of the op that made it.
+    /// The next pod or change if one is ready now, without waiting: lets a
+    /// sync session deliver its own change before the ack of the op that
+    /// made it. (Unlike polling [`Watcher::next`] once, this cannot come back
+    /// empty-handed because the task ran out of its scheduling budget.)
     pub fn try_next(&mut self) -> Option<Result<Arc<Pod>, WatchEnd>> {
-        use futures::FutureExt;
-        self.next().now_or_never()
+        if let Some(pod) = self.next_from_backlog() {
+            return Some(Ok(pod));
+        }
+        loop {
+            let change = match self.changes.try_recv() {
+                Ok(change) => change,
+                Err(TryRecvError::Empty) => return None,
+                Err(TryRecvError::Lagged(_)) => return Some(Err(self.overflow())),
+                Err(TryRecvError::Closed) => return Some(Err(self.closed())),
+            };
+            if let Some(change) = self.accept(change) {
+                return Some(Ok(change));
+            }
+        }
+    }
+
+    fn next_from_backlog(&mut self) -> Option<Arc<Pod>> {
+        let pod = self.backlog.pop_front()?;
+        if self.backlog.is_empty() {
+            self.last_version = self.registered_at;
+        } else if !self.backlog_is_snapshot {
+            self.last_version = pod.resource_version;
+        }
+        Some(pod)
+    }
+
+    /// Records a live change; returns it if it belongs to this watch. Every
+    /// change on the channel is newer than the backlog (both were taken
+    /// under the store's lock), so the watch has now reached its version.
+    fn accept(&mut self, change: Arc<Pod>) -> Option<Arc<Pod>> {
+        self.last_version = change.resource_version;
+        matches(self.namespace.as_deref(), &change).then_some(change)
+    }
+
+    fn overflow(&self) -> WatchEnd {
+        WatchEnd::Overflow {
+            last_version: self.last_version,
+        }
+    }
+
+    fn closed(&self) -> WatchEnd {
+        WatchEnd::Closed {
+            last_version: self.last_version,
+        }
     }
 }

@@ -35,7 +35,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if list.pods.is_empty() {
         eprintln!("no pods (store version {})", list.resource_version);
     } else {
-        print!("{}", table::pods(&list.pods));
+        client::print(&table::pods(&list.pods))?;
     }
     Ok(())
 }

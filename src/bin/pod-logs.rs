@@ -1,6 +1,5 @@
 //! `pod-logs`: server streaming of stored log lines, like `kubectl logs -f`.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -45,19 +44,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .map_err(status_error)?
         .into_inner();
-    let mut stdout = std::io::stdout().lock();
     while let Some(chunk) = chunks.message().await.map_err(status_error)? {
         let mut text = chunk.lines.join("\n");
         text.push('\n');
-        if let Err(err) = stdout
-            .write_all(text.as_bytes())
-            .and_then(|_| stdout.flush())
-        {
-            if client::is_broken_pipe(&err) {
-                return Ok(());
-            }
-            return Err(err.into());
-        }
+        client::print(&text)?;
     }
     Ok(())
 }

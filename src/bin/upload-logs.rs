@@ -40,6 +40,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             report.lossy_lines
         );
     }
-    println!("{}", upload::describe(&report, &args.namespace, &args.pod));
+    client::print(&format!(
+        "{}\n",
+        upload::describe(&report, &args.namespace, &args.pod)
+    ))?;
     Ok(())
 }

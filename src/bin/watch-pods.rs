@@ -1,6 +1,5 @@
 //! `watch-pods`: the server-streaming pattern, like `kubectl get pods -w`.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -28,12 +27,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    // Connect eagerly so that a wrong address fails at once; after that the
-    // channel reconnects by itself.
-    client::connect(&args.server.addr).await?;
-    let mut watch = PodWatch::new(client::connect_lazy(&args.server.addr)?, args.namespace);
+    // Connect first so that a wrong address fails at once; after that the
+    // channel reconnects by itself whenever the watch resumes.
+    let client = client::connect(&args.server.addr).await?;
+    let mut watch = PodWatch::new(client, args.namespace);
     let mut table = WatchTable::default();
-    let mut stdout = std::io::stdout().lock();
     loop {
         let rows = match watch.next().await? {
             WatchUpdate::Listed(events) => table.rows(&events),
@@ -47,14 +45,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 continue;
             }
         };
-        if let Err(err) = stdout
-            .write_all(rows.as_bytes())
-            .and_then(|_| stdout.flush())
-        {
-            if client::is_broken_pipe(&err) {
-                return Ok(());
-            }
-            return Err(err.into());
-        }
+        client::print(&rows)?;
     }
 }

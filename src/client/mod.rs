@@ -98,15 +98,33 @@ fn one_line(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Ends a binary: prints an error as one line on stderr and picks the exit code.
+/// Writes to stdout and flushes, so streamed output appears as it arrives.
+pub fn print(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()
+}
+
+/// Ends a binary: prints an error as one line on stderr and picks the exit
+/// code. A closed stdout (e.g. piped into `head`) is a normal way to stop.
 pub fn exit(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {}", one_line(&describe_chain(&err)));
             ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|err| err.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// An error and its causes joined by ": ", leaving out a cause whose text
@@ -124,10 +142,4 @@ fn describe_chain(err: &anyhow::Error) -> String {
         line.push_str(&text);
     }
     line
-}
-
-/// Whether an error is a closed stdout (e.g. piped into `head`), which ends a
-/// printing client quietly rather than as a failure.
-pub fn is_broken_pipe(err: &std::io::Error) -> bool {
-    err.kind() == std::io::ErrorKind::BrokenPipe
 }

@@ -13,7 +13,7 @@ struct Args {
     #[command(flatten)]
     server: ServerArgs,
     /// Only this namespace (default: every namespace).
-    #[arg(short, long, default_value = "")]
+    #[arg(short, long, default_value = "", hide_default_value = true)]
     namespace: String,
 }
 

@@ -12,13 +12,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
-use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::logs::PodLog;
 use crate::pb::{
     self, GetLogsRequest, ListPodsRequest, ListPodsResponse, LogChunk, Pod, SyncAck, SyncEvent,
     SyncRequest, UploadLogsResponse, sync_event, sync_request,
 };
+use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::validate::{self, Invalid};
 use crate::watch::{WatchEnd, Watcher};
@@ -33,11 +34,11 @@ type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 pub struct PodService {
     store: Arc<Store>,
     max_line_bytes: usize,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
 }
 
 impl PodService {
-    pub fn new(store: Arc<Store>, max_line_bytes: usize, shutdown: CancellationToken) -> Self {
+    pub fn new(store: Arc<Store>, max_line_bytes: usize, shutdown: Shutdown) -> Self {
         PodService {
             store,
             max_line_bytes,
@@ -230,68 +231,16 @@ impl pb::PodService for PodService {
 impl PodService {
     /// Checks a whole upload chunk before any of it is stored; returns the
     /// pod's log and the chunk's byte count.
-    fn check_chunk(&self, chunk: &LogChunk) -> Result<(Arc<crate::logs::PodLog>, u64), Status> {
+    fn check_chunk(&self, chunk: &LogChunk) -> Result<(Arc<PodLog>, u64), Status> {
         let key = validate::pod_key("", &chunk.namespace, "pod", &chunk.pod)?;
-        let mut bytes = 0;
-        for (i, line) in chunk.lines.iter().enumerate() {
-            if line.len() > self.max_line_bytes {
-                return Err(Invalid::new(
-                    format!("lines[{i}]"),
-                    format!(
-                        "must be at most {} bytes (got {})",
-                        self.max_line_bytes,
-                        line.len()
-                    ),
-                )
-                .into());
-            }
-            if line.contains('\n') {
-                return Err(Invalid::new(
-                    format!("lines[{i}]"),
-                    "must not contain a line break (send one line per entry)",
-                )
-                .into());
-            }
-            bytes += line.len() as u64;
-        }
-        let log = self.store.log(&key)?;
-        Ok((log, bytes))
+        let bytes = validate::log_lines(&chunk.lines, self.max_line_bytes)?;
+        Ok((self.store.log(&key)?, bytes))
     }
 
     /// Applies one sync op and returns its ack. A subscribe registers the
     /// session's watcher in `subscription`.
     fn apply_op(&self, request: SyncRequest, subscription: &mut Option<Watcher>) -> SyncAck {
-        let result: Result<Option<Pod>, Status> = match request.op {
-            Some(sync_request::Op::Apply(pod)) => validate::apply(pod)
-                .map_err(Status::from)
-                .and_then(|apply| self.store.apply(apply).map_err(Status::from))
-                .map(|pod| Some(Pod::clone(&pod))),
-            Some(sync_request::Op::Delete(pod)) => validate::delete(&pod)
-                .map_err(Status::from)
-                .and_then(|key| self.store.delete(&key).map_err(Status::from))
-                .map(|pod| Some(Pod::clone(&pod))),
-            Some(sync_request::Op::Subscribe(_)) if subscription.is_some() => {
-                Err(Status::failed_precondition(
-                    "subscribe: this session is already subscribed; open a new session to \
-                     watch another namespace",
-                ))
-            }
-            Some(sync_request::Op::Subscribe(subscribe)) => {
-                validate::namespace_filter("subscribe.namespace", &subscribe.namespace)
-                    .map_err(Status::from)
-                    .and_then(|namespace| {
-                        self.store
-                            .watch(namespace, subscribe.resource_version)
-                            .map_err(Status::from)
-                    })
-                    .map(|watcher| {
-                        *subscription = Some(watcher);
-                        None
-                    })
-            }
-            None => Err(Invalid::new("op", "must be one of apply, delete or subscribe").into()),
-        };
-        match result {
+        match self.run_op(request.op, subscription) {
             Ok(pod) => SyncAck {
                 id: request.id,
                 code: 0,
@@ -306,6 +255,37 @@ impl PodService {
             },
         }
     }
+
+    /// The stored pod (or tombstone) an op produced, if any.
+    fn run_op(
+        &self,
+        op: Option<sync_request::Op>,
+        subscription: &mut Option<Watcher>,
+    ) -> Result<Option<Pod>, Status> {
+        match op {
+            Some(sync_request::Op::Apply(pod)) => {
+                let stored = self.store.apply(validate::apply(pod)?)?;
+                Ok(Some(Pod::clone(&stored)))
+            }
+            Some(sync_request::Op::Delete(pod)) => {
+                let tombstone = self.store.delete(&validate::delete(&pod)?)?;
+                Ok(Some(Pod::clone(&tombstone)))
+            }
+            Some(sync_request::Op::Subscribe(_)) if subscription.is_some() => {
+                Err(Status::failed_precondition(
+                    "subscribe: this session is already subscribed; open a new session to \
+                     watch another namespace",
+                ))
+            }
+            Some(sync_request::Op::Subscribe(subscribe)) => {
+                let namespace =
+                    validate::namespace_filter("subscribe.namespace", &subscribe.namespace)?;
+                *subscription = Some(self.store.watch(namespace, subscribe.resource_version)?);
+                Ok(None)
+            }
+            None => Err(Invalid::new("op", "must be one of apply, delete or subscribe").into()),
+        }
+    }
 }
 
 enum Next {
@@ -317,7 +297,7 @@ enum Next {
 /// that is not subscribed, only the end (at shutdown).
 async fn next_change(
     watcher: Option<&mut Watcher>,
-    shutdown: &CancellationToken,
+    shutdown: &Shutdown,
 ) -> Result<Arc<Pod>, Status> {
     let Some(watcher) = watcher else {
         shutdown.cancelled().await;

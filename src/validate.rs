@@ -139,6 +139,30 @@ pub fn delete(pod: &pb::PodRef) -> Result<PodKey, Invalid> {
     pod_key("delete", &pod.namespace, "name", &pod.name)
 }
 
+/// Checks the lines of an upload chunk; returns their total size in bytes.
+pub fn log_lines(lines: &[String], max_line_bytes: usize) -> Result<u64, Invalid> {
+    let mut bytes = 0;
+    for (i, line) in lines.iter().enumerate() {
+        if line.len() > max_line_bytes {
+            return Err(Invalid::new(
+                format!("lines[{i}]"),
+                format!(
+                    "must be at most {max_line_bytes} bytes (got {})",
+                    line.len()
+                ),
+            ));
+        }
+        if line.contains('\n') {
+            return Err(Invalid::new(
+                format!("lines[{i}]"),
+                "must not contain a line break (send one line per entry)",
+            ));
+        }
+        bytes += line.len() as u64;
+    }
+    Ok(bytes)
+}
+
 /// A pod status such as `Running` or `CrashLoopBackOff`.
 fn status(field: &str, value: &str) -> Result<(), Invalid> {
     let ok = value.len() <= MAX_STATUS_BYTES

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use pod_service::client::{self, ServerArgs, status_error, table};
+use pod_service::client::{self, NamespaceArgs, ServerArgs, status_error, table};
 use pod_service::pb::ListPodsRequest;
 
 /// List pods (unary ListPods), sorted by namespace then name.
@@ -12,9 +12,8 @@ use pod_service::pb::ListPodsRequest;
 struct Args {
     #[command(flatten)]
     server: ServerArgs,
-    /// Only this namespace (default: every namespace).
-    #[arg(short, long, default_value = "", hide_default_value = true)]
-    namespace: String,
+    #[command(flatten)]
+    filter: NamespaceArgs,
 }
 
 #[tokio::main]
@@ -26,7 +25,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut client = client::connect(&args.server.addr).await?;
     let list = client
         .list_pods(ListPodsRequest {
-            namespace: args.namespace,
+            namespace: args.filter.namespace,
             resource_version: 0,
         })
         .await

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use pod_service::client::{self, ServerArgs, status_error};
+use pod_service::client::{self, PodArgs, ServerArgs, status_error};
 use pod_service::pb::GetLogsRequest;
 
 /// Print a pod's uploaded log lines (GetLogs); with --follow, keep printing
@@ -13,12 +13,8 @@ use pod_service::pb::GetLogsRequest;
 struct Args {
     #[command(flatten)]
     server: ServerArgs,
-    /// The pod's namespace.
-    #[arg(short, long, default_value = "default")]
-    namespace: String,
-    /// The pod whose log to print.
-    #[arg(short, long)]
-    pod: String,
+    #[command(flatten)]
+    target: PodArgs,
     /// After the stored lines, stream new ones as they arrive.
     #[arg(short, long)]
     follow: bool,
@@ -36,8 +32,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut client = client::connect(&args.server.addr).await?;
     let mut chunks = client
         .get_logs(GetLogsRequest {
-            namespace: args.namespace,
-            pod: args.pod,
+            namespace: args.target.namespace,
+            pod: args.target.pod,
             follow: args.follow,
             tail_lines: args.tail,
         })

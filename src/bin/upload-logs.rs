@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use pod_service::client::{self, ServerArgs, upload};
+use pod_service::client::{self, PodArgs, ServerArgs, upload};
 
 /// Stream log lines to a pod (UploadLogs) and print the server's summary.
 ///
@@ -16,12 +16,8 @@ use pod_service::client::{self, ServerArgs, upload};
 struct Args {
     #[command(flatten)]
     server: ServerArgs,
-    /// The pod's namespace.
-    #[arg(short, long, default_value = "default")]
-    namespace: String,
-    /// The pod whose log the lines are added to.
-    #[arg(short, long)]
-    pod: String,
+    #[command(flatten)]
+    target: PodArgs,
     /// Files to upload (default: stdin).
     files: Vec<PathBuf>,
 }
@@ -33,7 +29,13 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let mut client = client::connect(&args.server.addr).await?;
-    let report = upload::upload(&mut client, &args.namespace, &args.pod, &args.files).await?;
+    let report = upload::upload(
+        &mut client,
+        &args.target.namespace,
+        &args.target.pod,
+        &args.files,
+    )
+    .await?;
     if report.lossy_lines > 0 {
         eprintln!(
             "note: {} lines were not valid UTF-8; their bad bytes were sent as U+FFFD",
@@ -42,7 +44,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     client::print(&format!(
         "{}\n",
-        upload::describe(&report, &args.namespace, &args.pod)
+        upload::describe(&report, &args.target.namespace, &args.target.pod)
     ))?;
     Ok(())
 }

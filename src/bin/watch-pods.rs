@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use pod_service::client::table::WatchTable;
 use pod_service::client::watch::{PodWatch, WatchUpdate};
-use pod_service::client::{self, ServerArgs};
+use pod_service::client::{self, NamespaceArgs, ServerArgs};
 
 /// Print the pods, then every change as it happens (WatchPods), until Ctrl-C.
 ///
@@ -16,9 +16,8 @@ use pod_service::client::{self, ServerArgs};
 struct Args {
     #[command(flatten)]
     server: ServerArgs,
-    /// Only this namespace (default: every namespace).
-    #[arg(short, long, default_value = "", hide_default_value = true)]
-    namespace: String,
+    #[command(flatten)]
+    filter: NamespaceArgs,
 }
 
 #[tokio::main]
@@ -30,7 +29,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Connect first so that a wrong address fails at once; after that the
     // channel reconnects by itself whenever the watch resumes.
     let client = client::connect(&args.server.addr).await?;
-    let mut watch = PodWatch::new(client, args.namespace);
+    let mut watch = PodWatch::new(client, args.filter.namespace);
     let mut table = WatchTable::default();
     loop {
         let rows = match watch.next().await? {

@@ -31,6 +31,25 @@ pub struct ServerArgs {
     pub addr: String,
 }
 
+/// Names one pod, for the log clients.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PodArgs {
+    /// The pod's namespace.
+    #[arg(short, long, default_value = crate::validate::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// The pod's name.
+    #[arg(short, long)]
+    pub pod: String,
+}
+
+/// The namespace filter of the list and watch clients.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NamespaceArgs {
+    /// Only this namespace (default: every namespace).
+    #[arg(short, long, default_value = "", hide_default_value = true)]
+    pub namespace: String,
+}
+
 /// How long a client waits for a TCP connection to the server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -179,16 +179,11 @@ impl Session {
     /// Sends an op; returns its id.
     pub async fn send(&mut self, op: sync_request::Op) -> u64 {
         self.next_id += 1;
-        let request = SyncRequest {
+        self.send_raw(SyncRequest {
             id: self.next_id,
             op: Some(op),
-        };
-        self.requests
-            .as_ref()
-            .expect("session is half-closed")
-            .send(request)
-            .await
-            .expect("send");
+        })
+        .await;
         self.next_id
     }
 

@@ -315,6 +315,30 @@ async fn upload_logs_streams_files_and_stdin() {
     )
     .await;
     assert_one_line_error(&output, "cannot open /no/such/file");
+
+    // A read error mid-way (a directory opens, but does not read) fails the
+    // upload; it is never reported as a success.
+    let dir_arg = dir.path().to_str().unwrap();
+    let output = run(
+        "upload-logs",
+        &[
+            "--addr",
+            &server.url(),
+            "--pod",
+            "web",
+            "-n",
+            "production",
+            path.to_str().unwrap(),
+            dir_arg,
+        ],
+        "",
+    )
+    .await;
+    assert_one_line_error(
+        &output,
+        &format!("cannot read {dir_arg} after 10002 lines were sent"),
+    );
+    assert!(output.stdout.is_empty(), "{}", output.stdout);
 }
 
 #[tokio::test]

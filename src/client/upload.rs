@@ -59,25 +59,21 @@ pub async fn upload(
     let call = client.upload_logs(ReceiverStream::new(outbound));
     tokio::pin!(call);
 
-    // If reading fails, the upload must not end as if the input were
-    // complete: return before the call finishes, which cancels it.
-    let read = tokio::select! {
+    // An error on either side ends the upload at once (returning drops the
+    // call, which cancels it); success needs both sides. The server answers
+    // OK only after the input has ended, but the reader may not have
+    // reported yet whether it ended well or with a read error: ask it.
+    let upload_failed = |status| status_error(status).context("upload failed");
+    let stats = tokio::select! {
         biased;
-        read = &mut reader => read.context("reading the input failed")?,
+        read = &mut reader => read.context("the input reader failed")??,
         response = &mut call => {
-            // The server answered before the input ended: only an error does.
-            let status = match response {
-                Err(status) => status,
-                Ok(_) => tonic::Status::internal("the server answered before the upload ended"),
-            };
-            return Err(status_error(status).context("upload failed"));
+            let summary = response.map_err(upload_failed)?.into_inner();
+            let stats = reader.await.context("the input reader failed")??;
+            return Ok(UploadReport { summary, lossy_lines: stats.lossy_lines });
         }
     };
-    let stats = read?;
-    let summary = call
-        .await
-        .map_err(|status| status_error(status).context("upload failed"))?
-        .into_inner();
+    let summary = call.await.map_err(upload_failed)?.into_inner();
     Ok(UploadReport {
         summary,
         lossy_lines: stats.lossy_lines,

@@ -26,6 +26,9 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Held for the server's whole life, across restarts, so that no other
+    /// socket of a test running alongside can take the port while it is down.
+    listener: std::net::TcpListener,
     pub store: Arc<Store>,
     config: ServerConfig,
     shutdown: Shutdown,
@@ -39,19 +42,23 @@ impl TestServer {
     }
 
     pub async fn start_with(store: StoreConfig, config: ServerConfig) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("non-blocking");
         let mut server = TestServer {
             addr: listener.local_addr().expect("local addr"),
+            listener,
             store: Arc::new(Store::new(store)),
             config,
             shutdown: Shutdown::new(),
             task: None,
         };
-        server.spawn(listener);
+        server.spawn();
         server
     }
 
-    fn spawn(&mut self, listener: TcpListener) {
+    fn spawn(&mut self) {
+        let listener = self.listener.try_clone().expect("clone listener");
+        let listener = TcpListener::from_std(listener).expect("listener");
         let (store, config, shutdown) = (
             Arc::clone(&self.store),
             self.config.clone(),
@@ -85,12 +92,13 @@ impl TestServer {
         }
     }
 
-    /// Serves the same store again on the same port, as a restarted server would.
+    /// Serves the same store again on the same port, as a restarted server
+    /// would. (Connections attempted while it was down wait in the listen
+    /// backlog and are served now.)
     pub async fn restart(&mut self) {
         self.stop().await;
         self.shutdown = Shutdown::new();
-        let listener = TcpListener::bind(self.addr).await.expect("rebind");
-        self.spawn(listener);
+        self.spawn();
     }
 
     /// Applies a pod directly to the store (bypassing gRPC).

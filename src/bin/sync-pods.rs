@@ -47,7 +47,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let input = BufReader::new(tokio::io::stdin());
     let report = sync::run_session(&mut client, input, tokio::io::stdout(), mode).await?;
-    if report.failed > 0 {
+    if mode == Mode::Script && report.failed > 0 {
         anyhow::bail!("{} of {} ops failed", report.failed, report.ops);
     }
     Ok(())

@@ -4,7 +4,7 @@
 //! [`numbered`] builds the same synthetic set as the Go peer's `-pods N`, for
 //! like-for-like benchmarks.
 
-use crate::store::{ApplyPod, PodKey, Store};
+use crate::store::{ApplyPod, PodKey, PodStore, StoreError};
 
 /// `(namespace, name, status, replicas)` of the pods a new server starts with.
 pub const SAMPLE_PODS: &[(&str, &str, &str, i32)] = &[
@@ -47,11 +47,14 @@ pub fn numbered(n: usize) -> impl Iterator<Item = ApplyPod> {
 }
 
 /// Applies pods to the store, in order.
-pub fn load(store: &Store, pods: impl IntoIterator<Item = ApplyPod>) {
+pub async fn load(
+    store: &dyn PodStore,
+    pods: impl IntoIterator<Item = ApplyPod>,
+) -> Result<(), StoreError> {
     for pod in pods {
-        // Sample pods are valid and unconditional, so an apply cannot fail.
-        let _ = store.apply(pod);
+        store.apply(pod).await?;
     }
+    Ok(())
 }
 
 #[cfg(test)]

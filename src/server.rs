@@ -12,7 +12,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::pb::PodServiceServer;
 use crate::service::{DEFAULT_MAX_LINE_BYTES, PodService};
 use crate::shutdown::Shutdown;
-use crate::store::Store;
+use crate::store::PodStore;
 
 /// The address `pod-server` listens on by default (the tutorial's port).
 pub const DEFAULT_ADDR: &str = "127.0.0.1:50051";
@@ -42,7 +42,7 @@ impl Default for ServerConfig {
 /// lets calls in flight finish for up to `config.grace`.
 pub async fn serve(
     listener: TcpListener,
-    store: Arc<Store>,
+    store: Arc<dyn PodStore>,
     config: ServerConfig,
     shutdown: Shutdown,
 ) -> Result<(), tonic::transport::Error> {

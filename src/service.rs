@@ -14,13 +14,12 @@ use std::sync::Arc;
 use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::logs::PodLog;
 use crate::pb::{
     self, GetLogsRequest, ListPodsRequest, ListPodsResponse, LogChunk, Pod, SyncAck, SyncEvent,
     SyncRequest, UploadLogsResponse, sync_event, sync_request,
 };
 use crate::shutdown::Shutdown;
-use crate::store::Store;
+use crate::store::{PodKey, PodStore};
 use crate::validate::{self, Invalid};
 use crate::watch::{WatchEnd, Watcher};
 
@@ -32,13 +31,13 @@ type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 /// The service: a handle on the shared store plus per-request limits.
 #[derive(Clone)]
 pub struct PodService {
-    store: Arc<Store>,
+    store: Arc<dyn PodStore>,
     max_line_bytes: usize,
     shutdown: Shutdown,
 }
 
 impl PodService {
-    pub fn new(store: Arc<Store>, max_line_bytes: usize, shutdown: Shutdown) -> Self {
+    pub fn new(store: Arc<dyn PodStore>, max_line_bytes: usize, shutdown: Shutdown) -> Self {
         PodService {
             store,
             max_line_bytes,
@@ -110,14 +109,23 @@ impl pb::PodService for PodService {
             .await
             .map_err(|status| failed(&summary, inbound_error(status)))?
         {
-            let (log, bytes) = self
+            let (key, bytes) = self
                 .check_chunk(&chunk)
                 .map_err(|status| failed(&summary, status))?;
+            let lines = chunk.lines.len() as u64;
+            self.store
+                .append_log(key, chunk.lines)
+                .await
+                .map_err(|err| failed(&summary, err.into()))?;
             summary.chunks += 1;
-            summary.lines += chunk.lines.len() as u64;
+            summary.lines += lines;
             summary.bytes += bytes;
-            log.append(chunk.lines);
         }
+        // The summary promises that every line is stored: make it durable first.
+        self.store
+            .sync()
+            .await
+            .map_err(|err| failed(&summary, err.into()))?;
         Ok(Response::new(summary))
     }
 
@@ -201,7 +209,7 @@ impl pb::PodService for PodService {
                     Next::Request(Ok(Some(request))) => request,
                 };
                 let was_subscribed = subscription.is_some();
-                let ack = service.apply_op(request, &mut subscription);
+                let ack = service.apply_op(request, &mut subscription).await;
                 // A subscribed session sees its own change before the ack of
                 // the op that made it, as it would see anyone else's. (A new
                 // subscription's backlog follows its ack instead.)
@@ -230,17 +238,17 @@ impl pb::PodService for PodService {
 
 impl PodService {
     /// Checks a whole upload chunk before any of it is stored; returns the
-    /// pod's log and the chunk's byte count.
-    fn check_chunk(&self, chunk: &LogChunk) -> Result<(Arc<PodLog>, u64), Status> {
+    /// pod it is for and its byte count.
+    fn check_chunk(&self, chunk: &LogChunk) -> Result<(PodKey, u64), Status> {
         let key = validate::pod_key("", &chunk.namespace, "pod", &chunk.pod)?;
         let bytes = validate::log_lines(&chunk.lines, self.max_line_bytes)?;
-        Ok((self.store.log(&key)?, bytes))
+        Ok((key, bytes))
     }
 
     /// Applies one sync op and returns its ack. A subscribe registers the
     /// session's watcher in `subscription`.
-    fn apply_op(&self, request: SyncRequest, subscription: &mut Option<Watcher>) -> SyncAck {
-        match self.run_op(request.op, subscription) {
+    async fn apply_op(&self, request: SyncRequest, subscription: &mut Option<Watcher>) -> SyncAck {
+        match self.run_op(request.op, subscription).await {
             Ok(pod) => SyncAck {
                 id: request.id,
                 code: 0,
@@ -257,18 +265,18 @@ impl PodService {
     }
 
     /// The stored pod (or tombstone) an op produced, if any.
-    fn run_op(
+    async fn run_op(
         &self,
         op: Option<sync_request::Op>,
         subscription: &mut Option<Watcher>,
     ) -> Result<Option<Pod>, Status> {
         match op {
             Some(sync_request::Op::Apply(pod)) => {
-                let stored = self.store.apply(validate::apply(pod)?)?;
+                let stored = self.store.apply(validate::apply(pod)?).await?;
                 Ok(Some(Pod::clone(&stored)))
             }
             Some(sync_request::Op::Delete(pod)) => {
-                let tombstone = self.store.delete(&validate::delete(&pod)?)?;
+                let tombstone = self.store.delete(validate::delete(&pod)?).await?;
                 Ok(Some(Pod::clone(&tombstone)))
             }
             Some(sync_request::Op::Subscribe(_)) if subscription.is_some() => {

@@ -85,14 +85,16 @@ fn assert_one_line_error(output: &Output, contains: &str) {
 
 async fn sample_server() -> TestServer {
     let server = TestServer::start().await;
-    sample::load(&server.store, sample::sample());
+    sample::load(server.store.as_ref(), sample::sample()).await.unwrap();
     server
 }
 
 #[tokio::test]
 async fn pod_server_serves_the_sample_and_stops_on_sigterm() {
+    let data = tempfile::tempdir().unwrap();
     let mut server = bin("pod-server")
-        .args(["--addr", "127.0.0.1:0"])
+        .args(["--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
@@ -126,7 +128,12 @@ async fn pod_server_serves_the_sample_and_stops_on_sigterm() {
 #[tokio::test]
 async fn pod_server_reports_a_busy_port_in_one_line() {
     let server = TestServer::start().await;
-    let output = run("pod-server", &["--addr", &server.addr.to_string()], "").await;
+    let output = run(
+        "pod-server",
+        &["--addr", &server.addr.to_string(), "--in-memory"],
+        "",
+    )
+    .await;
     assert_one_line_error(&output, &format!("cannot listen on {}", server.addr));
 }
 
@@ -215,8 +222,8 @@ async fn watch_pods_prints_the_pods_then_each_change_across_a_restart() {
 
     // Down and up again; changes made meanwhile are printed once each.
     server.stop().await;
-    server.apply("production", "cache", "Running", 1); // v11
-    server.apply("production", "web", "Running", 2); // v12
+    server.apply("production", "cache", "Running", 1).await; // v11
+    server.apply("production", "web", "Running", 2).await; // v12
     server.restart().await;
     assert_eq!(
         words(&next_line(&mut lines).await),
@@ -226,7 +233,7 @@ async fn watch_pods_prints_the_pods_then_each_change_across_a_restart() {
         words(&next_line(&mut lines).await),
         ["MODIFIED", "production", "web", "Running", "2", "12"]
     );
-    server.apply("production", "last", "Running", 1); // v13: nothing repeated before it
+    server.apply("production", "last", "Running", 1).await; // v13: nothing repeated before it
     assert_eq!(
         words(&next_line(&mut lines).await)[..3],
         ["ADDED", "production", "last"]
@@ -376,10 +383,7 @@ async fn pod_logs_prints_the_tail_and_follows() {
     log.append(vec!["line 6".into()]);
     assert_eq!(next_line(&mut lines).await, "line 6");
     // Deleting the pod ends the follow, and the command succeeds.
-    server
-        .store
-        .delete(&PodKey::new("default", "hello-world"))
-        .unwrap();
+    server.delete("default", "hello-world").await;
     let status = within("pod-logs to exit", child.wait()).await.unwrap();
     assert!(status.success());
 }

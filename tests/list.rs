@@ -16,7 +16,7 @@ mod tutorial {
 
 async fn sample_server() -> TestServer {
     let server = TestServer::start().await;
-    sample::load(&server.store, sample::sample());
+    sample::load(server.store.as_ref(), sample::sample()).await.unwrap();
     server
 }
 
@@ -119,7 +119,7 @@ async fn a_tutorial_client_keeps_working() {
     for _ in sample::SAMPLE_PODS {
         within("a pod", watch.message()).await.unwrap().unwrap();
     }
-    server.apply("default", "late", "Running", 1);
+    server.apply("default", "late", "Running", 1).await;
     let late = within("a change", watch.message()).await.unwrap().unwrap();
     assert_eq!(late.name, "late");
 }

@@ -63,7 +63,7 @@ fn numbered(range: std::ops::Range<usize>) -> Vec<String> {
 #[tokio::test]
 async fn a_large_upload_is_counted_exactly_and_read_back_in_order() {
     let server = TestServer::start().await;
-    server.apply("default", "web", "Running", 1);
+    server.apply("default", "web", "Running", 1).await;
     let mut client = server.client().await;
     let lines = numbered(0..150_000);
     let bytes: u64 = lines.iter().map(|l| l.len() as u64).sum();
@@ -107,7 +107,7 @@ async fn upload_errors_say_what_was_stored() {
         },
     )
     .await;
-    server.apply("default", "web", "Running", 1);
+    server.apply("default", "web", "Running", 1).await;
     let mut client = server.client().await;
     let good = || chunk("default", "web", numbered(0..10));
     let cases = [
@@ -182,7 +182,7 @@ async fn get_logs_of_a_missing_or_invalid_pod() {
 #[tokio::test]
 async fn follow_streams_new_lines_until_the_pod_is_deleted() {
     let server = TestServer::start().await;
-    server.apply("default", "web", "Running", 1);
+    server.apply("default", "web", "Running", 1).await;
     let mut client = server.client().await;
     upload(&mut client, vec![chunk("", "web", numbered(0..5))])
         .await
@@ -213,7 +213,7 @@ async fn follow_streams_new_lines_until_the_pod_is_deleted() {
         assert_eq!(got, lines);
     }
 
-    server.store.delete(&PodKey::new("default", "web")).unwrap();
+    server.delete("default", "web").await;
     let end = tokio::time::timeout(PATIENCE, follow.message())
         .await
         .unwrap();
@@ -223,7 +223,7 @@ async fn follow_streams_new_lines_until_the_pod_is_deleted() {
 #[tokio::test]
 async fn a_departed_follower_is_freed() {
     let server = TestServer::start().await;
-    server.apply("default", "web", "Running", 1);
+    server.apply("default", "web", "Running", 1).await;
     let log = server.store.log(&PodKey::new("default", "web")).unwrap();
     let mut client = server.client().await;
     let follow = get_logs(&mut client, "web", true, 0).await.unwrap();

@@ -236,7 +236,7 @@ async fn invalid_ops_are_refused_with_the_field_and_rule() {
 #[tokio::test]
 async fn subscribed_sessions_see_every_clients_changes() {
     let server = TestServer::start().await;
-    server.apply("a", "existing", "Running", 1); // v1
+    server.apply("a", "existing", "Running", 1).await; // v1
     let mut client = server.client().await;
     let mut alice = Session::open(&mut client).await;
     let mut bob = Session::open(&mut client).await;
@@ -276,7 +276,7 @@ async fn subscribed_sessions_see_every_clients_changes() {
     assert_eq!((deleted.resource_version, deleted.deleted), (4, true));
 
     // A change through the store directly (any RPC) reaches both.
-    server.apply("a", "other", "Running", 1); // v5
+    server.apply("a", "other", "Running", 1).await; // v5
     assert_eq!(alice.next_change().await.resource_version, 5);
     assert_eq!(bob.next_change().await.resource_version, 5);
 }
@@ -292,7 +292,7 @@ async fn subscription_errors_are_acks_and_the_session_goes_on() {
     )
     .await;
     for replicas in 0..5 {
-        server.apply("a", "web", "Running", replicas);
+        server.apply("a", "web", "Running", replicas).await;
     }
     let mut client = server.client().await;
     let mut session = Session::open(&mut client).await;

@@ -42,17 +42,17 @@ fn names(pods: &[Pod]) -> Vec<String> {
 #[tokio::test]
 async fn snapshot_then_live_changes_of_one_namespace() {
     let server = TestServer::start().await;
-    server.apply("prod", "web", "Running", 2); // v1
-    server.apply("dev", "web", "Running", 1); // v2
-    server.apply("prod", "api", "Running", 1); // v3
+    server.apply("prod", "web", "Running", 2).await; // v1
+    server.apply("dev", "web", "Running", 1).await; // v2
+    server.apply("prod", "api", "Running", 1).await; // v3
     let mut client = server.client().await;
     let mut stream = watch(&mut client, "prod", 0).await.unwrap();
 
     let snapshot = [next(&mut stream).await, next(&mut stream).await];
     assert_eq!(names(&snapshot), ["prod/api@3", "prod/web@1"]);
 
-    server.apply("dev", "web", "Failed", 0); // v4: other namespace, not seen
-    server.apply("prod", "web", "Pending", 3); // v5
+    server.apply("dev", "web", "Failed", 0).await; // v4: other namespace, not seen
+    server.apply("prod", "web", "Pending", 3).await; // v5
     let mut session = Session::open(&mut client).await;
     assert_eq!(session.delete("prod", "api").await.code, 0); // v6
 
@@ -80,19 +80,19 @@ async fn snapshot_then_live_changes_of_one_namespace() {
 async fn watch_from_a_version_gets_exactly_the_later_changes() {
     let server = TestServer::start().await;
     for replicas in 0..10 {
-        server.apply("a", "web", "Running", replicas); // v1..v10
+        server.apply("a", "web", "Running", replicas).await; // v1..v10
     }
     let mut client = server.client().await;
     let mut stream = watch(&mut client, "", 4).await.unwrap();
     for version in 5..=10 {
         assert_eq!(next(&mut stream).await.resource_version, version);
     }
-    server.apply("b", "db", "Running", 1);
+    server.apply("b", "db", "Running", 1).await;
     assert_eq!(next(&mut stream).await.resource_version, 11);
 
     // At the current version: nothing old, only what comes next.
     let mut stream = watch(&mut client, "", 11).await.unwrap();
-    server.apply("b", "db", "Running", 2);
+    server.apply("b", "db", "Running", 2).await;
     assert_eq!(next(&mut stream).await.resource_version, 12);
 }
 
@@ -146,7 +146,7 @@ async fn concurrent_writers_no_gap_no_repeat() {
     }
     // Nothing more is pending for the namespace watcher: a new change in
     // ns-3 is the very next thing it gets.
-    let marker = server.apply("ns-3", "marker", "Running", 1);
+    let marker = server.apply("ns-3", "marker", "Running", 1).await;
     assert_eq!(
         next(&mut ns3).await.resource_version,
         marker.resource_version
@@ -215,7 +215,7 @@ async fn a_dropped_stream_resumes_from_its_last_version() {
     let mut client = server.client().await;
     let mut stream = watch(&mut client, "", 0).await.unwrap();
     for i in 0..5 {
-        server.apply("a", &format!("p{i}"), "Running", 1);
+        server.apply("a", &format!("p{i}"), "Running", 1).await;
     }
     let mut last = 0;
     for _ in 0..3 {
@@ -223,7 +223,7 @@ async fn a_dropped_stream_resumes_from_its_last_version() {
     }
     drop(stream);
     for i in 5..8 {
-        server.apply("a", &format!("p{i}"), "Running", 1);
+        server.apply("a", &format!("p{i}"), "Running", 1).await;
     }
     let mut stream = watch(&mut client, "", last).await.unwrap();
     for version in last + 1..=8 {
@@ -242,7 +242,7 @@ async fn versions_outside_the_history_are_out_of_range() {
     )
     .await;
     for replicas in 0..20 {
-        server.apply("a", "web", "Running", replicas); // v1..v20, v16..v20 retained
+        server.apply("a", "web", "Running", replicas).await; // v1..v20, v16..v20 retained
     }
     let mut client = server.client().await;
     for from in [1, 14, 21, 1000] {
@@ -383,7 +383,7 @@ async fn a_departed_client_frees_its_watcher() {
 #[tokio::test]
 async fn shutdown_ends_open_watches_with_unavailable() {
     let mut server = TestServer::start().await;
-    server.apply("a", "web", "Running", 1);
+    server.apply("a", "web", "Running", 1).await;
     let mut client = server.client().await;
     let mut stream = watch(&mut client, "", 0).await.unwrap();
     next(&mut stream).await;
@@ -409,14 +409,14 @@ async fn next_update(watch: &mut PodWatch) -> WatchUpdate {
 #[tokio::test]
 async fn the_client_watch_rides_through_a_server_restart() {
     let mut server = TestServer::start().await;
-    server.apply("a", "web", "Running", 1);
+    server.apply("a", "web", "Running", 1).await;
     let client = pod_service::client::connect_lazy(&server.url()).unwrap();
     let mut watch = PodWatch::new(client, "");
     let WatchUpdate::Listed(listed) = next_update(&mut watch).await else {
         panic!("a watch starts with a list");
     };
     assert_eq!(listed.len(), 1);
-    server.apply("a", "web", "Running", 2); // v2
+    server.apply("a", "web", "Running", 2).await; // v2
     let WatchUpdate::Changed(change) = next_update(&mut watch).await else {
         panic!("expected a change");
     };
@@ -431,11 +431,8 @@ async fn the_client_watch_rides_through_a_server_restart() {
         WatchUpdate::Interrupted { .. }
     ));
     // Changes while the server is down are in its history.
-    server.apply("a", "db", "Running", 1); // v3
-    server
-        .store
-        .delete(&pod_service::store::PodKey::new("a", "web"))
-        .unwrap(); // v4
+    server.apply("a", "db", "Running", 1).await; // v3
+    server.delete("a", "web").await; // v4
     server.restart().await;
 
     let mut seen = Vec::new();
@@ -446,7 +443,7 @@ async fn the_client_watch_rides_through_a_server_restart() {
         }
     }
     assert_eq!(seen, [(EventKind::Added, 3), (EventKind::Deleted, 4)]);
-    server.apply("a", "db", "Running", 2); // v5: the next one is the live one
+    server.apply("a", "db", "Running", 2).await; // v5: the next one is the live one
     let WatchUpdate::Changed(change) = next_update(&mut watch).await else {
         panic!("expected a change");
     };
@@ -463,21 +460,18 @@ async fn the_client_watch_relists_when_too_far_behind() {
         ServerConfig::default(),
     )
     .await;
-    server.apply("a", "stays", "Running", 1);
-    server.apply("a", "changes", "Running", 1);
-    server.apply("a", "goes", "Running", 1);
+    server.apply("a", "stays", "Running", 1).await;
+    server.apply("a", "changes", "Running", 1).await;
+    server.apply("a", "goes", "Running", 1).await;
     let client = pod_service::client::connect_lazy(&server.url()).unwrap();
     let mut watch = PodWatch::new(client, "a");
     assert!(matches!(next_update(&mut watch).await, WatchUpdate::Listed(l) if l.len() == 3));
 
     server.stop().await;
-    server.apply("a", "changes", "Pending", 5);
-    server
-        .store
-        .delete(&pod_service::store::PodKey::new("a", "goes"))
-        .unwrap();
+    server.apply("a", "changes", "Pending", 5).await;
+    server.delete("a", "goes").await;
     for i in 0..10 {
-        server.apply("a", "new", "Running", i); // pushes the rest out of the history
+        server.apply("a", "new", "Running", i).await; // pushes the rest out of the history
     }
     server.restart().await;
 

@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -9,12 +10,14 @@ use anyhow::Context;
 use clap::Parser;
 use pod_service::server::{self, DEFAULT_ADDR, ServerConfig};
 use pod_service::shutdown::{self, Shutdown};
-use pod_service::store::{Store, StoreConfig};
+use pod_service::store::{DurableStore, MemoryStore, PodStore, StoreConfig};
 use pod_service::{client, sample};
 
 /// Serve the PodService (ListPods, WatchPods, UploadLogs, GetLogs, SyncPods).
 ///
-/// On start the store holds a small sample set of pods (see the README),
+/// Pods, versions, the watch history and uploaded logs are kept in the data
+/// directory: everything acknowledged survives a restart or a crash. A new,
+/// empty store starts with a small sample set of pods (see the README),
 /// unless --no-sample or --pods N is given. Stop it with Ctrl-C.
 #[derive(Parser)]
 #[command(version)]
@@ -22,11 +25,18 @@ struct Args {
     /// Address to listen on (port 0 picks a free port; the address is printed).
     #[arg(long, default_value = DEFAULT_ADDR, env = "POD_SERVER_ADDR")]
     addr: SocketAddr,
-    /// Start with an empty store instead of the sample pods.
+    /// Where the store keeps its data (created if missing).
+    #[arg(long, value_name = "DIR", default_value = "pod-data", env = "POD_SERVER_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Keep everything in memory instead (lost when the server stops).
+    #[arg(long, conflicts_with = "data_dir")]
+    in_memory: bool,
+    /// Start a new store empty instead of with the sample pods.
     #[arg(long)]
     no_sample: bool,
-    /// Start with N numbered pods (pod-0..pod-N-1 over production, staging,
-    /// dev) instead of the sample pods, like the Go peer's -pods N.
+    /// Start a new store with N numbered pods (pod-0..pod-N-1 over
+    /// production, staging, dev) instead of the sample pods, like the Go
+    /// peer's -pods N.
     #[arg(long, value_name = "N", conflicts_with = "no_sample")]
     pods: Option<usize>,
     /// Recent changes kept for watches that resume from a version.
@@ -56,15 +66,28 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let store = Arc::new(Store::new(StoreConfig {
+    let config = StoreConfig {
         history: args.history,
         watch_buffer: args.watch_buffer,
         log_bytes_per_pod: args.log_bytes_per_pod,
-    }));
-    match args.pods {
-        Some(n) => sample::load(&store, sample::numbered(n)),
-        None if !args.no_sample => sample::load(&store, sample::sample()),
-        None => {}
+    };
+    let store: Arc<dyn PodStore> = if args.in_memory {
+        Arc::new(MemoryStore::new(config))
+    } else {
+        let store = DurableStore::open(&args.data_dir, config)?;
+        tracing::info!(data_dir = %args.data_dir.display(), version = store.version(), "store opened");
+        Arc::new(store)
+    };
+    // Only a store that has never changed gets the starting pods.
+    if store.version() == 0 {
+        let pods: Vec<_> = match args.pods {
+            Some(n) => sample::numbered(n).collect(),
+            None if !args.no_sample => sample::sample().collect(),
+            None => Vec::new(),
+        };
+        sample::load(store.as_ref(), pods).await?;
+    } else if args.pods.is_some() {
+        tracing::warn!("the store is not new: --pods is ignored");
     }
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await

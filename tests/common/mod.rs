@@ -12,7 +12,7 @@ use pod_service::pb::{
 };
 use pod_service::server::{self, ServerConfig};
 use pod_service::shutdown::Shutdown;
-use pod_service::store::{ApplyPod, PodKey, Store, StoreConfig};
+use pod_service::store::{ApplyPod, MemoryStore, PodKey, PodStore, StoreConfig};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -29,7 +29,7 @@ pub struct TestServer {
     /// Held for the server's whole life, across restarts, so that no other
     /// socket of a test running alongside can take the port while it is down.
     listener: std::net::TcpListener,
-    pub store: Arc<Store>,
+    pub store: Arc<dyn PodStore>,
     config: ServerConfig,
     shutdown: Shutdown,
     task: Option<JoinHandle<()>>,
@@ -42,12 +42,17 @@ impl TestServer {
     }
 
     pub async fn start_with(store: StoreConfig, config: ServerConfig) -> Self {
+        Self::start_on(Arc::new(MemoryStore::new(store)), config).await
+    }
+
+    /// A server on a given store.
+    pub async fn start_on(store: Arc<dyn PodStore>, config: ServerConfig) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("non-blocking");
         let mut server = TestServer {
             addr: listener.local_addr().expect("local addr"),
             listener,
-            store: Arc::new(Store::new(store)),
+            store,
             config,
             shutdown: Shutdown::new(),
             task: None,
@@ -102,7 +107,7 @@ impl TestServer {
     }
 
     /// Applies a pod directly to the store (bypassing gRPC).
-    pub fn apply(&self, namespace: &str, name: &str, status: &str, replicas: i32) -> Arc<Pod> {
+    pub async fn apply(&self, namespace: &str, name: &str, status: &str, replicas: i32) -> Arc<Pod> {
         self.store
             .apply(ApplyPod {
                 key: PodKey::new(namespace, name),
@@ -110,7 +115,16 @@ impl TestServer {
                 replicas,
                 expected_version: None,
             })
+            .await
             .expect("apply")
+    }
+
+    /// Deletes a pod directly in the store.
+    pub async fn delete(&self, namespace: &str, name: &str) -> Arc<Pod> {
+        self.store
+            .delete(PodKey::new(namespace, name))
+            .await
+            .expect("delete")
     }
 
     /// Waits until the store has exactly `n` watchers (registered or freed).

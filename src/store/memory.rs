@@ -1,0 +1,75 @@
+//! The volatile store: the [`Index`] alone. Writes are planned and published
+//! one at a time under a writer lock; nothing survives a restart.
+
+use std::sync::{Arc, Mutex};
+
+use super::{ApplyPod, Index, PodKey, PodList, PodStore, StoreConfig, StoreError};
+use crate::logs::PodLog;
+use crate::pb::Pod;
+use crate::store::index::Batch;
+use crate::watch::Watcher;
+
+pub struct MemoryStore {
+    index: Index,
+    /// Serialises writers between planning and publishing.
+    writer: Mutex<()>,
+}
+
+impl MemoryStore {
+    pub fn new(config: StoreConfig) -> Self {
+        MemoryStore {
+            index: Index::new(config),
+            writer: Mutex::new(()),
+        }
+    }
+
+    fn write<T>(
+        &self,
+        plan: impl FnOnce(&Index, &mut Batch) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut batch = self.index.batch();
+        let result = plan(&self.index, &mut batch)?;
+        self.index.publish(batch);
+        Ok(result)
+    }
+}
+
+#[tonic::async_trait]
+impl PodStore for MemoryStore {
+    fn list(&self, namespace: Option<&str>) -> PodList {
+        self.index.list(namespace)
+    }
+
+    fn watch(&self, namespace: Option<String>, from: u64) -> Result<Watcher, StoreError> {
+        self.index.watch(namespace, from)
+    }
+
+    fn log(&self, key: &PodKey) -> Result<Arc<PodLog>, StoreError> {
+        self.index.log(key)
+    }
+
+    async fn apply(&self, apply: ApplyPod) -> Result<Arc<Pod>, StoreError> {
+        self.write(|index, batch| index.plan_apply(batch, apply))
+    }
+
+    async fn delete(&self, key: PodKey) -> Result<Arc<Pod>, StoreError> {
+        self.write(|index, batch| index.plan_delete(batch, key))
+    }
+
+    async fn append_log(&self, key: PodKey, lines: Vec<String>) -> Result<(), StoreError> {
+        self.write(|index, batch| index.plan_append(batch, key, lines))
+    }
+
+    async fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn version(&self) -> u64 {
+        self.index.version()
+    }
+
+    fn watcher_count(&self) -> usize {
+        self.index.watcher_count()
+    }
+}

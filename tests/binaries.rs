@@ -85,7 +85,9 @@ fn assert_one_line_error(output: &Output, contains: &str) {
 
 async fn sample_server() -> TestServer {
     let server = TestServer::start().await;
-    sample::load(server.store.as_ref(), sample::sample()).await.unwrap();
+    sample::load(server.store.as_ref(), sample::sample())
+        .await
+        .unwrap();
     server
 }
 

@@ -16,7 +16,9 @@ mod tutorial {
 
 async fn sample_server() -> TestServer {
     let server = TestServer::start().await;
-    sample::load(server.store.as_ref(), sample::sample()).await.unwrap();
+    sample::load(server.store.as_ref(), sample::sample())
+        .await
+        .unwrap();
     server
 }
 

@@ -26,7 +26,12 @@ struct Args {
     #[arg(long, default_value = DEFAULT_ADDR, env = "POD_SERVER_ADDR")]
     addr: SocketAddr,
     /// Where the store keeps its data (created if missing).
-    #[arg(long, value_name = "DIR", default_value = "pod-data", env = "POD_SERVER_DATA_DIR")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "pod-data",
+        env = "POD_SERVER_DATA_DIR"
+    )]
     data_dir: PathBuf,
     /// Keep everything in memory instead (lost when the server stops).
     #[arg(long, conflicts_with = "data_dir")]

@@ -120,16 +120,44 @@ enum Request {
 
 impl DurableStore {
     /// Opens (or creates) the store in `dir`, loading everything in it.
+    ///
+    /// An existing database is first checked read-only, so that a file that
+    /// is not ours, from another version, or damaged is refused without a
+    /// single byte of it being written.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Self, OpenError> {
         std::fs::create_dir_all(dir).map_err(|err| OpenError::Io(dir.into(), err.to_string()))?;
         let path = dir.join(DATABASE_FILE);
-        let db = Database::create(&path).map_err(|err| open_error(dir, err))?;
-        let corrupt = |reason: String| OpenError::Corrupt(dir.into(), reason);
-        initialise(&db).map_err(|err| match err {
-            Fault::Corrupt(reason) => corrupt(reason),
+        let exists = std::fs::metadata(&path).is_ok_and(|meta| meta.len() > 0);
+        let fault = |fault: Fault| match fault {
+            Fault::Corrupt(reason) => OpenError::Corrupt(dir.into(), reason),
             Fault::Incompatible(reason) => OpenError::Incompatible(dir.into(), reason),
-        })?;
-        let (index, logs) = load(&db, config).map_err(corrupt)?;
+        };
+        let corrupt = |reason: String| OpenError::Corrupt(dir.into(), reason);
+        let mut loaded = None;
+        if exists {
+            match redb::ReadOnlyDatabase::open(&path) {
+                Ok(db) => {
+                    if check_schema(&db).map_err(fault)? == Schema::Current {
+                        loaded = Some(load(&db, config.clone()).map_err(corrupt)?);
+                    }
+                    db.close().map_err(|err| open_error(dir, err))?;
+                }
+                // After a crash redb must repair the file, which a read-only
+                // open cannot do: the read-write open below does it.
+                Err(redb::DatabaseError::RepairAborted) => {}
+                Err(err) => return Err(open_error(dir, err)),
+            }
+        }
+        let db = Database::create(&path).map_err(|err| open_error(dir, err))?;
+        if check_schema(&db).map_err(fault)? == Schema::New {
+            write_schema(&db).map_err(fault)?;
+        }
+        // What was read before the read-write open is current unless
+        // another process wrote in between (or a repair was needed).
+        let (index, logs) = match loaded {
+            Some(loaded) if stored_version(&db).ok() == Some(loaded.0.version()) => loaded,
+            _ => load(&db, config).map_err(corrupt)?,
+        };
         let index = Arc::new(index);
         let (ops, queue) = mpsc::channel(MAX_BATCH_OPS);
         let committer = Committer {
@@ -385,46 +413,63 @@ fn open_error(dir: &Path, err: redb::DatabaseError) -> OpenError {
             dir.into(),
             format!("redb file format {version} needs an upgrade"),
         ),
-        redb::DatabaseError::Storage(redb::StorageError::Io(err)) => {
+        redb::DatabaseError::Storage(redb::StorageError::Io(err))
+            if err.kind() != std::io::ErrorKind::InvalidData =>
+        {
             OpenError::Io(dir.into(), err.to_string())
         }
         other => OpenError::Corrupt(dir.into(), other.to_string()),
     }
 }
 
-/// Checks the schema of an existing database, or records it in a new one.
-fn initialise(db: &Database) -> Result<(), Fault> {
+#[derive(Debug, PartialEq, Eq)]
+enum Schema {
+    /// An empty database, to be initialised.
+    New,
+    /// A database of this layout.
+    Current,
+}
+
+/// Checks that a database is empty or of our layout, without writing.
+fn check_schema(db: &impl ReadableDatabase) -> Result<Schema, Fault> {
     let corrupt = |err: &dyn fmt::Display| Fault::Corrupt(err.to_string());
-    let tx = db.begin_write().map_err(|e| corrupt(&e))?;
+    let tx = db.begin_read().map_err(|e| corrupt(&e))?;
     let tables: Vec<String> = tx
         .list_tables()
         .map_err(|e| corrupt(&e))?
         .map(|table| table.name().to_owned())
         .collect();
-    {
-        let mut meta = tx.open_table(META).map_err(|e| corrupt(&e))?;
-        let schema = meta
+    if tables.is_empty() {
+        return Ok(Schema::New);
+    }
+    let schema = match tx.open_table(META) {
+        Ok(meta) => meta
             .get("schema")
             .map_err(|e| corrupt(&e))?
-            .map(|v| v.value());
-        match schema {
-            Some(SCHEMA_VERSION) => {}
-            Some(other) => {
-                return Err(Fault::Incompatible(format!(
-                    "schema version {other}, this server reads {SCHEMA_VERSION}"
-                )));
-            }
-            None if tables.is_empty() => {
-                meta.insert("schema", SCHEMA_VERSION)
-                    .map_err(|e| corrupt(&e))?;
-                meta.insert("version", 0).map_err(|e| corrupt(&e))?;
-            }
-            None => {
-                return Err(Fault::Corrupt(format!(
-                    "it holds tables {tables:?} but no schema version: not a pod-server database"
-                )));
-            }
-        }
+            .map(|v| v.value()),
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Err(err) => return Err(corrupt(&err)),
+    };
+    match schema {
+        Some(SCHEMA_VERSION) => Ok(Schema::Current),
+        Some(other) => Err(Fault::Incompatible(format!(
+            "schema version {other}, this server reads {SCHEMA_VERSION}"
+        ))),
+        None => Err(Fault::Corrupt(format!(
+            "it holds tables {tables:?} but no schema version: not a pod-server database"
+        ))),
+    }
+}
+
+/// Records our layout in a new database.
+fn write_schema(db: &Database) -> Result<(), Fault> {
+    let corrupt = |err: &dyn fmt::Display| Fault::Corrupt(err.to_string());
+    let tx = db.begin_write().map_err(|e| corrupt(&e))?;
+    {
+        let mut meta = tx.open_table(META).map_err(|e| corrupt(&e))?;
+        meta.insert("schema", SCHEMA_VERSION)
+            .map_err(|e| corrupt(&e))?;
+        meta.insert("version", 0).map_err(|e| corrupt(&e))?;
         tx.open_table(PODS).map_err(|e| corrupt(&e))?;
         tx.open_table(HISTORY).map_err(|e| corrupt(&e))?;
         tx.open_table(LOGS).map_err(|e| corrupt(&e))?;
@@ -432,15 +477,23 @@ fn initialise(db: &Database) -> Result<(), Fault> {
     tx.commit().map_err(|e| corrupt(&e))
 }
 
-/// Reads everything into an index, checking it is consistent.
-fn load(db: &Database, config: StoreConfig) -> Result<(Index, HashMap<PodKey, DiskLog>), String> {
+/// The store version recorded in the database.
+fn stored_version(db: &impl ReadableDatabase) -> Result<u64, String> {
     let tx = db.begin_read().map_err(|e| e.to_string())?;
     let meta = tx.open_table(META).map_err(|e| e.to_string())?;
-    let version = meta
-        .get("version")
+    meta.get("version")
         .map_err(|e| e.to_string())?
         .map(|v| v.value())
-        .ok_or("no version counter")?;
+        .ok_or_else(|| "no version counter".to_owned())
+}
+
+/// Reads everything into an index, checking it is consistent.
+fn load(
+    db: &impl ReadableDatabase,
+    config: StoreConfig,
+) -> Result<(Index, HashMap<PodKey, DiskLog>), String> {
+    let version = stored_version(db)?;
+    let tx = db.begin_read().map_err(|e| e.to_string())?;
 
     let mut pods = Vec::new();
     for row in tx
@@ -456,7 +509,9 @@ fn load(db: &Database, config: StoreConfig) -> Result<(Index, HashMap<PodKey, Di
             || pod.deleted
             || pod.resource_version > version
         {
-            return Err(format!("pod record {ns}/{name} does not match its key or version"));
+            return Err(format!(
+                "pod record {ns}/{name} does not match its key or version"
+            ));
         }
         pods.push(pod);
     }
@@ -476,7 +531,10 @@ fn load(db: &Database, config: StoreConfig) -> Result<(Index, HashMap<PodKey, Di
         }
         history.push(pod);
     }
-    if history.last().is_some_and(|p| p.resource_version != version) {
+    if history
+        .last()
+        .is_some_and(|p| p.resource_version != version)
+    {
         return Err("the history does not end at the store version".into());
     }
     // A smaller limit than last time keeps only the newest changes.

@@ -186,7 +186,9 @@ impl Index {
 
     /// Plans a create or update; returns the pod as it will be stored.
     pub fn plan_apply(&self, batch: &mut Batch, apply: ApplyPod) -> Result<Arc<Pod>, StoreError> {
-        let current = self.current(batch, &apply.key).map(|pod| pod.resource_version);
+        let current = self
+            .current(batch, &apply.key)
+            .map(|pod| pod.resource_version);
         if let Some(expected) = apply.expected_version
             && current != Some(expected)
         {
@@ -288,7 +290,11 @@ impl Index {
     fn current(&self, batch: &Batch, key: &PodKey) -> Option<Arc<Pod>> {
         match batch.touched.get(key) {
             Some(touched) => touched.clone(),
-            None => self.read().pods.get(key).map(|entry| Arc::clone(&entry.pod)),
+            None => self
+                .read()
+                .pods
+                .get(key)
+                .map(|entry| Arc::clone(&entry.pod)),
         }
     }
 
@@ -345,7 +351,9 @@ mod tests {
         assert_eq!(apply(&index, "a", "x", 1).resource_version, 1);
         assert_eq!(apply(&index, "a", "x", 2).resource_version, 2);
         let mut batch = index.batch();
-        let gone = index.plan_delete(&mut batch, PodKey::new("a", "x")).unwrap();
+        let gone = index
+            .plan_delete(&mut batch, PodKey::new("a", "x"))
+            .unwrap();
         index.publish(batch);
         assert_eq!((gone.resource_version, gone.deleted), (3, true));
         assert_eq!(index.version(), 3);
@@ -378,7 +386,9 @@ mod tests {
             },
         );
         assert_eq!(updated.unwrap().resource_version, 2);
-        index.plan_append(&mut batch, key.clone(), vec!["hello".into()]).unwrap();
+        index
+            .plan_append(&mut batch, key.clone(), vec!["hello".into()])
+            .unwrap();
         assert!(index.list(None).pods.is_empty(), "not published yet");
         assert!(index.log(&key).is_err());
 
@@ -420,7 +430,13 @@ mod tests {
                 },
             )
             .unwrap_err();
-        assert!(matches!(err, StoreError::Conflict { current: Some(1), .. }));
+        assert!(matches!(
+            err,
+            StoreError::Conflict {
+                current: Some(1),
+                ..
+            }
+        ));
         assert!(batch.is_empty());
     }
 

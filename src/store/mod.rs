@@ -21,7 +21,7 @@ pub mod records;
 use std::fmt;
 use std::sync::Arc;
 
-pub use durable::{DurableStore, OpenError};
+pub use durable::{DATABASE_FILE, DurableStore, OpenError};
 pub use index::{Index, PodList};
 pub use memory::MemoryStore;
 

@@ -107,7 +107,13 @@ impl TestServer {
     }
 
     /// Applies a pod directly to the store (bypassing gRPC).
-    pub async fn apply(&self, namespace: &str, name: &str, status: &str, replicas: i32) -> Arc<Pod> {
+    pub async fn apply(
+        &self,
+        namespace: &str,
+        name: &str,
+        status: &str,
+        replicas: i32,
+    ) -> Arc<Pod> {
         self.store
             .apply(ApplyPod {
                 key: PodKey::new(namespace, name),

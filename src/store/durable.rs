@@ -308,16 +308,16 @@ impl Committer {
             durable |= is_sync || matches!(planned, Ok(Some(_)));
             answers.push((op.reply, planned));
         }
-        if !batch.is_empty() || durable {
-            if let Err(err) = self.write(&batch, durable) {
-                let reason = err.to_string();
-                tracing::error!(%reason, "commit failed; refusing further writes");
-                self.failed = Some(reason.clone());
-                for (reply, _) in answers {
-                    let _ = reply.send(Err(StoreError::Storage(reason.clone())));
-                }
-                return;
+        if (!batch.is_empty() || durable)
+            && let Err(err) = self.write(&batch, durable)
+        {
+            let reason = err.to_string();
+            tracing::error!(%reason, "commit failed; refusing further writes");
+            self.failed = Some(reason.clone());
+            for (reply, _) in answers {
+                let _ = reply.send(Err(StoreError::Storage(reason.clone())));
             }
+            return;
         }
         self.index.publish(batch);
         for (reply, planned) in answers {

@@ -180,7 +180,7 @@ async fn limits_hold_across_restarts() {
 
     let lines = read_log(&mut client, "a", "web").await;
     let bytes: usize = lines.iter().map(String::len).sum();
-    assert!(bytes <= 2_000 && bytes >= 1_000, "{bytes} bytes kept");
+    assert!((1_000..=2_000).contains(&bytes), "{bytes} bytes kept");
     assert_eq!(
         lines.last().map(String::as_str),
         Some("0099-00009"),

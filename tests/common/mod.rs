@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test crate uses a different part of this
 
+pub mod process;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

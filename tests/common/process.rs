@@ -1,0 +1,78 @@
+//! `pod-server` run as a real process, to be stopped or killed.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use super::within;
+
+pub struct ServerProcess {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl ServerProcess {
+    /// Starts `pod-server` on `addr` (port 0: any) with a data directory and
+    /// waits until it listens. A port that is briefly taken after a previous
+    /// incarnation died is retried.
+    pub async fn start(data_dir: &Path, addr: &str, extra: &[&str]) -> Self {
+        within("the server to listen", async {
+            loop {
+                match Self::try_start(data_dir, addr, extra).await {
+                    Ok(server) => return server,
+                    Err(line) if line.contains("cannot listen") => {
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await
+                    }
+                    Err(line) => panic!("pod-server failed: {line}"),
+                }
+            }
+        })
+        .await
+    }
+
+    async fn try_start(data_dir: &Path, addr: &str, extra: &[&str]) -> Result<Self, String> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pod-server"))
+            .args(["--addr", addr, "--no-sample", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn pod-server");
+        let mut log = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        loop {
+            let Some(line) = log.next_line().await.expect("read stderr") else {
+                return Err("exited without a word".into());
+            };
+            if line.starts_with("error:") {
+                return Err(line);
+            }
+            if line.contains("pod-server listening")
+                && let Some(rest) = line.split("addr=").nth(1)
+            {
+                let addr = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                // Keep draining the log so the server never blocks on it.
+                tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+                return Ok(ServerProcess { child, addr });
+            }
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// SIGKILL: no chance to clean up, as in a crash.
+    pub async fn kill(mut self) {
+        self.child.start_kill().expect("kill");
+        self.child.wait().await.expect("wait");
+    }
+}

@@ -1,0 +1,291 @@
+//! Crash safety: `pod-server` is killed with SIGKILL in the middle of
+//! concurrent sync sessions and uploads, again and again. After each
+//! restart every acknowledged write is there, versions never go backwards,
+//! and no log line is torn, duplicated or out of order.
+//!
+//! The normal suite runs a few rounds; `cargo test --test crash -- --ignored`
+//! runs many more.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use common::process::ServerProcess;
+use common::{Session, list_request, pod, within};
+use pod_service::pb::{GetLogsRequest, LogChunk, PodServiceClient};
+use tonic::transport::Channel;
+
+const WRITERS: usize = 4;
+const UPLOADERS: usize = 2;
+const LINES_PER_UPLOAD: usize = 300;
+
+/// What clients were told was stored.
+#[derive(Default)]
+struct Acked {
+    /// Per pod: the version and replicas of its last acknowledged apply.
+    pods: BTreeMap<String, (u64, i32)>,
+    /// The highest version any ack carried.
+    max_version: u64,
+    /// Uploads that were started, and those acknowledged.
+    started: HashSet<u64>,
+    uploaded: HashSet<u64>,
+    /// How many acks in this round (to decide when to kill).
+    round_acks: usize,
+}
+
+async fn connect(url: &str) -> Option<PodServiceClient<Channel>> {
+    PodServiceClient::connect(url.to_owned()).await.ok()
+}
+
+/// Applies pods `w{writer}-{0..9}` one after another until the server dies.
+async fn write_until_killed(url: String, writer: usize, acked: Arc<Mutex<Acked>>, mut next: i32) {
+    let Some(mut client) = connect(&url).await else {
+        return;
+    };
+    let (requests, outbound) = tokio::sync::mpsc::channel(1);
+    let Ok(response) = client
+        .sync_pods(tokio_stream::wrappers::ReceiverStream::new(outbound))
+        .await
+    else {
+        return;
+    };
+    let mut events = response.into_inner();
+    loop {
+        next += 1;
+        let name = format!("w{writer}-{}", next % 10);
+        let op = pod_service::pb::sync_request::Op::Apply(pod("crash", &name, "Running", next));
+        let request = pod_service::pb::SyncRequest {
+            id: next as u64,
+            op: Some(op),
+        };
+        if requests.send(request).await.is_err() {
+            return;
+        }
+        let Ok(Some(event)) = events.message().await else {
+            return;
+        };
+        let Some(pod_service::pb::sync_event::Event::Ack(ack)) = event.event else {
+            panic!("unsubscribed sessions get only acks");
+        };
+        assert_eq!(ack.code, 0, "{}", ack.message);
+        let stored = ack.pod.expect("an ack carries the pod");
+        let mut acked = acked.lock().unwrap();
+        acked
+            .pods
+            .insert(name, (stored.resource_version, stored.replicas));
+        acked.max_version = acked.max_version.max(stored.resource_version);
+        acked.round_acks += 1;
+    }
+}
+
+/// Uploads numbered batches of lines to pod `up-{uploader}` until the server dies.
+/// Upload ids are `(round * 100_000 + n) * UPLOADERS + uploader`: unique,
+/// and each tells which pod it went to.
+async fn upload_until_killed(url: String, round: usize, uploader: usize, acked: Arc<Mutex<Acked>>) {
+    let Some(mut client) = connect(&url).await else {
+        return;
+    };
+    for n in 0.. {
+        let id = (round as u64 * 100_000 + n) * UPLOADERS as u64 + uploader as u64;
+        acked.lock().unwrap().started.insert(id);
+        let lines: Vec<String> = (0..LINES_PER_UPLOAD).map(|j| format!("{id}:{j}")).collect();
+        let chunks: Vec<LogChunk> = lines
+            .chunks(100)
+            .map(|lines| LogChunk {
+                namespace: "crash".into(),
+                pod: format!("up-{uploader}"),
+                lines: lines.to_vec(),
+            })
+            .collect();
+        match client.upload_logs(tokio_stream::iter(chunks)).await {
+            Ok(response) => {
+                assert_eq!(response.into_inner().lines, LINES_PER_UPLOAD as u64);
+                let mut acked = acked.lock().unwrap();
+                acked.uploaded.insert(id);
+                acked.round_acks += 1;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Checks the restarted server against everything acknowledged so far.
+async fn verify(url: &str, acked: &Acked, last_seen_version: &mut u64) {
+    let mut client = PodServiceClient::connect(url.to_owned()).await.unwrap();
+    let list = client
+        .list_pods(list_request("crash", 0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        list.resource_version >= acked.max_version && list.resource_version >= *last_seen_version,
+        "versions went backwards: store at {}, acked up to {}, seen {}",
+        list.resource_version,
+        acked.max_version,
+        last_seen_version
+    );
+    *last_seen_version = list.resource_version;
+    let stored: BTreeMap<&str, (u64, i32)> = list
+        .pods
+        .iter()
+        .map(|p| (p.name.as_str(), (p.resource_version, p.replicas)))
+        .collect();
+    for (name, &(version, replicas)) in &acked.pods {
+        let &(stored_version, stored_replicas) = stored
+            .get(name.as_str())
+            .unwrap_or_else(|| panic!("acknowledged pod {name} is gone"));
+        assert!(
+            stored_version >= version,
+            "{name} went back from {version} to {stored_version}"
+        );
+        if stored_version == version {
+            assert_eq!(stored_replicas, replicas, "{name} at {version} changed");
+        }
+    }
+
+    for uploader in 0..UPLOADERS {
+        let mut stream = client
+            .get_logs(GetLogsRequest {
+                namespace: "crash".into(),
+                pod: format!("up-{uploader}"),
+                follow: false,
+                tail_lines: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        // The log must be a sequence of runs, one per upload, each a
+        // gap-free prefix "id:0", "id:1", ... of that upload's lines.
+        let mut runs: Vec<(u64, usize)> = Vec::new();
+        while let Some(chunk) = within("log lines", stream.message()).await.unwrap() {
+            for line in chunk.lines {
+                let (id, j) = line
+                    .split_once(':')
+                    .and_then(|(id, j)| Some((id.parse::<u64>().ok()?, j.parse::<usize>().ok()?)))
+                    .unwrap_or_else(|| panic!("torn line {line:?}"));
+                assert!(
+                    acked.started.contains(&id),
+                    "line {line:?} of an upload never made"
+                );
+                match runs.last_mut() {
+                    Some((run, len)) if *run == id => {
+                        assert_eq!(j, *len, "line {line:?} out of order or repeated");
+                        *len += 1;
+                    }
+                    _ => {
+                        assert_eq!(j, 0, "upload {id} starts at line {j}");
+                        assert!(
+                            runs.iter().all(|(run, _)| *run != id),
+                            "upload {id} appears twice"
+                        );
+                        runs.push((id, 1));
+                    }
+                }
+            }
+        }
+        for (id, len) in &runs {
+            assert!(*len <= LINES_PER_UPLOAD);
+            if acked.uploaded.contains(id) {
+                assert_eq!(
+                    *len, LINES_PER_UPLOAD,
+                    "acknowledged upload {id} is incomplete"
+                );
+            }
+        }
+        let present: HashSet<u64> = runs.iter().map(|(id, _)| *id).collect();
+        for id in &acked.uploaded {
+            // Only the uploads to this pod: ids are uploader-specific.
+            if id % UPLOADERS as u64 == uploader as u64 {
+                assert!(present.contains(id), "acknowledged upload {id} is missing");
+            }
+        }
+    }
+}
+
+async fn crash_rounds(rounds: usize) {
+    let data = tempfile::tempdir().unwrap();
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    let mut last_seen_version = 0;
+
+    // The pods that receive uploads.
+    let server = ServerProcess::start(data.path(), "127.0.0.1:0", &[]).await;
+    let mut client = PodServiceClient::connect(server.url()).await.unwrap();
+    let mut session = Session::open(&mut client).await;
+    for uploader in 0..UPLOADERS {
+        assert_eq!(
+            session
+                .apply(pod("crash", &format!("up-{uploader}"), "Running", 1))
+                .await
+                .code,
+            0
+        );
+    }
+    drop((session, client));
+    server.kill().await;
+
+    for round in 0..rounds {
+        let server = ServerProcess::start(data.path(), "127.0.0.1:0", &[]).await;
+        verify(
+            &server.url(),
+            &acked.lock().unwrap(),
+            &mut last_seen_version,
+        )
+        .await;
+
+        // A different amount of work before each kill, so kills land in
+        // different places: mid-batch, mid-upload, between commits.
+        let kill_after = 20 + (round * 37) % 150;
+        acked.lock().unwrap().round_acks = 0;
+        let mut tasks = Vec::new();
+        for writer in 0..WRITERS {
+            let start = (round * 1_000_000) as i32;
+            tasks.push(tokio::spawn(write_until_killed(
+                server.url(),
+                writer,
+                Arc::clone(&acked),
+                start,
+            )));
+        }
+        for uploader in 0..UPLOADERS {
+            tasks.push(tokio::spawn(upload_until_killed(
+                server.url(),
+                round,
+                uploader,
+                Arc::clone(&acked),
+            )));
+        }
+        common::eventually(
+            || acked.lock().unwrap().round_acks >= kill_after,
+            "some acks",
+        )
+        .await;
+        server.kill().await;
+        for task in tasks {
+            within("the clients to notice", task).await.unwrap();
+        }
+    }
+    let server = ServerProcess::start(data.path(), "127.0.0.1:0", &[]).await;
+    verify(
+        &server.url(),
+        &acked.lock().unwrap(),
+        &mut last_seen_version,
+    )
+    .await;
+    let acked = acked.lock().unwrap();
+    assert!(
+        !acked.pods.is_empty() && !acked.uploaded.is_empty(),
+        "the rounds did some work"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_repeated_sigkill() {
+    crash_rounds(5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long: 60 rounds; run with --ignored"]
+async fn acknowledged_writes_survive_many_sigkills() {
+    crash_rounds(60).await;
+}

@@ -21,7 +21,7 @@ const UPLOADERS: usize = 2;
 const LINES_PER_UPLOAD: usize = 300;
 
 /// What clients were told was stored.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Acked {
     /// Per pod: the version and replicas of its last acknowledged apply.
     pods: BTreeMap<String, (u64, i32)>,
@@ -32,6 +32,10 @@ struct Acked {
     uploaded: HashSet<u64>,
     /// How many acks in this round (to decide when to kill).
     round_acks: usize,
+}
+
+fn snapshot(acked: &Mutex<Acked>) -> Acked {
+    acked.lock().unwrap().clone()
 }
 
 async fn connect(url: &str) -> Option<PodServiceClient<Channel>> {
@@ -228,7 +232,7 @@ async fn crash_rounds(rounds: usize) {
         let server = ServerProcess::start(data.path(), "127.0.0.1:0", &[]).await;
         verify(
             &server.url(),
-            &acked.lock().unwrap(),
+            &snapshot(&acked),
             &mut last_seen_version,
         )
         .await;
@@ -268,7 +272,7 @@ async fn crash_rounds(rounds: usize) {
     let server = ServerProcess::start(data.path(), "127.0.0.1:0", &[]).await;
     verify(
         &server.url(),
-        &acked.lock().unwrap(),
+        &snapshot(&acked),
         &mut last_seen_version,
     )
     .await;

@@ -12,8 +12,10 @@
 //! [`validate`], applied once to the [`store`], which publishes each change
 //! to every [`watch`]er from one place. Uploaded lines live in per-pod
 //! [`logs`]. [`server`] wires it to a listener and [`shutdown`] stops it.
-//! The binaries are thin: their logic lives in [`client`].
+//! The binaries are thin: their logic lives in [`client`] (and, for
+//! `pod-bench`, in [`bench`]).
 
+pub mod bench;
 pub mod client;
 pub mod logs;
 pub mod pb;

@@ -230,12 +230,7 @@ async fn crash_rounds(rounds: usize) {
 
     for round in 0..rounds {
         let server = ServerProcess::start(data.path(), "127.0.0.1:0", &[]).await;
-        verify(
-            &server.url(),
-            &snapshot(&acked),
-            &mut last_seen_version,
-        )
-        .await;
+        verify(&server.url(), &snapshot(&acked), &mut last_seen_version).await;
 
         // A different amount of work before each kill, so kills land in
         // different places: mid-batch, mid-upload, between commits.
@@ -270,12 +265,7 @@ async fn crash_rounds(rounds: usize) {
         }
     }
     let server = ServerProcess::start(data.path(), "127.0.0.1:0", &[]).await;
-    verify(
-        &server.url(),
-        &snapshot(&acked),
-        &mut last_seen_version,
-    )
-    .await;
+    verify(&server.url(), &snapshot(&acked), &mut last_seen_version).await;
     let acked = acked.lock().unwrap();
     assert!(
         !acked.pods.is_empty() && !acked.uploaded.is_empty(),

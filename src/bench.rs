@@ -1,0 +1,227 @@
+//! Load generators for `pod-bench`: they drive a server through the same
+//! gRPC clients as every other program here, check every answer, and
+//! report rates and latencies.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+use crate::client::status_error;
+use crate::pb::{LogChunk, Pod, PodServiceClient, SyncRequest, sync_event, sync_request};
+
+/// Latency percentiles of a set of samples.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Latency {
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+impl Latency {
+    pub fn of(mut samples: Vec<Duration>) -> Self {
+        if samples.is_empty() {
+            return Latency::default();
+        }
+        samples.sort_unstable();
+        let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+        Latency {
+            p50: at(0.50),
+            p99: at(0.99),
+            max: at(1.0),
+        }
+    }
+}
+
+/// What a SyncPods run measured.
+#[derive(Debug, Clone)]
+pub struct SyncFigures {
+    pub sessions: usize,
+    pub in_flight: usize,
+    pub ops: u64,
+    pub elapsed: Duration,
+    pub ack_latency: Latency,
+}
+
+impl SyncFigures {
+    pub fn ops_per_second(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Runs `sessions` SyncPods sessions for `duration`, each keeping
+/// `in_flight` applies outstanding over 10 pods of its own. Every ack must
+/// be OK, in order, with a version above the previous one.
+pub async fn sync(
+    channels: &[Channel],
+    namespace: &str,
+    sessions: usize,
+    in_flight: usize,
+    duration: Duration,
+) -> anyhow::Result<SyncFigures> {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = (0..sessions)
+        .map(|session| {
+            let client = PodServiceClient::new(channels[session % channels.len()].clone());
+            let namespace = namespace.to_owned();
+            tokio::spawn(sync_session(
+                client, namespace, session, in_flight, deadline,
+            ))
+        })
+        .collect();
+    let mut ops = 0;
+    let mut latencies = Vec::new();
+    for task in tasks {
+        let (session_ops, samples) = task.await.context("a session panicked")??;
+        ops += session_ops;
+        latencies.extend(samples);
+    }
+    Ok(SyncFigures {
+        sessions,
+        in_flight,
+        ops,
+        elapsed: start.elapsed(),
+        ack_latency: Latency::of(latencies),
+    })
+}
+
+async fn sync_session(
+    mut client: PodServiceClient<Channel>,
+    namespace: String,
+    session: usize,
+    in_flight: usize,
+    deadline: Instant,
+) -> anyhow::Result<(u64, Vec<Duration>)> {
+    let (requests, outbound) = mpsc::channel(in_flight + 1);
+    let mut events = client
+        .sync_pods(ReceiverStream::new(outbound))
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let mut sent_at = std::collections::VecDeque::with_capacity(in_flight);
+    let mut next_id = 0u64;
+    let mut last_version = 0;
+    let mut samples = Vec::new();
+    let send = |id: u64| SyncRequest {
+        id,
+        op: Some(sync_request::Op::Apply(Pod {
+            name: format!("s{session}-{}", id % 10),
+            namespace: namespace.clone(),
+            status: "Running".into(),
+            replicas: (id % 5) as i32,
+            ..Pod::default()
+        })),
+    };
+    for _ in 0..in_flight {
+        next_id += 1;
+        sent_at.push_back(Instant::now());
+        requests.send(send(next_id)).await?;
+    }
+    let mut requests = Some(requests);
+    while let Some(event) = events.message().await.map_err(status_error)? {
+        let Some(sync_event::Event::Ack(ack)) = event.event else {
+            bail!("an unsubscribed session got a change");
+        };
+        let Some(sent) = sent_at.pop_front() else {
+            bail!("an ack for nothing sent");
+        };
+        if ack.code != 0 {
+            bail!("op {} failed: {}", ack.id, ack.message);
+        }
+        let version = ack.pod.map(|p| p.resource_version).unwrap_or_default();
+        if version <= last_version {
+            bail!("versions went backwards: {version} after {last_version}");
+        }
+        last_version = version;
+        samples.push(sent.elapsed());
+        if let Some(sender) = &requests {
+            if Instant::now() < deadline {
+                next_id += 1;
+                sent_at.push_back(Instant::now());
+                sender.send(send(next_id)).await?;
+            } else {
+                // Half-close: the server sends the remaining acks, then OK.
+                requests = None;
+            }
+        }
+    }
+    if !sent_at.is_empty() {
+        bail!("the session ended with {} acks missing", sent_at.len());
+    }
+    Ok((samples.len() as u64, samples))
+}
+
+/// What an UploadLogs run measured.
+#[derive(Debug, Clone)]
+pub struct UploadFigures {
+    pub streams: usize,
+    pub lines: u64,
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+impl UploadFigures {
+    pub fn lines_per_second(&self) -> f64 {
+        self.lines as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Megabytes (10^6 bytes) of line payload per second.
+    pub fn megabytes_per_second(&self) -> f64 {
+        self.bytes as f64 / 1e6 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Uploads `lines` lines of `line_bytes` bytes in all, split over `streams`
+/// concurrent uploads to pods `upload-0..` (which must exist), in chunks
+/// of about 64 KiB. Every summary must count exactly what was sent.
+pub async fn upload(
+    channels: &[Channel],
+    namespace: &str,
+    streams: usize,
+    lines: usize,
+    line_bytes: usize,
+) -> anyhow::Result<UploadFigures> {
+    let per_stream = lines / streams.max(1);
+    let lines_per_chunk = ((64 << 10) / line_bytes.max(1)).max(1);
+    let line = "x".repeat(line_bytes);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..streams)
+        .map(|stream| {
+            let mut client = PodServiceClient::new(channels[stream % channels.len()].clone());
+            let chunk = LogChunk {
+                namespace: namespace.to_owned(),
+                pod: format!("upload-{stream}"),
+                lines: vec![line.clone(); lines_per_chunk],
+            };
+            tokio::spawn(async move {
+                let full = per_stream / lines_per_chunk;
+                let rest = per_stream % lines_per_chunk;
+                let mut last = chunk.clone();
+                last.lines.truncate(rest);
+                let chunks = std::iter::repeat_n(chunk, full).chain((rest > 0).then_some(last));
+                let summary = client
+                    .upload_logs(tokio_stream::iter(chunks))
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
+                if summary.lines != per_stream as u64 {
+                    bail!("{} lines stored of {per_stream} sent", summary.lines);
+                }
+                Ok::<_, anyhow::Error>(summary.bytes)
+            })
+        })
+        .collect();
+    let mut bytes = 0;
+    for task in tasks {
+        bytes += task.await.context("an upload panicked")??;
+    }
+    Ok(UploadFigures {
+        streams,
+        lines: (per_stream * streams) as u64,
+        bytes,
+        elapsed: start.elapsed(),
+    })
+}

@@ -1,0 +1,226 @@
+//! `pod-bench`: measures a server under SyncPods and UploadLogs load.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use pod_service::bench::{self, Latency};
+use pod_service::client::{self, status_error};
+use pod_service::pb::{Pod, PodServiceClient, SyncRequest, sync_request};
+use pod_service::server::{self, ServerConfig};
+use pod_service::shutdown::Shutdown;
+use pod_service::store::{DurableStore, MemoryStore, PodStore, StoreConfig};
+use tonic::transport::{Channel, Endpoint};
+
+/// Measure a PodService under load and print the figures.
+///
+/// Without --addr it starts a server in this process on a free loopback
+/// port, with the store chosen by --store (a durable one lives in a fresh
+/// temporary directory, removed afterwards).
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Load an existing server instead (http://HOST:PORT).
+    #[arg(long)]
+    addr: Option<String>,
+    /// The store of the in-process server.
+    #[arg(long, value_enum, default_value_t = StoreKind::Durable)]
+    store: StoreKind,
+    /// Client connections to spread the streams over.
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    #[command(subcommand)]
+    load: Load,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StoreKind {
+    Memory,
+    Durable,
+}
+
+#[derive(Subcommand)]
+enum Load {
+    /// SyncPods sessions applying pods back to back: ops/s and ack latency.
+    Sync {
+        /// Session counts to measure, one run each.
+        #[arg(long, value_delimiter = ',', default_value = "1,64")]
+        sessions: Vec<usize>,
+        /// Ops each session keeps in flight.
+        #[arg(long, default_value_t = 1)]
+        in_flight: usize,
+        /// Length of each run.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+    /// Concurrent log uploads: lines/s and MB/s.
+    Upload {
+        /// Stream counts to measure, one run each.
+        #[arg(long, value_delimiter = ',', default_value = "1,4")]
+        streams: Vec<usize>,
+        /// Lines per run, split over the streams.
+        #[arg(long, default_value_t = 2_000_000)]
+        lines: usize,
+        /// Bytes per line.
+        #[arg(long, default_value_t = 100)]
+        line_bytes: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    client::exit(run(Args::parse()).await)
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let (url, _server) = match &args.addr {
+        Some(addr) => (addr.clone(), None),
+        None => {
+            let server = InProcess::start(args.store).await?;
+            (server.url.clone(), Some(server))
+        }
+    };
+    let mut channels = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        let channel = Endpoint::from_shared(url.clone())?
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .with_context(|| format!("cannot connect to {url}"))?;
+        channels.push(channel);
+    }
+    let store = match (&args.addr, args.store) {
+        (Some(_), _) => "external",
+        (None, StoreKind::Memory) => "memory",
+        (None, StoreKind::Durable) => "durable",
+    };
+    match args.load {
+        Load::Sync {
+            sessions,
+            in_flight,
+            seconds,
+        } => {
+            println!(
+                "store     sessions  in-flight  conns  ops        ops/s      ack p50    ack p99    ack max"
+            );
+            for (run, &sessions) in sessions.iter().enumerate() {
+                let namespace = format!("bench-sync-{}-{run}", std::process::id());
+                let figures = bench::sync(
+                    &channels,
+                    &namespace,
+                    sessions,
+                    in_flight.max(1),
+                    Duration::from_secs_f64(seconds),
+                )
+                .await?;
+                let Latency { p50, p99, max } = figures.ack_latency;
+                println!(
+                    "{store:<9} {sessions:<9} {in_flight:<10} {:<6} {:<10} {:<10.0} {:<10} {:<10} {}",
+                    channels.len(),
+                    figures.ops,
+                    figures.ops_per_second(),
+                    millis(p50),
+                    millis(p99),
+                    millis(max),
+                );
+            }
+        }
+        Load::Upload {
+            streams,
+            lines,
+            line_bytes,
+        } => {
+            println!(
+                "store     streams  conns  lines      bytes        seconds  lines/s      MB/s"
+            );
+            for (run, &streams) in streams.iter().enumerate() {
+                let namespace = format!("bench-upload-{}-{run}", std::process::id());
+                create_pods(&channels[0], &namespace, streams).await?;
+                let figures =
+                    bench::upload(&channels, &namespace, streams.max(1), lines, line_bytes).await?;
+                println!(
+                    "{store:<9} {streams:<8} {:<6} {:<10} {:<12} {:<8.3} {:<12.0} {:.0}",
+                    channels.len(),
+                    figures.lines,
+                    figures.bytes,
+                    figures.elapsed.as_secs_f64(),
+                    figures.lines_per_second(),
+                    figures.megabytes_per_second(),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn millis(d: Duration) -> String {
+    format!("{:.3}ms", d.as_secs_f64() * 1e3)
+}
+
+/// Creates pods `upload-0..n` for the upload streams.
+async fn create_pods(channel: &Channel, namespace: &str, n: usize) -> anyhow::Result<()> {
+    let mut client = PodServiceClient::new(channel.clone());
+    let requests = (0..n).map(|i| SyncRequest {
+        id: i as u64 + 1,
+        op: Some(sync_request::Op::Apply(Pod {
+            name: format!("upload-{i}"),
+            namespace: namespace.to_owned(),
+            status: "Running".into(),
+            replicas: 1,
+            ..Pod::default()
+        })),
+    });
+    let mut events = client
+        .sync_pods(tokio_stream::iter(requests.collect::<Vec<_>>()))
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    while events.message().await.map_err(status_error)?.is_some() {}
+    Ok(())
+}
+
+/// A server in this process, on a free loopback port.
+struct InProcess {
+    url: String,
+    shutdown: Shutdown,
+    data_dir: Option<PathBuf>,
+}
+
+impl InProcess {
+    async fn start(kind: StoreKind) -> anyhow::Result<Self> {
+        let (store, data_dir): (Arc<dyn PodStore>, _) = match kind {
+            StoreKind::Memory => (Arc::new(MemoryStore::new(StoreConfig::default())), None),
+            StoreKind::Durable => {
+                let dir = std::env::temp_dir().join(format!("pod-bench-{}", std::process::id()));
+                let store = DurableStore::open(&dir, StoreConfig::default())?;
+                (Arc::new(store), Some(dir))
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let shutdown = Shutdown::new();
+        tokio::spawn(server::serve(
+            listener,
+            store,
+            ServerConfig::default(),
+            shutdown.clone(),
+        ));
+        Ok(InProcess {
+            url,
+            shutdown,
+            data_dir,
+        })
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(dir) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}

@@ -283,3 +283,90 @@ async fn acknowledged_writes_survive_repeated_sigkill() {
 async fn acknowledged_writes_survive_many_sigkills() {
     crash_rounds(60).await;
 }
+
+fn words(line: &str) -> Vec<String> {
+    line.split_whitespace().map(str::to_owned).collect()
+}
+
+/// A `watch-pods` and a subscribed `sync-pods` connected when the server is
+/// killed print every change made after its restart exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_ride_through_a_crash() {
+    use common::process::ClientProcess;
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), "127.0.0.1:0", &[]).await;
+    let (url, addr) = (server.url(), server.addr.clone());
+    let mut client = PodServiceClient::connect(url.clone()).await.unwrap();
+    Session::open(&mut client)
+        .await
+        .apply(pod("crash", "a", "Running", 1))
+        .await; // v1
+
+    let mut watch = ClientProcess::spawn(
+        env!("CARGO_BIN_EXE_watch-pods"),
+        &["--addr", &url, "-n", "crash"],
+    );
+    assert_eq!(words(&watch.next_line().await)[0], "EVENT");
+    assert_eq!(
+        words(&watch.next_line().await),
+        ["ADDED", "crash", "a", "Running", "1", "1"]
+    );
+    let mut sync = ClientProcess::spawn(env!("CARGO_BIN_EXE_sync-pods"), &["--addr", &url]);
+    sync.write("watch crash\n").await;
+    assert_eq!(sync.next_line().await, "ack 1 OK");
+    assert_eq!(
+        sync.next_line().await,
+        "change ADDED crash/a status=Running replicas=1 v1"
+    );
+
+    server.kill().await;
+    drop(client);
+    let _server = ServerProcess::start(data.path(), &addr, &[]).await;
+    let mut client = PodServiceClient::connect(url.clone()).await.unwrap();
+    let mut session = Session::open(&mut client).await;
+    session.apply(pod("crash", "b", "Running", 2)).await; // v2
+    session.apply(pod("crash", "a", "Running", 5)).await; // v3
+    session.delete("crash", "b").await; // v4
+    session.apply(pod("crash", "c", "Running", 1)).await; // v5
+
+    for expected in [
+        ["ADDED", "crash", "b", "Running", "2", "2"],
+        ["MODIFIED", "crash", "a", "Running", "5", "3"],
+        ["DELETED", "crash", "b", "-", "-", "4"],
+        ["ADDED", "crash", "c", "Running", "1", "5"],
+    ] {
+        assert_eq!(words(&watch.next_line().await), expected);
+    }
+    for expected in [
+        "change ADDED crash/b status=Running replicas=2 v2",
+        "change MODIFIED crash/a status=Running replicas=5 v3",
+        "change DELETED crash/b deleted v4",
+        "change ADDED crash/c status=Running replicas=1 v5",
+    ] {
+        assert_eq!(sync.next_line().await, expected);
+    }
+    sync.write("quit\n").await;
+    let status = within("sync-pods to exit", sync.child.wait())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_directory_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let _first = ServerProcess::start(data.path(), "127.0.0.1:0", &[]).await;
+    let second = tokio::process::Command::new(env!("CARGO_BIN_EXE_pod-server"))
+        .args(["--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .output();
+    let output = within("the second server", second).await.unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: data directory")
+            && stderr.contains("in use by another running pod-server"),
+        "{stderr}"
+    );
+}

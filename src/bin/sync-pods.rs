@@ -46,7 +46,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Mode::Script
     };
     let input = BufReader::new(tokio::io::stdin());
-    let report = sync::run_session(&mut client, input, tokio::io::stdout(), mode).await?;
+    let notice = |note: &str| eprintln!("{note}");
+    let report = sync::run_session(&mut client, input, tokio::io::stdout(), mode, notice).await?;
     if mode == Mode::Script && report.failed > 0 {
         anyhow::bail!("{} of {} ops failed", report.failed, report.ops);
     }

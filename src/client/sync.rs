@@ -10,7 +10,7 @@
 //! quit
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 
 use anyhow::Context;
@@ -19,10 +19,13 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
+use crate::client::watch::Backoff;
 use crate::client::{code_name, status_error};
 use crate::pb::{
-    Pod, PodRef, PodServiceClient, Subscribe, SyncAck, SyncRequest, sync_event, sync_request,
+    ListPodsRequest, Pod, PodRef, PodServiceClient, Subscribe, SyncAck, SyncEvent, SyncRequest,
+    sync_event, sync_request,
 };
+use tonic::{Status, Streaming};
 
 /// The command summary printed by `help`.
 pub const HELP: &str = "\
@@ -146,97 +149,349 @@ pub struct SessionReport {
     pub failed: u64,
 }
 
+/// The id of the subscribe a session sends by itself to resume its watch
+/// after a reconnection; the ops typed by the user are numbered from 1.
+const RESUME_ID: u64 = 0;
+
 /// Runs a session: reads commands from `input`, writes acks and changes to
 /// `output` as they arrive, and returns once the input has ended (or `quit`)
 /// and every op sent has been acknowledged.
+///
+/// `watch` lists first and subscribes from the list's version, so the
+/// session always knows the version its view reflects. If the connection
+/// breaks while commands may still come, the session reconnects with
+/// backoff and resumes its watch from that version (re-listing, and
+/// printing only the differences, if the server cannot continue from it).
+/// Ops that were in flight are reported as failed: whether they were
+/// applied is unknown. Progress notes go to `notice`, not to `output`.
 pub async fn run_session(
     client: &mut PodServiceClient<Channel>,
     input: impl AsyncBufRead + Unpin,
-    mut output: impl AsyncWrite + Unpin,
+    output: impl AsyncWrite + Unpin,
     mode: Mode,
+    notice: impl FnMut(&str),
 ) -> anyhow::Result<SessionReport> {
-    let (requests, outbound) = mpsc::channel::<SyncRequest>(64);
-    let mut events = client
-        .sync_pods(ReceiverStream::new(outbound))
-        .await
-        .map_err(status_error)?
-        .into_inner();
-
+    let (requests, events) = open_stream(client).await.map_err(status_error)?;
+    let mut session = Session {
+        client: client.clone(),
+        output,
+        notice,
+        requests: Some(requests),
+        events,
+        unacked: VecDeque::new(),
+        snapshot: None,
+        subscription: None,
+        version: 0,
+        known: HashMap::new(),
+        report: SessionReport::default(),
+        backoff: Backoff::default(),
+    };
     let mut lines = input.lines();
-    let mut requests = Some(requests);
-    let mut printer = EventPrinter::default();
-    let mut report = SessionReport::default();
-    let mut acked = 0;
     let mut line_number = 0;
     let mut input_error = None;
 
     loop {
         tokio::select! {
-            line = lines.next_line(), if requests.is_some() => {
+            line = lines.next_line(), if session.requests.is_some() => {
                 line_number += 1;
                 let line = line.context("cannot read the commands")?;
-                let command = match line.as_deref().map(parse) {
+                match line.as_deref().map(parse) {
                     None | Some(Ok(Some(Command::Quit))) => {
-                        requests = None; // half-close: the server sends the last acks, then ends
-                        continue;
+                        // Half-close: the server sends the last acks, then ends.
+                        session.requests = None;
                     }
-                    Some(Ok(None)) => continue,
-                    Some(Ok(Some(command))) => command,
+                    Some(Ok(None)) => {}
+                    Some(Ok(Some(Command::Help))) => session.write(HELP).await?,
+                    Some(Ok(Some(Command::Op(op)))) => session.send_op(op).await?,
                     Some(Err(message)) if mode == Mode::Interactive => {
-                        write_line(&mut output, &format!("error: {message}")).await?;
-                        continue;
+                        session.write(&format!("error: {message}")).await?;
                     }
                     Some(Err(message)) => {
                         input_error = Some(format!("line {line_number}: {message}"));
-                        requests = None;
-                        continue;
+                        session.requests = None;
                     }
-                };
-                match command {
-                    Command::Help => write_line(&mut output, HELP).await?,
-                    Command::Op(op) => {
-                        report.ops += 1;
-                        let request = SyncRequest { id: report.ops, op: Some(op) };
-                        if let Some(sender) = &requests
-                            && sender.send(request).await.is_err()
-                        {
-                            // The stream is over; the event side reports why.
-                            requests = None;
-                        }
-                    }
-                    Command::Quit => unreachable!("handled above"),
                 }
             }
-            event = events.message() => {
-                let event = event.map_err(|status| {
-                    status_error(status).context(format!(
-                        "the session ended after {acked} of {} acks", report.ops
-                    ))
-                })?;
-                let Some(event) = event else { break };
-                if let Some(sync_event::Event::Ack(ack)) = &event.event {
-                    acked += 1;
-                    if ack.code != 0 {
-                        report.failed += 1;
+            event = session.events.message() => match event {
+                Ok(Some(event)) => session.on_event(event).await?,
+                Ok(None) if session.requests.is_none() && session.unacked.is_empty() => break,
+                Ok(None) => {
+                    let ended = Status::unavailable("the server ended the session");
+                    if !session.reconnect(ended).await? {
+                        break;
                     }
                 }
-                if let Some(line) = printer.line(event.event) {
-                    write_line(&mut output, &line).await?;
+                Err(status) => {
+                    if !session.reconnect(status).await? {
+                        break;
+                    }
                 }
             }
         }
     }
-    output.flush().await?;
+    session.output.flush().await?;
     if let Some(message) = input_error {
         anyhow::bail!("{message}");
     }
-    if acked < report.ops {
-        anyhow::bail!(
-            "the server ended the session after {acked} of {} acks",
-            report.ops
-        );
+    Ok(session.report)
+}
+
+type Outbound = mpsc::Sender<SyncRequest>;
+
+async fn open_stream(
+    client: &mut PodServiceClient<Channel>,
+) -> Result<(Outbound, Streaming<SyncEvent>), Status> {
+    let (requests, outbound) = mpsc::channel::<SyncRequest>(64);
+    let events = client
+        .sync_pods(ReceiverStream::new(outbound))
+        .await?
+        .into_inner();
+    Ok((requests, events))
+}
+
+struct Session<W, N> {
+    client: PodServiceClient<Channel>,
+    output: W,
+    notice: N,
+    /// `None` once the input has ended.
+    requests: Option<Outbound>,
+    events: Streaming<SyncEvent>,
+    /// Ids sent and not yet acknowledged, oldest first.
+    unacked: VecDeque<u64>,
+    /// The id of a subscribe in flight and the listed pods to show when it
+    /// is acknowledged (none when it names its own version).
+    snapshot: Option<(u64, Vec<Pod>)>,
+    /// The namespace filter of the subscription ("" = all), once sent.
+    subscription: Option<String>,
+    /// The version the watched view reflects.
+    version: u64,
+    /// The pods the session has shown, with their versions.
+    known: HashMap<(String, String), u64>,
+    report: SessionReport,
+    backoff: Backoff,
+}
+
+impl<W: AsyncWrite + Unpin, N: FnMut(&str)> Session<W, N> {
+    async fn write(&mut self, line: &str) -> anyhow::Result<()> {
+        write_line(&mut self.output, line).await
     }
-    Ok(report)
+
+    async fn send(&mut self, request: SyncRequest) {
+        if let Some(sender) = &self.requests
+            && sender.send(request).await.is_err()
+        {
+            // The stream is gone; the event side notices and reconnects.
+        }
+    }
+
+    async fn send_op(&mut self, op: sync_request::Op) -> anyhow::Result<()> {
+        self.report.ops += 1;
+        let id = self.report.ops;
+        let op = match op {
+            sync_request::Op::Subscribe(subscribe)
+                if subscribe.resource_version == 0 && self.subscription.is_none() =>
+            {
+                // List, then subscribe from the list's version.
+                let request = ListPodsRequest {
+                    namespace: subscribe.namespace.clone(),
+                    resource_version: 0,
+                };
+                match self.client.list_pods(request).await {
+                    Ok(list) => {
+                        let list = list.into_inner();
+                        self.snapshot = Some((id, list.pods));
+                        self.version = list.resource_version;
+                        self.subscription = Some(subscribe.namespace.clone());
+                        sync_request::Op::Subscribe(Subscribe {
+                            namespace: subscribe.namespace,
+                            resource_version: list.resource_version,
+                        })
+                    }
+                    Err(status) => {
+                        self.report.failed += 1;
+                        let line = ack_line(&SyncAck {
+                            id,
+                            code: i32::from(status.code()) as u32,
+                            message: status.message().to_owned(),
+                            pod: None,
+                        });
+                        return self.write(&line).await;
+                    }
+                }
+            }
+            sync_request::Op::Subscribe(subscribe) if self.subscription.is_none() => {
+                self.snapshot = Some((id, Vec::new()));
+                self.version = subscribe.resource_version;
+                self.subscription = Some(subscribe.namespace.clone());
+                sync_request::Op::Subscribe(subscribe)
+            }
+            op => op,
+        };
+        self.unacked.push_back(id);
+        self.send(SyncRequest { id, op: Some(op) }).await;
+        Ok(())
+    }
+
+    async fn on_event(&mut self, event: SyncEvent) -> anyhow::Result<()> {
+        match event.event {
+            Some(sync_event::Event::Ack(ack)) if ack.id == RESUME_ID => self.on_resumed(ack).await,
+            Some(sync_event::Event::Ack(ack)) => {
+                if self.unacked.pop_front() != Some(ack.id) {
+                    anyhow::bail!("the server acknowledged op {} out of order", ack.id);
+                }
+                self.backoff.reset();
+                if ack.code != 0 {
+                    self.report.failed += 1;
+                }
+                self.write(&ack_line(&ack)).await?;
+                match self.snapshot.take_if(|(id, _)| *id == ack.id) {
+                    Some((_, pods)) if ack.code == 0 => {
+                        for pod in pods {
+                            self.show_change(pod).await?;
+                        }
+                    }
+                    Some(_) => self.subscription = None,
+                    None => {}
+                }
+                Ok(())
+            }
+            Some(sync_event::Event::Change(pod)) => {
+                self.backoff.reset();
+                self.version = self.version.max(pod.resource_version);
+                self.show_change(pod).await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Prints a change, naming it after what the session has shown before.
+    async fn show_change(&mut self, pod: Pod) -> anyhow::Result<()> {
+        let key = (pod.namespace.clone(), pod.name.clone());
+        let kind = if pod.deleted {
+            self.known.remove(&key);
+            "DELETED"
+        } else {
+            match self.known.insert(key, pod.resource_version) {
+                None => "ADDED",
+                Some(version) if version == pod.resource_version => return Ok(()),
+                Some(_) => "MODIFIED",
+            }
+        };
+        self.write(&format!("change {kind} {}", describe_pod(&pod)))
+            .await
+    }
+
+    /// The answer to a resumed subscription.
+    async fn on_resumed(&mut self, ack: SyncAck) -> anyhow::Result<()> {
+        if ack.code == 0 {
+            (self.notice)(&format!("resumed the watch from version {}", self.version));
+            return Ok(());
+        }
+        if ack.code != i32::from(tonic::Code::OutOfRange) as u32 {
+            anyhow::bail!("cannot resume the watch: {}", ack.message);
+        }
+        // Too far behind: list again, show what changed, and subscribe from there.
+        let namespace = self.subscription.clone().unwrap_or_default();
+        let list = self
+            .client
+            .list_pods(ListPodsRequest {
+                namespace: namespace.clone(),
+                resource_version: 0,
+            })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        (self.notice)(&format!(
+            "the watch was too far behind to resume; listed again at version {}",
+            list.resource_version
+        ));
+        let listed: HashSet<(String, String)> = list
+            .pods
+            .iter()
+            .map(|p| (p.namespace.clone(), p.name.clone()))
+            .collect();
+        let gone: Vec<(String, String)> = self
+            .known
+            .keys()
+            .filter(|key| !listed.contains(*key) && (namespace.is_empty() || key.0 == namespace))
+            .cloned()
+            .collect();
+        for (namespace, name) in gone {
+            let tombstone = Pod {
+                namespace,
+                name,
+                resource_version: list.resource_version,
+                deleted: true,
+                ..Pod::default()
+            };
+            self.show_change(tombstone).await?;
+        }
+        for pod in list.pods {
+            self.show_change(pod).await?;
+        }
+        self.version = list.resource_version;
+        self.resubscribe().await;
+        Ok(())
+    }
+
+    async fn resubscribe(&mut self) {
+        if let Some(namespace) = self.subscription.clone() {
+            let resume = sync_request::Op::Subscribe(Subscribe {
+                namespace,
+                resource_version: self.version,
+            });
+            self.send(SyncRequest {
+                id: RESUME_ID,
+                op: Some(resume),
+            })
+            .await;
+        }
+    }
+
+    /// After the stream broke: reports the ops in flight as failed and,
+    /// if commands may still come, reconnects and resumes the watch.
+    /// Returns whether the session goes on.
+    async fn reconnect(&mut self, status: Status) -> anyhow::Result<bool> {
+        if matches!(
+            status.code(),
+            tonic::Code::InvalidArgument
+                | tonic::Code::Unimplemented
+                | tonic::Code::Unauthenticated
+                | tonic::Code::PermissionDenied
+        ) {
+            return Err(status_error(status).context("the session failed"));
+        }
+        let reason = format!("{}: {}", code_name(status.code()), status.message());
+        while let Some(id) = self.unacked.pop_front() {
+            self.report.failed += 1;
+            let line = format!(
+                "ack {id} UNAVAILABLE: the connection was lost before the ack ({reason}); \
+                 the op may or may not have been applied"
+            );
+            self.write(&line).await?;
+        }
+        if self.requests.is_none() {
+            return Ok(false);
+        }
+        loop {
+            let delay = self.backoff.next_delay();
+            (self.notice)(&format!(
+                "session interrupted ({reason}); reconnecting in {:.1}s",
+                delay.as_secs_f64()
+            ));
+            tokio::time::sleep(delay).await;
+            match open_stream(&mut self.client).await {
+                Ok((requests, events)) => {
+                    self.requests = Some(requests);
+                    self.events = events;
+                    self.resubscribe().await;
+                    return Ok(true);
+                }
+                Err(status) if status.code() == tonic::Code::Unavailable => continue,
+                Err(status) => return Err(status_error(status).context("cannot reconnect")),
+            }
+        }
+    }
 }
 
 async fn write_line(output: &mut (impl AsyncWrite + Unpin), line: &str) -> anyhow::Result<()> {
@@ -244,33 +499,6 @@ async fn write_line(output: &mut (impl AsyncWrite + Unpin), line: &str) -> anyho
     output.write_all(b"\n").await?;
     output.flush().await?;
     Ok(())
-}
-
-/// Formats acks and changes; remembers which pods exist, to tell an added
-/// pod from a modified one.
-#[derive(Debug, Default)]
-pub struct EventPrinter {
-    known: HashSet<(String, String)>,
-}
-
-impl EventPrinter {
-    pub fn line(&mut self, event: Option<sync_event::Event>) -> Option<String> {
-        match event? {
-            sync_event::Event::Ack(ack) => Some(ack_line(&ack)),
-            sync_event::Event::Change(pod) => {
-                let key = (pod.namespace.clone(), pod.name.clone());
-                let kind = if pod.deleted {
-                    self.known.remove(&key);
-                    "DELETED"
-                } else if self.known.insert(key) {
-                    "ADDED"
-                } else {
-                    "MODIFIED"
-                };
-                Some(format!("change {kind} {}", describe_pod(&pod)))
-            }
-        }
-    }
 }
 
 fn ack_line(ack: &SyncAck) -> String {

@@ -76,3 +76,38 @@ impl ServerProcess {
         self.child.wait().await.expect("wait");
     }
 }
+
+/// A long-running client binary whose stdout is read line by line.
+pub struct ClientProcess {
+    pub child: Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl ClientProcess {
+    pub fn spawn(program: &str, args: &[&str]) -> Self {
+        let mut child = Command::new(program)
+            .args(args)
+            .env_remove("POD_SERVICE_ADDR")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn the client");
+        let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        ClientProcess { child, lines }
+    }
+
+    pub async fn next_line(&mut self) -> String {
+        within("a line of output", self.lines.next_line())
+            .await
+            .expect("read stdout")
+            .expect("output ended")
+    }
+
+    pub async fn write(&mut self, text: &str) {
+        use tokio::io::AsyncWriteExt;
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        stdin.write_all(text.as_bytes()).await.expect("write stdin");
+    }
+}

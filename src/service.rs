@@ -11,7 +11,9 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
+use futures::{FutureExt, Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::pb::{
@@ -182,53 +184,73 @@ impl pb::PodService for PodService {
         let service = self.clone();
         let stream = async_stream::stream! {
             let mut subscription: Option<Watcher> = None;
+            // Ops submitted to the store, in order, awaiting their commit:
+            // one session's ops share commits instead of waiting in turn.
+            let mut in_flight = FuturesOrdered::new();
+            // A subscribe waits until every earlier op is acknowledged, so
+            // its backlog never comes after a change it already reflects.
+            let mut subscribe: Option<SyncRequest> = None;
+            let mut half_closed = false;
             loop {
-                // Changes and requests are interleaved as they come; ops are
-                // applied strictly in the order received.
-                let next = tokio::select! {
-                    change = next_change(subscription.as_mut(), &service.shutdown) => Next::Change(change),
-                    request = requests.message() => Next::Request(request),
-                };
-                let request = match next {
-                    Next::Change(Ok(pod)) => {
-                        yield Ok(change_event(&pod));
+                if in_flight.is_empty() {
+                    if let Some(request) = subscribe.take() {
+                        let ack = service.subscribe(request, &mut subscription);
+                        yield Ok(ack_event(ack));
                         continue;
                     }
+                    if half_closed {
+                        break; // every op has been acknowledged
+                    }
+                }
+                let read = !half_closed && subscribe.is_none() && in_flight.len() < MAX_IN_FLIGHT;
+                let next = tokio::select! {
+                    Some(ack) = in_flight.next() => Next::Ack(ack),
+                    change = next_change(subscription.as_mut(), &service.shutdown) => Next::Change(change),
+                    request = requests.message(), if read => Next::Request(request),
+                };
+                match next {
+                    Next::Ack(ack) => {
+                        // A subscribed session sees its own change before the
+                        // ack of the op that made it, as it sees anyone else's.
+                        let mut ended = None;
+                        let version = ack.pod.as_ref().map(|pod| pod.resource_version);
+                        if let (Some(watcher), Some(version)) = (subscription.as_mut(), version) {
+                            while let Some(change) = watcher.try_next_up_to(version) {
+                                match change {
+                                    Ok(pod) => yield Ok(change_event(&pod)),
+                                    Err(end) => {
+                                        ended = Some(end);
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        yield Ok(ack_event(ack));
+                        if let Some(end) = ended {
+                            yield Err(end.into());
+                            break;
+                        }
+                    }
+                    Next::Change(Ok(pod)) => yield Ok(change_event(&pod)),
                     Next::Change(Err(end)) => {
                         yield Err(end);
                         break;
                     }
-                    // Half-close: every op has been acked already.
-                    Next::Request(Ok(None)) => break,
+                    // Half-close: the remaining acks, then OK.
+                    Next::Request(Ok(None)) => half_closed = true,
                     // A message that could not be read (too large, or the
                     // client is gone, in which case nobody reads this).
                     Next::Request(Err(status)) => {
                         yield Err(inbound_error(status));
                         break;
                     }
-                    Next::Request(Ok(Some(request))) => request,
-                };
-                let was_subscribed = subscription.is_some();
-                let ack = service.apply_op(request, &mut subscription).await;
-                // A subscribed session sees its own change before the ack of
-                // the op that made it, as it would see anyone else's. (A new
-                // subscription's backlog follows its ack instead.)
-                let mut ended = None;
-                if let Some(watcher) = subscription.as_mut().filter(|_| was_subscribed) {
-                    while let Some(change) = watcher.try_next() {
-                        match change {
-                            Ok(pod) => yield Ok(change_event(&pod)),
-                            Err(end) => {
-                                ended = Some(end);
-                                break;
-                            }
+                    Next::Request(Ok(Some(request))) => {
+                        if let Some(sync_request::Op::Subscribe(_)) = request.op {
+                            subscribe = Some(request);
+                        } else {
+                            in_flight.push_back(service.submit_op(request));
                         }
                     }
-                }
-                yield Ok(SyncEvent { event: Some(sync_event::Event::Ack(ack)) });
-                if let Some(end) = ended {
-                    yield Err(end.into());
-                    break;
                 }
             }
         };
@@ -245,58 +267,96 @@ impl PodService {
         Ok((key, bytes))
     }
 
-    /// Applies one sync op and returns its ack. A subscribe registers the
-    /// session's watcher in `subscription`.
-    async fn apply_op(&self, request: SyncRequest, subscription: &mut Option<Watcher>) -> SyncAck {
-        match self.run_op(request.op, subscription).await {
-            Ok(pod) => SyncAck {
-                id: request.id,
-                code: 0,
-                message: String::new(),
-                pod,
-            },
-            Err(status) => SyncAck {
-                id: request.id,
-                code: i32::from(status.code()) as u32,
-                message: status.message().to_owned(),
-                pod: None,
-            },
+    /// Submits an apply or delete to the store now; the future resolves to
+    /// its ack once it is durable (or refused).
+    fn submit_op(&self, request: SyncRequest) -> BoxFuture<'static, SyncAck> {
+        let submitted = match request.op {
+            Some(sync_request::Op::Apply(pod)) => validate::apply(pod).map(|a| self.store.apply(a)),
+            Some(sync_request::Op::Delete(pod)) => {
+                validate::delete(&pod).map(|key| self.store.delete(key))
+            }
+            Some(sync_request::Op::Subscribe(_)) | None => Err(Invalid::new(
+                "op",
+                "must be one of apply, delete or subscribe",
+            )),
+        };
+        let id = request.id;
+        async move {
+            let result = match submitted {
+                Ok(pending) => pending
+                    .await
+                    .map(|pod| Some(Pod::clone(&pod)))
+                    .map_err(Status::from),
+                Err(invalid) => Err(invalid.into()),
+            };
+            ack(id, result)
         }
+        .boxed()
     }
 
-    /// The stored pod (or tombstone) an op produced, if any.
-    async fn run_op(
-        &self,
-        op: Option<sync_request::Op>,
-        subscription: &mut Option<Watcher>,
-    ) -> Result<Option<Pod>, Status> {
-        match op {
-            Some(sync_request::Op::Apply(pod)) => {
-                let stored = self.store.apply(validate::apply(pod)?).await?;
-                Ok(Some(Pod::clone(&stored)))
-            }
-            Some(sync_request::Op::Delete(pod)) => {
-                let tombstone = self.store.delete(validate::delete(&pod)?).await?;
-                Ok(Some(Pod::clone(&tombstone)))
-            }
-            Some(sync_request::Op::Subscribe(_)) if subscription.is_some() => {
+    /// Registers the session's watcher; returns the subscribe's ack.
+    fn subscribe(&self, request: SyncRequest, subscription: &mut Option<Watcher>) -> SyncAck {
+        let Some(sync_request::Op::Subscribe(subscribe)) = request.op else {
+            return ack(request.id, Err(Status::internal("not a subscribe")));
+        };
+        if subscription.is_some() {
+            return ack(
+                request.id,
                 Err(Status::failed_precondition(
                     "subscribe: this session is already subscribed; open a new session to \
                      watch another namespace",
-                ))
+                )),
+            );
+        }
+        let watcher = validate::namespace_filter("subscribe.namespace", &subscribe.namespace)
+            .map_err(Status::from)
+            .and_then(|namespace| {
+                self.store
+                    .watch(namespace, subscribe.resource_version)
+                    .map_err(Status::from)
+            });
+        match watcher {
+            Ok(watcher) => {
+                *subscription = Some(watcher);
+                ack(request.id, Ok(None))
             }
-            Some(sync_request::Op::Subscribe(subscribe)) => {
-                let namespace =
-                    validate::namespace_filter("subscribe.namespace", &subscribe.namespace)?;
-                *subscription = Some(self.store.watch(namespace, subscribe.resource_version)?);
-                Ok(None)
-            }
-            None => Err(Invalid::new("op", "must be one of apply, delete or subscribe").into()),
+            Err(status) => ack(request.id, Err(status)),
         }
     }
 }
 
+/// The most ops one sync session may have waiting for their commit; beyond
+/// it the session's requests are not read (HTTP/2 flow control holds the
+/// client back).
+const MAX_IN_FLIGHT: usize = 256;
+
+/// The ack of an op: OK with the stored pod (if any), or the error's code
+/// and message.
+fn ack(id: u64, result: Result<Option<Pod>, Status>) -> SyncAck {
+    match result {
+        Ok(pod) => SyncAck {
+            id,
+            code: 0,
+            message: String::new(),
+            pod,
+        },
+        Err(status) => SyncAck {
+            id,
+            code: i32::from(status.code()) as u32,
+            message: status.message().to_owned(),
+            pod: None,
+        },
+    }
+}
+
+fn ack_event(ack: SyncAck) -> SyncEvent {
+    SyncEvent {
+        event: Some(sync_event::Event::Ack(ack)),
+    }
+}
+
 enum Next {
+    Ack(SyncAck),
     Change(Result<Arc<Pod>, Status>),
     Request(Result<Option<SyncRequest>, Status>),
 }

@@ -76,6 +76,9 @@ pub struct Watcher {
     /// backlog is delivered.
     registered_at: u64,
     changes: broadcast::Receiver<Arc<Pod>>,
+    /// A live change taken from the channel but not yet yielded (see
+    /// [`Watcher::try_next_up_to`]).
+    held: Option<Arc<Pod>>,
     last_version: u64,
 }
 
@@ -100,6 +103,7 @@ impl Watcher {
             backlog_is_snapshot: from == 0,
             registered_at,
             changes,
+            held: None,
         }
     }
 
@@ -114,35 +118,47 @@ impl Watcher {
         if let Some(pod) = self.next_from_backlog() {
             return Ok(pod);
         }
+        if let Some(change) = self.held.take() {
+            return Ok(self.deliver(change));
+        }
         loop {
             let change = self.changes.recv().await.map_err(|err| match err {
                 RecvError::Lagged(_) => self.overflow(),
                 RecvError::Closed => self.closed(),
             })?;
             if let Some(change) = self.accept(change) {
-                return Ok(change);
+                return Ok(self.deliver(change));
             }
         }
     }
 
-    /// The next pod or change if one is ready now, without waiting: lets a
-    /// sync session deliver its own change before the ack of the op that
-    /// made it. (Unlike polling [`Watcher::next`] once, this cannot come back
-    /// empty-handed because the task ran out of its scheduling budget.)
-    pub fn try_next(&mut self) -> Option<Result<Arc<Pod>, WatchEnd>> {
+    /// The next pod or change if one is ready now and no newer than
+    /// `version`, without waiting: lets a sync session deliver its own
+    /// change just before the ack of the op that made it. (Unlike polling
+    /// [`Watcher::next`] once, this cannot come back empty-handed because
+    /// the task ran out of its scheduling budget.)
+    pub fn try_next_up_to(&mut self, version: u64) -> Option<Result<Arc<Pod>, WatchEnd>> {
         if let Some(pod) = self.next_from_backlog() {
             return Some(Ok(pod));
         }
         loop {
-            let change = match self.changes.try_recv() {
-                Ok(change) => change,
-                Err(TryRecvError::Empty) => return None,
-                Err(TryRecvError::Lagged(_)) => return Some(Err(self.overflow())),
-                Err(TryRecvError::Closed) => return Some(Err(self.closed())),
+            let change = match self.held.take() {
+                Some(change) => change,
+                None => match self.changes.try_recv() {
+                    Ok(change) => match self.accept(change) {
+                        Some(change) => change,
+                        None => continue,
+                    },
+                    Err(TryRecvError::Empty) => return None,
+                    Err(TryRecvError::Lagged(_)) => return Some(Err(self.overflow())),
+                    Err(TryRecvError::Closed) => return Some(Err(self.closed())),
+                },
             };
-            if let Some(change) = self.accept(change) {
-                return Some(Ok(change));
+            if change.resource_version > version {
+                self.held = Some(change);
+                return None;
             }
+            return Some(Ok(self.deliver(change)));
         }
     }
 
@@ -156,12 +172,22 @@ impl Watcher {
         Some(pod)
     }
 
-    /// Records a live change; returns it if it belongs to this watch. Every
+    /// Filters a live change: returns it if it belongs to this watch. Every
     /// change on the channel is newer than the backlog (both were taken
-    /// under the store's lock), so the watch has now reached its version.
+    /// under the store's lock), so a change of another namespace moves the
+    /// watch on at once.
     fn accept(&mut self, change: Arc<Pod>) -> Option<Arc<Pod>> {
+        if matches(self.namespace.as_deref(), &change) {
+            Some(change)
+        } else {
+            self.last_version = change.resource_version;
+            None
+        }
+    }
+
+    fn deliver(&mut self, change: Arc<Pod>) -> Arc<Pod> {
         self.last_version = change.resource_version;
-        matches(self.namespace.as_deref(), &change).then_some(change)
+        change
     }
 
     fn overflow(&self) -> WatchEnd {

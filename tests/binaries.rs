@@ -84,7 +84,7 @@ fn assert_one_line_error(output: &Output, contains: &str) {
 }
 
 async fn sample_server() -> TestServer {
-    let server = TestServer::start().await;
+    let server = TestServer::start(common::Backend::Memory).await;
     sample::load(server.store.as_ref(), sample::sample())
         .await
         .unwrap();
@@ -129,7 +129,7 @@ async fn pod_server_serves_the_sample_and_stops_on_sigterm() {
 
 #[tokio::test]
 async fn pod_server_reports_a_busy_port_in_one_line() {
-    let server = TestServer::start().await;
+    let server = TestServer::start(common::Backend::Memory).await;
     let output = run(
         "pod-server",
         &["--addr", &server.addr.to_string(), "--in-memory"],

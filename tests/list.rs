@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestServer, list_request, within};
+use common::{Backend, TestServer, list_request, within};
 use pod_service::pb::LogChunk;
 use pod_service::sample;
 use tonic::Code;
@@ -14,17 +14,16 @@ mod tutorial {
     include!(concat!(env!("OUT_DIR"), "/tutorial/infra.rs"));
 }
 
-async fn sample_server() -> TestServer {
-    let server = TestServer::start().await;
+async fn sample_server(backend: Backend) -> TestServer {
+    let server = TestServer::start(backend).await;
     sample::load(server.store.as_ref(), sample::sample())
         .await
         .unwrap();
     server
 }
 
-#[tokio::test]
-async fn lists_every_pod_sorted_with_the_store_version() {
-    let server = sample_server().await;
+async fn lists_every_pod_sorted_with_the_store_version(backend: Backend) {
+    let server = sample_server(backend).await;
     let mut client = server.client().await;
     let list = client
         .list_pods(list_request("", 0))
@@ -50,9 +49,8 @@ async fn lists_every_pod_sorted_with_the_store_version() {
     );
 }
 
-#[tokio::test]
-async fn lists_one_namespace() {
-    let server = sample_server().await;
+async fn lists_one_namespace(backend: Backend) {
+    let server = sample_server(backend).await;
     let mut client = server.client().await;
     let list = client
         .list_pods(list_request("production", 0))
@@ -71,9 +69,8 @@ async fn lists_one_namespace() {
     assert!(empty.pods.is_empty());
 }
 
-#[tokio::test]
-async fn an_invalid_namespace_filter_is_refused() {
-    let server = sample_server().await;
+async fn an_invalid_namespace_filter_is_refused(backend: Backend) {
+    let server = sample_server(backend).await;
     let mut client = server.client().await;
     for bad in ["Production", "prod/../etc", "a b", &"n".repeat(64)] {
         let status = client.list_pods(list_request(bad, 0)).await.unwrap_err();
@@ -88,9 +85,8 @@ async fn an_invalid_namespace_filter_is_refused() {
     }
 }
 
-#[tokio::test]
-async fn a_tutorial_client_keeps_working() {
-    let server = sample_server().await;
+async fn a_tutorial_client_keeps_working(backend: Backend) {
+    let server = sample_server(backend).await;
     let mut client = tutorial::pod_service_client::PodServiceClient::connect(server.url())
         .await
         .unwrap();
@@ -126,9 +122,8 @@ async fn a_tutorial_client_keeps_working() {
     assert_eq!(late.name, "late");
 }
 
-#[tokio::test]
-async fn an_oversized_message_is_refused_and_the_server_goes_on() {
-    let server = sample_server().await;
+async fn an_oversized_message_is_refused_and_the_server_goes_on(backend: Backend) {
+    let server = sample_server(backend).await;
     let mut client = server.client().await;
     let huge = LogChunk {
         namespace: "default".into(),
@@ -147,3 +142,11 @@ async fn an_oversized_message_is_refused_and_the_server_goes_on() {
     );
     assert!(client.list_pods(list_request("", 0)).await.is_ok());
 }
+
+common::on_both_stores!(
+    lists_every_pod_sorted_with_the_store_version,
+    lists_one_namespace,
+    an_invalid_namespace_filter_is_refused,
+    a_tutorial_client_keeps_working,
+    an_oversized_message_is_refused_and_the_server_goes_on,
+);

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{PATIENCE, TestServer, within};
+use common::{Backend, PATIENCE, TestServer, within};
 use pod_service::pb::{GetLogsRequest, LogChunk, PodServiceClient, UploadLogsResponse};
 use pod_service::server::ServerConfig;
 use pod_service::store::{PodKey, StoreConfig};
@@ -60,9 +60,8 @@ fn numbered(range: std::ops::Range<usize>) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_large_upload_is_counted_exactly_and_read_back_in_order() {
-    let server = TestServer::start().await;
+async fn a_large_upload_is_counted_exactly_and_read_back_in_order(backend: Backend) {
+    let server = TestServer::start(backend).await;
     server.apply("default", "web", "Running", 1).await;
     let mut client = server.client().await;
     let lines = numbered(0..150_000);
@@ -84,9 +83,8 @@ async fn a_large_upload_is_counted_exactly_and_read_back_in_order() {
     assert_eq!(read_all(&mut stream).await, lines[149_997..]);
 }
 
-#[tokio::test]
-async fn an_empty_upload_is_fine() {
-    let server = TestServer::start().await;
+async fn an_empty_upload_is_fine(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut client = server.client().await;
     assert_eq!(
         upload(&mut client, vec![]).await.unwrap(),
@@ -97,9 +95,9 @@ async fn an_empty_upload_is_fine() {
 /// A chunk that breaks a rule fails the upload with a status naming the
 /// chunk, the rule and how many lines were stored before it; that chunk
 /// stores nothing.
-#[tokio::test]
-async fn upload_errors_say_what_was_stored() {
+async fn upload_errors_say_what_was_stored(backend: Backend) {
     let server = TestServer::start_with(
+        backend,
         StoreConfig::default(),
         ServerConfig {
             max_line_bytes: 100,
@@ -164,9 +162,8 @@ async fn upload_errors_say_what_was_stored() {
     }
 }
 
-#[tokio::test]
-async fn get_logs_of_a_missing_or_invalid_pod() {
-    let server = TestServer::start().await;
+async fn get_logs_of_a_missing_or_invalid_pod(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut client = server.client().await;
     let status = get_logs(&mut client, "ghost", false, 0).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
@@ -179,9 +176,8 @@ async fn get_logs_of_a_missing_or_invalid_pod() {
     );
 }
 
-#[tokio::test]
-async fn follow_streams_new_lines_until_the_pod_is_deleted() {
-    let server = TestServer::start().await;
+async fn follow_streams_new_lines_until_the_pod_is_deleted(backend: Backend) {
+    let server = TestServer::start(backend).await;
     server.apply("default", "web", "Running", 1).await;
     let mut client = server.client().await;
     upload(&mut client, vec![chunk("", "web", numbered(0..5))])
@@ -220,9 +216,8 @@ async fn follow_streams_new_lines_until_the_pod_is_deleted() {
     assert!(matches!(end, Ok(None)), "follow ends cleanly: {end:?}");
 }
 
-#[tokio::test]
-async fn a_departed_follower_is_freed() {
-    let server = TestServer::start().await;
+async fn a_departed_follower_is_freed(backend: Backend) {
+    let server = TestServer::start(backend).await;
     server.apply("default", "web", "Running", 1).await;
     let log = server.store.log(&PodKey::new("default", "web")).unwrap();
     let mut client = server.client().await;
@@ -236,3 +231,12 @@ async fn a_departed_follower_is_freed() {
     )
     .await;
 }
+
+common::on_both_stores!(
+    a_large_upload_is_counted_exactly_and_read_back_in_order,
+    an_empty_upload_is_fine,
+    upload_errors_say_what_was_stored,
+    get_logs_of_a_missing_or_invalid_pod,
+    follow_streams_new_lines_until_the_pod_is_deleted,
+    a_departed_follower_is_freed,
+);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Session, TestServer, pod, within};
+use common::{Backend, Session, TestServer, pod, within};
 use pod_service::pb::{Pod, PodRef, Subscribe, SyncRequest, sync_event, sync_request};
 use pod_service::server::ServerConfig;
 use pod_service::store::StoreConfig;
@@ -16,9 +16,8 @@ fn subscribe(namespace: &str, resource_version: u64) -> sync_request::Op {
     })
 }
 
-#[tokio::test]
-async fn every_op_gets_one_ack_in_order() {
-    let server = TestServer::start().await;
+async fn every_op_gets_one_ack_in_order(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut client = server.client().await;
     let mut session = Session::open(&mut client).await;
     // Pipelined: all ops sent before any ack is read.
@@ -72,9 +71,8 @@ async fn every_op_gets_one_ack_in_order() {
     assert!(acks[3].pod.is_none());
 }
 
-#[tokio::test]
-async fn apply_with_a_stale_version_is_aborted_and_changes_nothing() {
-    let server = TestServer::start().await;
+async fn apply_with_a_stale_version_is_aborted_and_changes_nothing(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut client = server.client().await;
     let mut session = Session::open(&mut client).await;
     let v1 = session
@@ -127,9 +125,8 @@ async fn apply_with_a_stale_version_is_aborted_and_changes_nothing() {
     assert_eq!(list.pods[0].replicas, 2);
 }
 
-#[tokio::test]
-async fn invalid_ops_are_refused_with_the_field_and_rule() {
-    let server = TestServer::start().await;
+async fn invalid_ops_are_refused_with_the_field_and_rule(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut client = server.client().await;
     let mut session = Session::open(&mut client).await;
     let long = "a".repeat(64);
@@ -233,9 +230,8 @@ async fn invalid_ops_are_refused_with_the_field_and_rule() {
 
 /// Two sessions see each other's changes live, each its own change before
 /// its ack, and changes made through other RPCs too.
-#[tokio::test]
-async fn subscribed_sessions_see_every_clients_changes() {
-    let server = TestServer::start().await;
+async fn subscribed_sessions_see_every_clients_changes(backend: Backend) {
+    let server = TestServer::start(backend).await;
     server.apply("a", "existing", "Running", 1).await; // v1
     let mut client = server.client().await;
     let mut alice = Session::open(&mut client).await;
@@ -281,9 +277,9 @@ async fn subscribed_sessions_see_every_clients_changes() {
     assert_eq!(bob.next_change().await.resource_version, 5);
 }
 
-#[tokio::test]
-async fn subscription_errors_are_acks_and_the_session_goes_on() {
+async fn subscription_errors_are_acks_and_the_session_goes_on(backend: Backend) {
     let server = TestServer::start_with(
+        backend,
         StoreConfig {
             history: 2,
             ..StoreConfig::default()
@@ -315,9 +311,8 @@ async fn subscription_errors_are_acks_and_the_session_goes_on() {
     );
 }
 
-#[tokio::test]
-async fn half_close_gets_the_remaining_acks_then_ok() {
-    let server = TestServer::start().await;
+async fn half_close_gets_the_remaining_acks_then_ok(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut client = server.client().await;
     let mut session = Session::open(&mut client).await;
     for i in 0..100 {
@@ -349,9 +344,8 @@ async fn half_close_gets_the_remaining_acks_then_ok() {
     assert_eq!(server.store.list(Some("a")).pods.len(), 100);
 }
 
-#[tokio::test]
-async fn shutdown_ends_a_subscribed_session_with_unavailable() {
-    let mut server = TestServer::start().await;
+async fn shutdown_ends_a_subscribed_session_with_unavailable(backend: Backend) {
+    let mut server = TestServer::start(backend).await;
     let mut client = server.client().await;
     let mut session = Session::open(&mut client).await;
     assert_eq!(session.call(subscribe("", 0)).await.code, 0);
@@ -361,3 +355,13 @@ async fn shutdown_ends_a_subscribed_session_with_unavailable() {
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
 }
+
+common::on_both_stores!(
+    every_op_gets_one_ack_in_order,
+    apply_with_a_stale_version_is_aborted_and_changes_nothing,
+    invalid_ops_are_refused_with_the_field_and_rule,
+    subscribed_sessions_see_every_clients_changes,
+    subscription_errors_are_acks_and_the_session_goes_on,
+    half_close_gets_the_remaining_acks_then_ok,
+    shutdown_ends_a_subscribed_session_with_unavailable,
+);

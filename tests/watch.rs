@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::{BTreeMap, HashSet};
 
-use common::{Session, TestServer, list_request, pod, within};
+use common::{Backend, Session, TestServer, list_request, pod, within};
 use pod_service::client::watch::{EventKind, PodWatch, WatchUpdate};
 use pod_service::pb::{Pod, PodServiceClient, sync_request};
 use pod_service::server::ServerConfig;
@@ -39,9 +39,8 @@ fn names(pods: &[Pod]) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn snapshot_then_live_changes_of_one_namespace() {
-    let server = TestServer::start().await;
+async fn snapshot_then_live_changes_of_one_namespace(backend: Backend) {
+    let server = TestServer::start(backend).await;
     server.apply("prod", "web", "Running", 2).await; // v1
     server.apply("dev", "web", "Running", 1).await; // v2
     server.apply("prod", "api", "Running", 1).await; // v3
@@ -76,9 +75,8 @@ async fn snapshot_then_live_changes_of_one_namespace() {
     );
 }
 
-#[tokio::test]
-async fn watch_from_a_version_gets_exactly_the_later_changes() {
-    let server = TestServer::start().await;
+async fn watch_from_a_version_gets_exactly_the_later_changes(backend: Backend) {
+    let server = TestServer::start(backend).await;
     for replicas in 0..10 {
         server.apply("a", "web", "Running", replicas).await; // v1..v10
     }
@@ -98,11 +96,10 @@ async fn watch_from_a_version_gets_exactly_the_later_changes() {
 
 /// Many writers at once: every watcher sees every change exactly once, in
 /// version order, with no gap; a namespace watcher sees exactly its own.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_writers_no_gap_no_repeat() {
+async fn concurrent_writers_no_gap_no_repeat(backend: Backend) {
     const WRITERS: u64 = 8;
     const OPS: u64 = 150;
-    let server = TestServer::start().await;
+    let server = TestServer::start(backend).await;
     let mut client = server.client().await;
     let start = server.store.version();
     let mut all = watch(&mut client, "", start).await.unwrap();
@@ -155,9 +152,8 @@ async fn concurrent_writers_no_gap_no_repeat() {
 
 /// ListPods, then WatchPods from the list's version, while writers run:
 /// list + changes equals the final state (the Kubernetes list-watch contract).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn list_then_watch_is_a_consistent_cache() {
-    let server = TestServer::start().await;
+async fn list_then_watch_is_a_consistent_cache(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut client = server.client().await;
     let writer = {
         let mut client = client.clone();
@@ -209,9 +205,8 @@ async fn list_then_watch_is_a_consistent_cache() {
     assert_eq!(cache.into_values().collect::<Vec<_>>(), fresh.pods);
 }
 
-#[tokio::test]
-async fn a_dropped_stream_resumes_from_its_last_version() {
-    let server = TestServer::start().await;
+async fn a_dropped_stream_resumes_from_its_last_version(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut client = server.client().await;
     let mut stream = watch(&mut client, "", 0).await.unwrap();
     for i in 0..5 {
@@ -231,9 +226,9 @@ async fn a_dropped_stream_resumes_from_its_last_version() {
     }
 }
 
-#[tokio::test]
-async fn versions_outside_the_history_are_out_of_range() {
+async fn versions_outside_the_history_are_out_of_range(backend: Backend) {
     let server = TestServer::start_with(
+        backend,
         StoreConfig {
             history: 5,
             ..StoreConfig::default()
@@ -264,12 +259,12 @@ async fn versions_outside_the_history_are_out_of_range() {
 /// A watcher that stops reading neither blocks a writer nor makes the server
 /// buffer without bound: it is dropped with RESOURCE_EXHAUSTED naming the
 /// last version it got, and can resume from there.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_watcher_does_not_hold_up_writers() {
+async fn a_slow_watcher_does_not_hold_up_writers(backend: Backend) {
     const CHANGES: u64 = 8_000;
     let server = TestServer::start_with(
+        backend,
         StoreConfig {
-            watch_buffer: 16,
+            watch_buffer: 64,
             history: 100_000,
             ..StoreConfig::default()
         },
@@ -294,23 +289,23 @@ async fn a_slow_watcher_does_not_hold_up_writers() {
     let mut fast = watch(&mut client, "", 0).await.unwrap();
     server.await_watchers(2).await;
 
-    // The writer: one session, ops in batches of 8, every ack awaited. The
+    // The writer: one session, ops in batches of 32, every ack awaited. The
     // fast watcher reads each batch before the next is sent, so it is never
-    // more than 8 changes behind (its buffer is 16), while the slow one
+    // more than 32 changes behind (its buffer is 64), while the slow one
     // reads nothing at all.
     let mut session = Session::open(&mut client).await;
-    for batch in 0..CHANGES / 8 {
-        for i in 0..8 {
-            let replicas = (batch * 8 + i) as i32;
+    for batch in 0..CHANGES / 32 {
+        for i in 0..32 {
+            let replicas = (batch * 32 + i) as i32;
             session
                 .send(sync_request::Op::Apply(pod(
                     "a", "web", "Running", replicas,
                 )))
                 .await;
         }
-        for i in 1..=8 {
+        for i in 1..=32 {
             assert_eq!(session.next_ack().await.code, 0);
-            assert_eq!(next(&mut fast).await.resource_version, batch * 8 + i);
+            assert_eq!(next(&mut fast).await.resource_version, batch * 32 + i);
         }
     }
 
@@ -352,9 +347,8 @@ async fn a_slow_watcher_does_not_hold_up_writers() {
     }
 }
 
-#[tokio::test]
-async fn a_departed_client_frees_its_watcher() {
-    let server = TestServer::start().await;
+async fn a_departed_client_frees_its_watcher(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut client = server.client().await;
     let stream = watch(&mut client, "", 0).await.unwrap();
     let mut session = Session::open(&mut client).await;
@@ -380,9 +374,8 @@ async fn a_departed_client_frees_its_watcher() {
     server.await_watchers(0).await;
 }
 
-#[tokio::test]
-async fn shutdown_ends_open_watches_with_unavailable() {
-    let mut server = TestServer::start().await;
+async fn shutdown_ends_open_watches_with_unavailable(backend: Backend) {
+    let mut server = TestServer::start(backend).await;
     server.apply("a", "web", "Running", 1).await;
     let mut client = server.client().await;
     let mut stream = watch(&mut client, "", 0).await.unwrap();
@@ -406,9 +399,8 @@ async fn next_update(watch: &mut PodWatch) -> WatchUpdate {
     }
 }
 
-#[tokio::test]
-async fn the_client_watch_rides_through_a_server_restart() {
-    let mut server = TestServer::start().await;
+async fn the_client_watch_rides_through_a_server_restart(backend: Backend) {
+    let mut server = TestServer::start(backend).await;
     server.apply("a", "web", "Running", 1).await;
     let client = pod_service::client::connect_lazy(&server.url()).unwrap();
     let mut watch = PodWatch::new(client, "");
@@ -450,9 +442,9 @@ async fn the_client_watch_rides_through_a_server_restart() {
     assert_eq!(change.pod.resource_version, 5);
 }
 
-#[tokio::test]
-async fn the_client_watch_relists_when_too_far_behind() {
+async fn the_client_watch_relists_when_too_far_behind(backend: Backend) {
     let mut server = TestServer::start_with(
+        backend,
         StoreConfig {
             history: 3,
             ..StoreConfig::default()
@@ -489,3 +481,17 @@ async fn the_client_watch_relists_when_too_far_behind() {
     assert_eq!(diff, expected);
     assert_eq!(watch.pods().count(), 3);
 }
+
+common::on_both_stores!(
+    snapshot_then_live_changes_of_one_namespace,
+    watch_from_a_version_gets_exactly_the_later_changes,
+    concurrent_writers_no_gap_no_repeat,
+    list_then_watch_is_a_consistent_cache,
+    a_dropped_stream_resumes_from_its_last_version,
+    versions_outside_the_history_are_out_of_range,
+    a_slow_watcher_does_not_hold_up_writers,
+    a_departed_client_frees_its_watcher,
+    shutdown_ends_open_watches_with_unavailable,
+    the_client_watch_rides_through_a_server_restart,
+    the_client_watch_relists_when_too_far_behind,
+);

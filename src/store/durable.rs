@@ -33,12 +33,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use futures::FutureExt;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use tokio::sync::{mpsc, oneshot};
 
 use super::index::{Batch, Step};
 use super::records;
-use super::{ApplyPod, Index, PodKey, PodList, PodStore, StoreConfig, StoreError};
+use super::{ApplyPod, Index, Pending, PodKey, PodList, PodStore, StoreConfig, StoreError};
 use crate::logs::PodLog;
 use crate::pb::Pod;
 use crate::watch::Watcher;
@@ -101,8 +102,10 @@ impl std::error::Error for OpenError {}
 
 pub struct DurableStore {
     index: Arc<Index>,
-    /// `None` only while dropping.
-    ops: Option<mpsc::Sender<Op>>,
+    /// `None` only while dropping. Unbounded, so that submitting never
+    /// waits and keeps the callers' order; callers bound what they have in
+    /// flight (a sync session its pipeline, an upload one chunk).
+    ops: Option<mpsc::UnboundedSender<Op>>,
     committer: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -159,7 +162,7 @@ impl DurableStore {
             _ => load(&db, config).map_err(corrupt)?,
         };
         let index = Arc::new(index);
-        let (ops, queue) = mpsc::channel(MAX_BATCH_OPS);
+        let (ops, queue) = mpsc::unbounded_channel();
         let committer = Committer {
             db,
             index: Arc::clone(&index),
@@ -177,14 +180,21 @@ impl DurableStore {
         })
     }
 
-    async fn submit(&self, request: Request) -> Result<Option<Arc<Pod>>, StoreError> {
-        let (reply, answer) = oneshot::channel();
+    /// Queues a request now; the future resolves with its answer.
+    fn submit(&self, request: Request) -> Pending<Option<Arc<Pod>>> {
         let stopped = || StoreError::Storage("the store is shut down".into());
-        let ops = self.ops.as_ref().ok_or_else(stopped)?;
-        ops.send(Op { request, reply })
-            .await
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        let (reply, answer) = oneshot::channel();
+        let queued = self
+            .ops
+            .as_ref()
+            .is_some_and(|ops| ops.send(Op { request, reply }).is_ok());
+        async move {
+            if !queued {
+                return Err(stopped());
+            }
+            answer.await.map_err(|_| stopped())?
+        }
+        .boxed()
     }
 }
 
@@ -201,7 +211,6 @@ impl Drop for DurableStore {
     }
 }
 
-#[tonic::async_trait]
 impl PodStore for DurableStore {
     fn list(&self, namespace: Option<&str>) -> PodList {
         self.index.list(namespace)
@@ -215,22 +224,32 @@ impl PodStore for DurableStore {
         self.index.log(key)
     }
 
-    async fn apply(&self, apply: ApplyPod) -> Result<Arc<Pod>, StoreError> {
-        let pod = self.submit(Request::Apply(apply)).await?;
-        pod.ok_or_else(|| StoreError::Storage("apply returned no pod".into()))
+    fn apply(&self, apply: ApplyPod) -> Pending<Arc<Pod>> {
+        let pod = self.submit(Request::Apply(apply));
+        async move {
+            pod.await?
+                .ok_or_else(|| StoreError::Storage("apply returned no pod".into()))
+        }
+        .boxed()
     }
 
-    async fn delete(&self, key: PodKey) -> Result<Arc<Pod>, StoreError> {
-        let pod = self.submit(Request::Delete(key)).await?;
-        pod.ok_or_else(|| StoreError::Storage("delete returned no tombstone".into()))
+    fn delete(&self, key: PodKey) -> Pending<Arc<Pod>> {
+        let pod = self.submit(Request::Delete(key));
+        async move {
+            pod.await?
+                .ok_or_else(|| StoreError::Storage("delete returned no tombstone".into()))
+        }
+        .boxed()
     }
 
-    async fn append_log(&self, key: PodKey, lines: Vec<String>) -> Result<(), StoreError> {
-        self.submit(Request::Append(key, lines)).await.map(|_| ())
+    fn append_log(&self, key: PodKey, lines: Vec<String>) -> Pending<()> {
+        self.submit(Request::Append(key, lines))
+            .map(|r| r.map(|_| ()))
+            .boxed()
     }
 
-    async fn sync(&self) -> Result<(), StoreError> {
-        self.submit(Request::Sync).await.map(|_| ())
+    fn sync(&self) -> Pending<()> {
+        self.submit(Request::Sync).map(|r| r.map(|_| ())).boxed()
     }
 
     fn version(&self) -> u64 {
@@ -264,7 +283,7 @@ struct Committer {
 }
 
 impl Committer {
-    fn run(mut self, mut queue: mpsc::Receiver<Op>) {
+    fn run(mut self, mut queue: mpsc::UnboundedReceiver<Op>) {
         while let Some(first) = queue.blocking_recv() {
             let mut ops = vec![first];
             let mut log_bytes = 0;

@@ -3,7 +3,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{ApplyPod, Index, PodKey, PodList, PodStore, StoreConfig, StoreError};
+use futures::FutureExt;
+
+use super::{ApplyPod, Index, Pending, PodKey, PodList, PodStore, StoreConfig, StoreError};
 use crate::logs::PodLog;
 use crate::pb::Pod;
 use crate::store::index::Batch;
@@ -35,7 +37,6 @@ impl MemoryStore {
     }
 }
 
-#[tonic::async_trait]
 impl PodStore for MemoryStore {
     fn list(&self, namespace: Option<&str>) -> PodList {
         self.index.list(namespace)
@@ -49,20 +50,21 @@ impl PodStore for MemoryStore {
         self.index.log(key)
     }
 
-    async fn apply(&self, apply: ApplyPod) -> Result<Arc<Pod>, StoreError> {
-        self.write(|index, batch| index.plan_apply(batch, apply))
+    // Writes happen at once; the futures are only there for the interface.
+    fn apply(&self, apply: ApplyPod) -> Pending<Arc<Pod>> {
+        ready(self.write(|index, batch| index.plan_apply(batch, apply)))
     }
 
-    async fn delete(&self, key: PodKey) -> Result<Arc<Pod>, StoreError> {
-        self.write(|index, batch| index.plan_delete(batch, key))
+    fn delete(&self, key: PodKey) -> Pending<Arc<Pod>> {
+        ready(self.write(|index, batch| index.plan_delete(batch, key)))
     }
 
-    async fn append_log(&self, key: PodKey, lines: Vec<String>) -> Result<(), StoreError> {
-        self.write(|index, batch| index.plan_append(batch, key, lines))
+    fn append_log(&self, key: PodKey, lines: Vec<String>) -> Pending<()> {
+        ready(self.write(|index, batch| index.plan_append(batch, key, lines)))
     }
 
-    async fn sync(&self) -> Result<(), StoreError> {
-        Ok(())
+    fn sync(&self) -> Pending<()> {
+        ready(Ok(()))
     }
 
     fn version(&self) -> u64 {
@@ -72,4 +74,8 @@ impl PodStore for MemoryStore {
     fn watcher_count(&self) -> usize {
         self.index.watcher_count()
     }
+}
+
+fn ready<T: Send + 'static>(result: Result<T, StoreError>) -> Pending<T> {
+    futures::future::ready(result).boxed()
 }

@@ -21,16 +21,24 @@ pub mod records;
 use std::fmt;
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
+
 pub use durable::{DATABASE_FILE, DurableStore, OpenError};
 pub use index::{Index, PodList};
+
 pub use memory::MemoryStore;
 
 use crate::logs::PodLog;
 use crate::pb::Pod;
 use crate::watch::Watcher;
 
+/// A write in flight. Writes are ordered by when they are *submitted* (the
+/// call that returns this), not when the future is polled, so a caller can
+/// submit several and await them in order: that is how one sync session
+/// pipelines its ops into shared commits.
+pub type Pending<T> = BoxFuture<'static, Result<T, StoreError>>;
+
 /// Everything the service needs from a store.
-#[tonic::async_trait]
 pub trait PodStore: Send + Sync + 'static {
     /// The pods of one namespace (or all), sorted by namespace then name,
     /// and the version they were read at.
@@ -45,21 +53,21 @@ pub trait PodStore: Send + Sync + 'static {
     /// The log of an existing pod, for reading and following.
     fn log(&self, key: &PodKey) -> Result<Arc<PodLog>, StoreError>;
 
-    /// Creates or replaces a pod; returns the stored pod with its new
+    /// Creates or replaces a pod; resolves to the stored pod with its new
     /// version once the change is durable and published.
-    async fn apply(&self, apply: ApplyPod) -> Result<Arc<Pod>, StoreError>;
+    fn apply(&self, apply: ApplyPod) -> Pending<Arc<Pod>>;
 
-    /// Deletes a pod and its log; returns its tombstone once durable.
-    async fn delete(&self, key: PodKey) -> Result<Arc<Pod>, StoreError>;
+    /// Deletes a pod and its log; resolves to its tombstone once durable.
+    fn delete(&self, key: PodKey) -> Pending<Arc<Pod>>;
 
     /// Appends lines to an existing pod's log, in order. They are visible
-    /// to readers when this returns, and durable after the next [`sync`].
+    /// to readers when this resolves, and durable after the next [`sync`].
     ///
     /// [`sync`]: PodStore::sync
-    async fn append_log(&self, key: PodKey, lines: Vec<String>) -> Result<(), StoreError>;
+    fn append_log(&self, key: PodKey, lines: Vec<String>) -> Pending<()>;
 
-    /// Returns once everything written before the call is durable.
-    async fn sync(&self) -> Result<(), StoreError>;
+    /// Resolves once everything submitted before it is durable.
+    fn sync(&self) -> Pending<()>;
 
     /// The version of the newest change.
     fn version(&self) -> u64;

@@ -14,7 +14,7 @@ use pod_service::pb::{
 };
 use pod_service::server::{self, ServerConfig};
 use pod_service::shutdown::Shutdown;
-use pod_service::store::{ApplyPod, MemoryStore, PodKey, PodStore, StoreConfig};
+use pod_service::store::{ApplyPod, DurableStore, MemoryStore, PodKey, PodStore, StoreConfig};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -26,6 +26,39 @@ use tonic::transport::Channel;
 /// becomes a failure instead of a stuck suite.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
+/// Which store a test server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    /// A durable store in a fresh temporary directory.
+    Durable,
+}
+
+/// Runs each listed test, an `async fn(Backend)`, once on each store.
+#[allow(unused_macros)]
+macro_rules! on_both_stores {
+    ($($test:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::common::Backend::Memory).await
+                }
+            )*
+        }
+        mod durable {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::common::Backend::Durable).await
+                }
+            )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_stores;
+
 pub struct TestServer {
     pub addr: SocketAddr,
     /// Held for the server's whole life, across restarts, so that no other
@@ -35,16 +68,27 @@ pub struct TestServer {
     config: ServerConfig,
     shutdown: Shutdown,
     task: Option<JoinHandle<()>>,
+    /// The data directory of a durable store, removed with the server.
+    _data: Option<tempfile::TempDir>,
 }
 
 impl TestServer {
     /// An empty store with default limits.
-    pub async fn start() -> Self {
-        Self::start_with(StoreConfig::default(), ServerConfig::default()).await
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, StoreConfig::default(), ServerConfig::default()).await
     }
 
-    pub async fn start_with(store: StoreConfig, config: ServerConfig) -> Self {
-        Self::start_on(Arc::new(MemoryStore::new(store)), config).await
+    pub async fn start_with(backend: Backend, store: StoreConfig, config: ServerConfig) -> Self {
+        match backend {
+            Backend::Memory => Self::start_on(Arc::new(MemoryStore::new(store)), config).await,
+            Backend::Durable => {
+                let data = tempfile::tempdir().expect("temporary directory");
+                let store = DurableStore::open(data.path(), store).expect("open the store");
+                let mut server = Self::start_on(Arc::new(store), config).await;
+                server._data = Some(data);
+                server
+            }
+        }
     }
 
     /// A server on a given store.
@@ -58,6 +102,7 @@ impl TestServer {
             config,
             shutdown: Shutdown::new(),
             task: None,
+            _data: None,
         };
         server.spawn();
         server

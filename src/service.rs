@@ -203,15 +203,20 @@ impl pb::PodService for PodService {
                     }
                 }
                 let read = !half_closed && subscribe.is_none() && in_flight.len() < MAX_IN_FLIGHT;
+                // While ops are in flight, changes go out with the acks (each
+                // ack is preceded by the changes up to its version), so that
+                // no change of a later op overtakes an earlier op's ack.
+                let live = subscription.as_mut().filter(|_| in_flight.is_empty());
                 let next = tokio::select! {
                     Some(ack) = in_flight.next() => Next::Ack(ack),
-                    change = next_change(subscription.as_mut(), &service.shutdown) => Next::Change(change),
+                    change = next_change(live, &service.shutdown) => Next::Change(change),
                     request = requests.message(), if read => Next::Request(request),
                 };
                 match next {
                     Next::Ack(ack) => {
-                        // A subscribed session sees its own change before the
-                        // ack of the op that made it, as it sees anyone else's.
+                        // A subscribed session sees its own change just before
+                        // the ack of the op that made it, after everyone else's
+                        // earlier changes.
                         let mut ended = None;
                         let version = ack.pod.as_ref().map(|pod| pod.resource_version);
                         if let (Some(watcher), Some(version)) = (subscription.as_mut(), version) {

@@ -1,12 +1,19 @@
 //! Compiles the protos with `protox` (pure Rust), so the build needs no system `protoc`.
+//! Also writes the contract's descriptor set, which the reflection service serves.
 
 use std::{env, fs, path::PathBuf};
+
+use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
 
     // The service contract: server and client code for the library.
-    compile("proto/pod.proto", &["proto"], &out_dir, true)?;
+    let descriptors = compile("proto/pod.proto", &["proto"], &out_dir, true)?;
+    fs::write(
+        out_dir.join("pod_descriptor.bin"),
+        descriptors.encode_to_vec(),
+    )?;
 
     // The original tutorial's proto, client only, for the compatibility test.
     // Both files are package `infra`, so it goes in a directory of its own.
@@ -26,12 +33,12 @@ fn compile(
     includes: &[&str],
     out_dir: &std::path::Path,
     build_server: bool,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<prost_types::FileDescriptorSet, Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={file}");
     let descriptors = protox::compile([file], includes)?;
     tonic_prost_build::configure()
         .build_server(build_server)
         .out_dir(out_dir)
-        .compile_fds(descriptors)?;
-    Ok(())
+        .compile_fds(descriptors.clone())?;
+    Ok(descriptors)
 }

@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
-use crate::client::status_error;
-use crate::pb::{LogChunk, Pod, PodServiceClient, SyncRequest, sync_event, sync_request};
+use crate::client::{Client, status_error};
+use crate::pb::{LogChunk, Pod, SyncRequest, sync_event, sync_request};
 
 /// Latency percentiles of a set of samples.
 #[derive(Debug, Clone, Copy, Default)]
@@ -55,7 +54,7 @@ impl SyncFigures {
 /// `in_flight` applies outstanding over 10 pods of its own. Every ack must
 /// be OK, in order, with a version above the previous one.
 pub async fn sync(
-    channels: &[Channel],
+    clients: &[Client],
     namespace: &str,
     sessions: usize,
     in_flight: usize,
@@ -65,7 +64,7 @@ pub async fn sync(
     let deadline = start + duration;
     let tasks: Vec<_> = (0..sessions)
         .map(|session| {
-            let client = PodServiceClient::new(channels[session % channels.len()].clone());
+            let client = clients[session % clients.len()].clone();
             let namespace = namespace.to_owned();
             tokio::spawn(sync_session(
                 client, namespace, session, in_flight, deadline,
@@ -89,7 +88,7 @@ pub async fn sync(
 }
 
 async fn sync_session(
-    mut client: PodServiceClient<Channel>,
+    mut client: Client,
     namespace: String,
     session: usize,
     in_flight: usize,
@@ -178,7 +177,7 @@ impl UploadFigures {
 /// concurrent uploads to pods `upload-0..` (which must exist), in chunks
 /// of about 64 KiB. Every summary must count exactly what was sent.
 pub async fn upload(
-    channels: &[Channel],
+    clients: &[Client],
     namespace: &str,
     streams: usize,
     lines: usize,
@@ -190,7 +189,7 @@ pub async fn upload(
     let start = Instant::now();
     let tasks: Vec<_> = (0..streams)
         .map(|stream| {
-            let mut client = PodServiceClient::new(channels[stream % channels.len()].clone());
+            let mut client = clients[stream % clients.len()].clone();
             let chunk = LogChunk {
                 namespace: namespace.to_owned(),
                 pod: format!("upload-{stream}"),

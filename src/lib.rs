@@ -11,12 +11,15 @@
 //! The data path: a request arrives in [`service`], is checked once by
 //! [`validate`], applied once to the [`store`], which publishes each change
 //! to every [`watch`]er from one place. Uploaded lines live in per-pod
-//! [`logs`]. [`server`] wires it to a listener and [`shutdown`] stops it.
+//! [`logs`]. [`server`] wires it to a listener, with the standard
+//! [`health`] service, reflection, TLS and [`auth`]; [`shutdown`] stops it.
 //! The binaries are thin: their logic lives in [`client`] (and, for
 //! `pod-bench`, in [`bench`]).
 
+pub mod auth;
 pub mod bench;
 pub mod client;
+pub mod health;
 pub mod logs;
 pub mod pb;
 pub mod sample;

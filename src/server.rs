@@ -1,15 +1,21 @@
-//! Wiring: a store, the service and a listener, served until shutdown.
+//! Wiring: a store, the services and a listener, served until shutdown.
 //!
 //! [`serve`] is what `pod-server` runs and what the tests start on an
 //! ephemeral port, so the tests exercise exactly the server users run.
+//! Besides the PodService it serves the standard health service
+//! ([`crate::health`]) and server reflection (v1 and v1alpha), so generic
+//! tools such as `grpcurl` work without a copy of the proto.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Identity, ServerTlsConfig};
 
-use crate::pb::PodServiceServer;
+use crate::auth::{RequireToken, Token};
+use crate::health;
+use crate::pb::{self, PodServiceServer};
 use crate::service::{DEFAULT_MAX_LINE_BYTES, PodService};
 use crate::shutdown::Shutdown;
 use crate::store::PodStore;
@@ -17,7 +23,7 @@ use crate::store::PodStore;
 /// The address `pod-server` listens on by default (the tutorial's port).
 pub const DEFAULT_ADDR: &str = "127.0.0.1:50051";
 
-/// Limits of the transport and of requests.
+/// Limits, security and shutdown of a server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// The longest accepted log line, in bytes.
@@ -26,6 +32,10 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// How long in-flight calls may take to finish after shutdown begins.
     pub grace: Duration,
+    /// Serve over TLS with this certificate and key.
+    pub tls: Option<Identity>,
+    /// Require this token on every PodService call.
+    pub token: Option<Token>,
 }
 
 impl Default for ServerConfig {
@@ -34,44 +44,88 @@ impl Default for ServerConfig {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             max_message_bytes: 4 << 20,
             grace: Duration::from_secs(10),
+            tls: None,
+            token: None,
         }
     }
 }
 
-/// Serves the PodService on `listener` until `shutdown` is cancelled, then
-/// lets calls in flight finish for up to `config.grace`.
+/// Why the server could not serve.
+#[derive(Debug)]
+pub struct ServeError(String);
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+/// Serves on `listener` until `shutdown` is cancelled, then lets calls in
+/// flight finish for up to `config.grace`.
 pub async fn serve(
     listener: TcpListener,
     store: Arc<dyn PodStore>,
     config: ServerConfig,
     shutdown: Shutdown,
-) -> Result<(), tonic::transport::Error> {
-    let service = PodService::new(store, config.max_line_bytes, shutdown.clone());
-    let service = PodServiceServer::new(service)
-        .max_decoding_message_size(config.max_message_bytes)
-        .max_encoding_message_size(config.max_message_bytes);
+) -> Result<(), ServeError> {
+    let pods = PodServiceServer::new(PodService::new(
+        Arc::clone(&store),
+        config.max_line_bytes,
+        shutdown.clone(),
+    ))
+    .max_decoding_message_size(config.max_message_bytes)
+    .max_encoding_message_size(config.max_message_bytes);
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .map_err(|err| ServeError(format!("reflection: {err}")))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|err| ServeError(format!("reflection: {err}")))?;
+
+    let mut builder = tonic::transport::Server::builder()
+        // Notice peers that vanished without closing their connection.
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)));
+    if let Some(identity) = config.tls.clone() {
+        builder = builder
+            .tls_config(ServerTlsConfig::new().identity(identity))
+            .map_err(|err| ServeError(format!("TLS: {err}")))?;
+    }
     // Streams send many small messages: don't let Nagle hold them back.
     // (The builder's `tcp_nodelay` only applies to listeners it binds itself.)
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server = tonic::transport::Server::builder()
-        // Notice peers that vanished without closing their connection.
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .add_service(service)
+    let server = builder
+        .layer(RequireToken::new(config.token.clone()))
+        .add_service(health::service(shutdown.clone()).await)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(pods)
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
     tokio::pin!(server);
-    tokio::select! {
-        result = &mut server => return result,
-        _ = shutdown.cancelled() => {}
+    let result = tokio::select! {
+        result = &mut server => result,
+        _ = shutdown.cancelled() => match tokio::time::timeout(config.grace, server).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!(
+                    grace = ?config.grace,
+                    "calls still open after the grace period; closing their connections"
+                );
+                Ok(())
+            }
+        },
+    };
+    // Whatever was written without an fsync (chunks of uploads that did not
+    // finish) is made durable too before the server is gone.
+    if let Err(err) = store.sync().await {
+        tracing::error!(%err, "the final flush of the store failed");
     }
-    match tokio::time::timeout(config.grace, server).await {
-        Ok(result) => result,
-        Err(_) => {
-            tracing::warn!(
-                grace = ?config.grace,
-                "calls still open after the grace period; closing their connections"
-            );
-            Ok(())
-        }
-    }
+    result.map_err(|err| ServeError(format!("server failed: {err}")))
 }

@@ -402,7 +402,9 @@ async fn next_update(watch: &mut PodWatch) -> WatchUpdate {
 async fn the_client_watch_rides_through_a_server_restart(backend: Backend) {
     let mut server = TestServer::start(backend).await;
     server.apply("a", "web", "Running", 1).await;
-    let client = pod_service::client::connect_lazy(&server.url()).unwrap();
+    let client =
+        pod_service::client::connect_lazy(&pod_service::client::ServerArgs::new(server.url()))
+            .unwrap();
     let mut watch = PodWatch::new(client, "");
     let WatchUpdate::Listed(listed) = next_update(&mut watch).await else {
         panic!("a watch starts with a list");
@@ -455,7 +457,9 @@ async fn the_client_watch_relists_when_too_far_behind(backend: Backend) {
     server.apply("a", "stays", "Running", 1).await;
     server.apply("a", "changes", "Running", 1).await;
     server.apply("a", "goes", "Running", 1).await;
-    let client = pod_service::client::connect_lazy(&server.url()).unwrap();
+    let client =
+        pod_service::client::connect_lazy(&pod_service::client::ServerArgs::new(server.url()))
+            .unwrap();
     let mut watch = PodWatch::new(client, "a");
     assert!(matches!(next_update(&mut watch).await, WatchUpdate::Listed(l) if l.len() == 3));
 

@@ -22,7 +22,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let mut client = client::connect(&args.server.addr).await?;
+    let mut client = client::connect(&args.server).await?;
     let list = client
         .list_pods(ListPodsRequest {
             namespace: args.filter.namespace,

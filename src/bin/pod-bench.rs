@@ -5,15 +5,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use pod_service::bench::{self, Latency};
-use pod_service::client::{self, status_error};
-use pod_service::pb::{Pod, PodServiceClient, SyncRequest, sync_request};
+use pod_service::client::{self, Client, ServerArgs, status_error};
+use pod_service::pb::{Pod, SyncRequest, sync_request};
 use pod_service::server::{self, ServerConfig};
 use pod_service::shutdown::Shutdown;
 use pod_service::store::{DurableStore, MemoryStore, PodStore, StoreConfig};
-use tonic::transport::{Channel, Endpoint};
 
 /// Measure a PodService under load and print the figures.
 ///
@@ -23,9 +21,15 @@ use tonic::transport::{Channel, Endpoint};
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// Load an existing server instead (http://HOST:PORT).
+    /// Load an existing server instead (http://HOST:PORT or https://...).
     #[arg(long)]
     addr: Option<String>,
+    /// With an https address: the CA that signed the server's certificate.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// File holding the server's token (or set POD_SERVICE_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
     /// The store of the in-process server.
     #[arg(long, value_enum, default_value_t = StoreKind::Durable)]
     store: StoreKind,
@@ -83,14 +87,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
             (server.url.clone(), Some(server))
         }
     };
-    let mut channels = Vec::new();
+    let server = ServerArgs {
+        addr: url,
+        ca: args.ca.clone(),
+        token_file: args.token_file.clone(),
+        token: std::env::var(pod_service::auth::TOKEN_ENV).ok(),
+    };
+    let mut clients = Vec::new();
     for _ in 0..args.connections.max(1) {
-        let channel = Endpoint::from_shared(url.clone())?
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .with_context(|| format!("cannot connect to {url}"))?;
-        channels.push(channel);
+        clients.push(client::connect(&server).await?);
     }
     let store = match (&args.addr, args.store) {
         (Some(_), _) => "external",
@@ -109,7 +114,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             for (run, &sessions) in sessions.iter().enumerate() {
                 let namespace = format!("bench-sync-{}-{run}", std::process::id());
                 let figures = bench::sync(
-                    &channels,
+                    &clients,
                     &namespace,
                     sessions,
                     in_flight.max(1),
@@ -119,7 +124,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 let Latency { p50, p99, max } = figures.ack_latency;
                 println!(
                     "{store:<9} {sessions:<9} {in_flight:<10} {:<6} {:<10} {:<10.0} {:<10} {:<10} {}",
-                    channels.len(),
+                    clients.len(),
                     figures.ops,
                     figures.ops_per_second(),
                     millis(p50),
@@ -138,12 +143,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             );
             for (run, &streams) in streams.iter().enumerate() {
                 let namespace = format!("bench-upload-{}-{run}", std::process::id());
-                create_pods(&channels[0], &namespace, streams).await?;
+                create_pods(&clients[0], &namespace, streams).await?;
                 let figures =
-                    bench::upload(&channels, &namespace, streams.max(1), lines, line_bytes).await?;
+                    bench::upload(&clients, &namespace, streams.max(1), lines, line_bytes).await?;
                 println!(
                     "{store:<9} {streams:<8} {:<6} {:<10} {:<12} {:<8.3} {:<12.0} {:.0}",
-                    channels.len(),
+                    clients.len(),
                     figures.lines,
                     figures.bytes,
                     figures.elapsed.as_secs_f64(),
@@ -161,8 +166,8 @@ fn millis(d: Duration) -> String {
 }
 
 /// Creates pods `upload-0..n` for the upload streams.
-async fn create_pods(channel: &Channel, namespace: &str, n: usize) -> anyhow::Result<()> {
-    let mut client = PodServiceClient::new(channel.clone());
+async fn create_pods(client: &Client, namespace: &str, n: usize) -> anyhow::Result<()> {
+    let mut client = client.clone();
     let requests = (0..n).map(|i| SyncRequest {
         id: i as u64 + 1,
         op: Some(sync_request::Op::Apply(Pod {

@@ -29,7 +29,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let mut client = client::connect(&args.server.addr).await?;
+    let mut client = client::connect(&args.server).await?;
     let mut chunks = client
         .get_logs(GetLogsRequest {
             namespace: args.target.namespace,

@@ -5,13 +5,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use pod_service::auth::{TOKEN_ENV, Token};
 use pod_service::server::{self, DEFAULT_ADDR, ServerConfig};
 use pod_service::shutdown::{self, Shutdown};
 use pod_service::store::{DurableStore, MemoryStore, PodStore, StoreConfig};
 use pod_service::{client, sample};
+use tonic::transport::Identity;
 
 /// Serve the PodService (ListPods, WatchPods, UploadLogs, GetLogs, SyncPods).
 ///
@@ -56,6 +59,19 @@ struct Args {
     /// Bytes of log kept per pod; the oldest lines are dropped beyond it.
     #[arg(long, default_value_t = StoreConfig::default().log_bytes_per_pod)]
     log_bytes_per_pod: usize,
+    /// Serve over TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require the token in this file on every PodService call (or set
+    /// POD_SERVICE_TOKEN to the token). Health checks stay open.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Seconds that calls in flight may take to finish once shutdown begins.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    grace: f64,
 }
 
 #[tokio::main]
@@ -94,11 +110,41 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } else if args.pods.is_some() {
         tracing::warn!("the store is not new: --pods is ignored");
     }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let read = |path: &PathBuf| {
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+            };
+            Some(Identity::from_pem(read(cert)?, read(key)?))
+        }
+        _ => None,
+    };
+    let token = match (&args.token_file, std::env::var(TOKEN_ENV)) {
+        (Some(path), _) => Some(Token::from_file(path).map_err(anyhow::Error::msg)?),
+        (None, Ok(text)) => {
+            Some(Token::new(&text).map_err(|err| anyhow::anyhow!("{TOKEN_ENV}: {err}"))?)
+        }
+        (None, Err(_)) => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, pods = store.list(None).pods.len(), "pod-server listening");
+    if !addr.ip().is_loopback() {
+        if tls.is_none() {
+            tracing::warn!(%addr, "listening beyond loopback without TLS: traffic can be read and changed");
+        }
+        if token.is_none() {
+            tracing::warn!(%addr, "listening beyond loopback without a token: anyone who can connect can write");
+        }
+    }
+    tracing::info!(
+        %addr,
+        tls = tls.is_some(),
+        token = token.is_some(),
+        pods = store.list(None).pods.len(),
+        "pod-server listening"
+    );
 
     let shutdown = Shutdown::new();
     tokio::spawn({
@@ -111,9 +157,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     });
     let config = ServerConfig {
         max_line_bytes: args.max_line_bytes,
+        grace: Duration::try_from_secs_f64(args.grace).context("invalid --grace")?,
+        tls,
+        token,
         ..ServerConfig::default()
     };
-    server::serve(listener, store, config, shutdown)
-        .await
-        .context("server failed")
+    server::serve(listener, store, config, shutdown).await?;
+    tracing::info!("stopped");
+    Ok(())
 }

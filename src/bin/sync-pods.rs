@@ -35,7 +35,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let mut client = client::connect(&args.server.addr).await?;
+    let mut client = client::connect(&args.server).await?;
     let mode = if std::io::stdin().is_terminal() {
         eprintln!(
             "connected to {}; type 'help' for commands, 'quit' to leave",

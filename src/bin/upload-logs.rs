@@ -28,7 +28,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let mut client = client::connect(&args.server.addr).await?;
+    let mut client = client::connect(&args.server).await?;
     let report = upload::upload(
         &mut client,
         &args.target.namespace,

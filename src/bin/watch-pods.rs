@@ -28,7 +28,7 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     // Connect first so that a wrong address fails at once; after that the
     // channel reconnects by itself whenever the watch resumes.
-    let client = client::connect(&args.server.addr).await?;
+    let client = client::connect(&args.server).await?;
     let mut watch = PodWatch::new(client, args.filter.namespace);
     let mut table = WatchTable::default();
     loop {

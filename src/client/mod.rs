@@ -9,12 +9,18 @@ pub mod table;
 pub mod upload;
 pub mod watch;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use tonic::transport::{Channel, Endpoint};
+use tonic::Status;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
+use crate::auth::Token;
 use crate::pb::PodServiceClient;
 
 /// The server address clients use by default.
@@ -24,11 +30,54 @@ pub const DEFAULT_ADDR: &str = "http://127.0.0.1:50051";
 pub const ADDR_ENV: &str = "POD_SERVICE_ADDR";
 
 /// The connection options every client binary takes.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServerArgs {
-    /// Server address (http://HOST:PORT).
+    /// Server address: http://HOST:PORT, or https://HOST:PORT for TLS.
     #[arg(long, default_value = DEFAULT_ADDR, env = ADDR_ENV)]
     pub addr: String,
+    /// PEM file of the CA that signed the server's TLS certificate (https).
+    #[arg(long, value_name = "FILE", env = CA_ENV)]
+    pub ca: Option<PathBuf>,
+    /// File holding the server's token (or set POD_SERVICE_TOKEN to the token).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The token itself; only from the environment, so it stays out of
+    /// process listings.
+    #[arg(skip = std::env::var(crate::auth::TOKEN_ENV).ok())]
+    pub token: Option<String>,
+}
+
+impl ServerArgs {
+    /// Plain options for an address (no TLS, no token).
+    pub fn new(addr: impl Into<String>) -> Self {
+        ServerArgs {
+            addr: addr.into(),
+            ..ServerArgs::default()
+        }
+    }
+}
+
+/// The environment variable that names the CA file.
+pub const CA_ENV: &str = "POD_SERVICE_CA";
+
+/// A PodService client that sends the token, if any, with every call.
+pub type Client = PodServiceClient<InterceptedService<Channel, Auth>>;
+
+/// Adds `authorization: Bearer <token>` to every request.
+#[derive(Clone, Debug, Default)]
+pub struct Auth {
+    header: Option<MetadataValue<Ascii>>,
+}
+
+impl Interceptor for Auth {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(header) = &self.header {
+            request
+                .metadata_mut()
+                .insert("authorization", header.clone());
+        }
+        Ok(request)
+    }
 }
 
 /// Names one pod, for the log clients.
@@ -54,29 +103,61 @@ pub struct NamespaceArgs {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connects to the server now, failing if it is unreachable.
-pub async fn connect(addr: &str) -> anyhow::Result<PodServiceClient<Channel>> {
-    let channel = endpoint(addr)?
+pub async fn connect(server: &ServerArgs) -> anyhow::Result<Client> {
+    let (endpoint, auth) = endpoint(server)?;
+    let channel = endpoint
         .connect()
         .await
-        .with_context(|| format!("cannot connect to {addr}"))?;
-    Ok(PodServiceClient::new(channel))
+        .with_context(|| format!("cannot connect to {}", server.addr))?;
+    Ok(PodServiceClient::with_interceptor(channel, auth))
 }
 
 /// A client that connects on first use and reconnects after a failure, for
 /// long-running clients that ride through server restarts.
-pub fn connect_lazy(addr: &str) -> anyhow::Result<PodServiceClient<Channel>> {
-    Ok(PodServiceClient::new(endpoint(addr)?.connect_lazy()))
+pub fn connect_lazy(server: &ServerArgs) -> anyhow::Result<Client> {
+    let (endpoint, auth) = endpoint(server)?;
+    Ok(PodServiceClient::with_interceptor(
+        endpoint.connect_lazy(),
+        auth,
+    ))
 }
 
-fn endpoint(addr: &str) -> anyhow::Result<Endpoint> {
-    let endpoint = Endpoint::from_shared(addr.to_owned()).with_context(|| {
+fn endpoint(server: &ServerArgs) -> anyhow::Result<(Endpoint, Auth)> {
+    let addr = &server.addr;
+    let mut endpoint = Endpoint::from_shared(addr.clone()).with_context(|| {
         format!("invalid server address {addr:?} (expected e.g. {DEFAULT_ADDR})")
     })?;
-    Ok(endpoint
+    let https = addr.starts_with("https://");
+    match (&server.ca, https) {
+        (Some(ca), true) => {
+            let pem = std::fs::read(ca)
+                .with_context(|| format!("cannot read CA file {}", ca.display()))?;
+            let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
+            endpoint = endpoint.tls_config(tls).context("invalid TLS settings")?;
+        }
+        (None, true) => anyhow::bail!(
+            "{addr} uses TLS: give the CA that signed the server's certificate with --ca FILE"
+        ),
+        (Some(_), false) => anyhow::bail!("--ca is for https:// addresses; {addr} is plaintext"),
+        (None, false) => {}
+    }
+    let token = match (&server.token_file, &server.token) {
+        (Some(path), _) => Some(Token::from_file(path).map_err(anyhow::Error::msg)?),
+        (None, Some(text)) => Some(
+            Token::new(text).map_err(|err| anyhow::anyhow!("{}: {err}", crate::auth::TOKEN_ENV))?,
+        ),
+        (None, None) => None,
+    };
+    let header = token
+        .map(|token| token.header_value().parse())
+        .transpose()
+        .context("the token cannot be sent as a header")?;
+    let endpoint = endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    Ok((endpoint, Auth { header }))
 }
 
 /// An error status from the server as one readable line, e.g.

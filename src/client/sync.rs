@@ -17,13 +17,12 @@ use anyhow::Context;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
 use crate::client::watch::Backoff;
-use crate::client::{code_name, status_error};
+use crate::client::{Client, code_name, status_error};
 use crate::pb::{
-    ListPodsRequest, Pod, PodRef, PodServiceClient, Subscribe, SyncAck, SyncEvent, SyncRequest,
-    sync_event, sync_request,
+    ListPodsRequest, Pod, PodRef, Subscribe, SyncAck, SyncEvent, SyncRequest, sync_event,
+    sync_request,
 };
 use tonic::{Status, Streaming};
 
@@ -165,7 +164,7 @@ const RESUME_ID: u64 = 0;
 /// Ops that were in flight are reported as failed: whether they were
 /// applied is unknown. Progress notes go to `notice`, not to `output`.
 pub async fn run_session(
-    client: &mut PodServiceClient<Channel>,
+    client: &mut Client,
     input: impl AsyncBufRead + Unpin,
     output: impl AsyncWrite + Unpin,
     mode: Mode,
@@ -238,9 +237,7 @@ pub async fn run_session(
 
 type Outbound = mpsc::Sender<SyncRequest>;
 
-async fn open_stream(
-    client: &mut PodServiceClient<Channel>,
-) -> Result<(Outbound, Streaming<SyncEvent>), Status> {
+async fn open_stream(client: &mut Client) -> Result<(Outbound, Streaming<SyncEvent>), Status> {
     let (requests, outbound) = mpsc::channel::<SyncRequest>(64);
     let events = client
         .sync_pods(ReceiverStream::new(outbound))
@@ -250,7 +247,7 @@ async fn open_stream(
 }
 
 struct Session<W, N> {
-    client: PodServiceClient<Channel>,
+    client: Client,
     output: W,
     notice: N,
     /// `None` once the input has ended.

@@ -7,10 +7,9 @@ use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
-use crate::client::status_error;
-use crate::pb::{LogChunk, PodServiceClient, UploadLogsResponse};
+use crate::client::{Client, status_error};
+use crate::pb::{LogChunk, UploadLogsResponse};
 
 /// A chunk is sent when it holds this many bytes of lines...
 pub const CHUNK_BYTES: usize = 256 << 10;
@@ -32,7 +31,7 @@ pub struct UploadReport {
 
 /// Uploads the lines of `files` (stdin when empty) to one pod's log.
 pub async fn upload(
-    client: &mut PodServiceClient<Channel>,
+    client: &mut Client,
     namespace: &str,
     pod: &str,
     files: &[PathBuf],

@@ -14,11 +14,10 @@ use std::fmt;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 
-use crate::client::{code_name, status_error};
-use crate::pb::{ListPodsRequest, Pod, PodServiceClient};
+use crate::client::{Client, code_name, status_error};
+use crate::pb::{ListPodsRequest, Pod};
 
 /// What happened to a pod.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,7 +57,7 @@ pub enum WatchUpdate {
 
 /// See the module docs.
 pub struct PodWatch {
-    client: PodServiceClient<Channel>,
+    client: Client,
     namespace: String,
     cache: BTreeMap<(String, String), Pod>,
     /// The version the view reflects: where a resumed watch continues from.
@@ -72,7 +71,7 @@ pub struct PodWatch {
 
 impl PodWatch {
     /// A watch of one namespace (`""` = every namespace).
-    pub fn new(client: PodServiceClient<Channel>, namespace: impl Into<String>) -> Self {
+    pub fn new(client: Client, namespace: impl Into<String>) -> Self {
         PodWatch {
             client,
             namespace: namespace.into(),

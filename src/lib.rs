@@ -12,7 +12,8 @@
 //! [`validate`], applied once to the [`store`], which publishes each change
 //! to every [`watch`]er from one place. Uploaded lines live in per-pod
 //! [`logs`]. [`server`] wires it to a listener, with the standard
-//! [`health`] service, reflection, TLS and [`auth`]; [`shutdown`] stops it.
+//! [`health`] service, reflection, TLS and [`auth`]; [`shutdown`] stops it
+//! and [`telemetry`] logs each call.
 //! The binaries are thin: their logic lives in [`client`] (and, for
 //! `pod-bench`, in [`bench`]).
 
@@ -27,5 +28,6 @@ pub mod server;
 pub mod service;
 pub mod shutdown;
 pub mod store;
+pub mod telemetry;
 pub mod validate;
 pub mod watch;

@@ -22,6 +22,7 @@ use crate::pb::{
 };
 use crate::shutdown::Shutdown;
 use crate::store::{PodKey, PodStore};
+use crate::telemetry::{CallLog, Counter};
 use crate::validate::{self, Invalid};
 use crate::watch::{WatchEnd, Watcher};
 
@@ -54,13 +55,11 @@ impl pb::PodService for PodService {
         &self,
         request: Request<ListPodsRequest>,
     ) -> Result<Response<ListPodsResponse>, Status> {
-        let request = request.into_inner();
-        let namespace = validate::namespace_filter("namespace", &request.namespace)?;
-        let list = self.store.list(namespace.as_deref());
-        Ok(Response::new(ListPodsResponse {
-            pods: list.pods.iter().map(|pod| Pod::clone(pod)).collect(),
-            resource_version: list.version,
-        }))
+        let mut log = CallLog::start("ListPods", &request);
+        log.received().add();
+        let result = self.list(request.into_inner());
+        log.finish(&result);
+        result.map(Response::new)
     }
 
     type WatchPodsStream = ResponseStream<Pod>;
@@ -69,7 +68,63 @@ impl pb::PodService for PodService {
         &self,
         request: Request<ListPodsRequest>,
     ) -> Result<Response<Self::WatchPodsStream>, Status> {
-        let request = request.into_inner();
+        let mut log = CallLog::start("WatchPods", &request);
+        match self.watch(request.into_inner()) {
+            Ok(stream) => Ok(Response::new(log.stream(stream))),
+            Err(status) => Err(log.fail(status)),
+        }
+    }
+
+    async fn upload_logs(
+        &self,
+        request: Request<Streaming<LogChunk>>,
+    ) -> Result<Response<UploadLogsResponse>, Status> {
+        let mut log = CallLog::start("UploadLogs", &request);
+        let result = self.upload(request.into_inner(), log.received()).await;
+        log.finish(&result);
+        result.map(Response::new)
+    }
+
+    type GetLogsStream = ResponseStream<LogChunk>;
+
+    async fn get_logs(
+        &self,
+        request: Request<GetLogsRequest>,
+    ) -> Result<Response<Self::GetLogsStream>, Status> {
+        let mut log = CallLog::start("GetLogs", &request);
+        match self.logs(request.into_inner()) {
+            Ok(stream) => Ok(Response::new(log.stream(stream))),
+            Err(status) => Err(log.fail(status)),
+        }
+    }
+
+    type SyncPodsStream = ResponseStream<SyncEvent>;
+
+    async fn sync_pods(
+        &self,
+        request: Request<Streaming<SyncRequest>>,
+    ) -> Result<Response<Self::SyncPodsStream>, Status> {
+        let log = CallLog::start("SyncPods", &request);
+        let stream = self.sync(request.into_inner(), log.received());
+        Ok(Response::new(log.stream(stream)))
+    }
+}
+
+/// The RPCs' work, apart from logging.
+impl PodService {
+    fn list(&self, request: ListPodsRequest) -> Result<ListPodsResponse, Status> {
+        let namespace = validate::namespace_filter("namespace", &request.namespace)?;
+        let list = self.store.list(namespace.as_deref());
+        Ok(ListPodsResponse {
+            pods: list.pods.iter().map(|pod| Pod::clone(pod)).collect(),
+            resource_version: list.version,
+        })
+    }
+
+    fn watch(
+        &self,
+        request: ListPodsRequest,
+    ) -> Result<impl Stream<Item = Result<Pod, Status>> + Send + 'static, Status> {
         let namespace = validate::namespace_filter("namespace", &request.namespace)?;
         let mut watcher = self.store.watch(namespace, request.resource_version)?;
         let shutdown = self.shutdown.clone();
@@ -84,14 +139,14 @@ impl pb::PodService for PodService {
                 }
             }
         };
-        Ok(Response::new(Box::pin(stream)))
+        Ok(stream)
     }
 
-    async fn upload_logs(
+    async fn upload(
         &self,
-        request: Request<Streaming<LogChunk>>,
-    ) -> Result<Response<UploadLogsResponse>, Status> {
-        let mut chunks = request.into_inner();
+        mut chunks: Streaming<LogChunk>,
+        received: Counter,
+    ) -> Result<UploadLogsResponse, Status> {
         let mut summary = UploadLogsResponse::default();
         // Every error says how much of the upload was stored before it, so the
         // client can tell exactly which lines made it.
@@ -111,6 +166,7 @@ impl pb::PodService for PodService {
             .await
             .map_err(|status| failed(&summary, inbound_error(status)))?
         {
+            received.add();
             let (key, bytes) = self
                 .check_chunk(&chunk)
                 .map_err(|status| failed(&summary, status))?;
@@ -128,16 +184,13 @@ impl pb::PodService for PodService {
             .sync()
             .await
             .map_err(|err| failed(&summary, err.into()))?;
-        Ok(Response::new(summary))
+        Ok(summary)
     }
 
-    type GetLogsStream = ResponseStream<LogChunk>;
-
-    async fn get_logs(
+    fn logs(
         &self,
-        request: Request<GetLogsRequest>,
-    ) -> Result<Response<Self::GetLogsStream>, Status> {
-        let request = request.into_inner();
+        request: GetLogsRequest,
+    ) -> Result<impl Stream<Item = Result<LogChunk, Status>> + Send + 'static, Status> {
         let key = validate::pod_key("", &request.namespace, "pod", &request.pod)?;
         let log = self.store.log(&key)?;
         let shutdown = self.shutdown.clone();
@@ -171,16 +224,14 @@ impl pb::PodService for PodService {
                 }
             }
         };
-        Ok(Response::new(Box::pin(stream)))
+        Ok(stream)
     }
 
-    type SyncPodsStream = ResponseStream<SyncEvent>;
-
-    async fn sync_pods(
+    fn sync(
         &self,
-        request: Request<Streaming<SyncRequest>>,
-    ) -> Result<Response<Self::SyncPodsStream>, Status> {
-        let mut requests = request.into_inner();
+        mut requests: Streaming<SyncRequest>,
+        received: Counter,
+    ) -> impl Stream<Item = Result<SyncEvent, Status>> + Send + 'static {
         let service = self.clone();
         let stream = async_stream::stream! {
             let mut subscription: Option<Watcher> = None;
@@ -250,6 +301,7 @@ impl pb::PodService for PodService {
                         break;
                     }
                     Next::Request(Ok(Some(request))) => {
+                        received.add();
                         if let Some(sync_request::Op::Subscribe(_)) = request.op {
                             subscribe = Some(request);
                         } else {
@@ -259,11 +311,9 @@ impl pb::PodService for PodService {
                 }
             }
         };
-        Ok(Response::new(Box::pin(stream)))
+        stream
     }
-}
 
-impl PodService {
     /// Checks a whole upload chunk before any of it is stored; returns the
     /// pod it is for and its byte count.
     fn check_chunk(&self, chunk: &LogChunk) -> Result<(PodKey, u64), Status> {

@@ -1,0 +1,156 @@
+//! Per-call log lines: one line when a call finishes, with its method,
+//! status code, duration, peer and message counts.
+//!
+//! Each handler holds a [`CallLog`] for the life of its call (for a stream,
+//! inside the stream), and the line is written when it is dropped, so a
+//! call that ends any way at all (an error, the client going away, shutdown)
+//! is logged exactly once. Lines are at DEBUG level under the target
+//! `pod_service::calls` (WARN for server-side faults), so the server is quiet
+//! by default: `RUST_LOG=pod_service::calls=debug` shows them. Nothing is
+//! ever logged per message.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use futures::{Stream, StreamExt};
+use tonic::{Code, Request, Status};
+
+/// See the module docs.
+pub struct CallLog {
+    method: &'static str,
+    peer: Option<SocketAddr>,
+    started: Instant,
+    received: Counter,
+    sent: u64,
+    /// `None` until the call ends; a guard dropped without one means the
+    /// client went away first.
+    code: Option<Code>,
+}
+
+impl CallLog {
+    pub fn start<T>(method: &'static str, request: &Request<T>) -> Self {
+        CallLog {
+            method,
+            peer: request.remote_addr(),
+            started: Instant::now(),
+            received: Counter::default(),
+            sent: 0,
+            code: None,
+        }
+    }
+
+    /// Counts the messages the client sends; cloned into the code that
+    /// reads them.
+    pub fn received(&self) -> Counter {
+        self.received.clone()
+    }
+
+    /// Wraps a response stream: counts what it sends and records how it
+    /// ends (or, if it is dropped first, that the client went away).
+    pub fn stream<T: Send + 'static>(
+        self,
+        stream: impl Stream<Item = Result<T, Status>> + Send + 'static,
+    ) -> Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>> {
+        Box::pin(async_stream::stream! {
+            // Move the whole guard in (not copies of its fields), so that it
+            // is dropped, and logs, when the stream is.
+            let mut log = self;
+            let mut stream = std::pin::pin!(stream);
+            while let Some(item) = stream.next().await {
+                match &item {
+                    Ok(_) => log.sent += 1,
+                    Err(status) => log.code = Some(status.code()),
+                }
+                yield item;
+            }
+            log.code.get_or_insert(Code::Ok);
+        })
+    }
+
+    /// Records that the call failed before it got going; returns the status.
+    pub fn fail(&mut self, status: Status) -> Status {
+        self.code = Some(status.code());
+        status
+    }
+
+    /// Records how a call with a single response ends.
+    pub fn finish<T>(&mut self, result: &Result<T, Status>) {
+        self.code = Some(match result {
+            Ok(_) => {
+                self.sent += 1;
+                Code::Ok
+            }
+            Err(status) => status.code(),
+        });
+    }
+}
+
+impl Drop for CallLog {
+    fn drop(&mut self) {
+        let code = self.code.unwrap_or(Code::Cancelled);
+        let peer = self
+            .peer
+            .map_or_else(|| "-".to_owned(), |peer| peer.to_string());
+        let duration_ms = self.started.elapsed().as_secs_f64() * 1e3;
+        macro_rules! line {
+            ($level:ident) => {
+                tracing::$level!(
+                    target: "pod_service::calls",
+                    method = self.method,
+                    code = code_name(code),
+                    duration_ms = format_args!("{duration_ms:.3}"),
+                    %peer,
+                    received = self.received.get(),
+                    sent = self.sent,
+                    "call finished"
+                )
+            };
+        }
+        if matches!(code, Code::Internal | Code::Unknown | Code::DataLoss) {
+            line!(warn);
+        } else {
+            line!(debug);
+        }
+    }
+}
+
+/// A shared message counter.
+#[derive(Clone, Debug, Default)]
+pub struct Counter(Arc<AtomicU64>);
+
+impl Counter {
+    pub fn add(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The canonical upper-case name of a gRPC status code, e.g. `NOT_FOUND`.
+pub fn code_name(code: Code) -> &'static str {
+    use Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}

@@ -459,3 +459,42 @@ async fn sync_pods_shows_other_clients_changes_live() {
     let status = within("sync-pods to exit", child.wait()).await.unwrap();
     assert!(status.success());
 }
+
+#[tokio::test]
+async fn list_and_watch_print_json_lines() {
+    let server = sample_server().await;
+    let output = run(
+        "list-pods",
+        &["--addr", &server.url(), "-n", "staging", "-o", "json"],
+        "",
+    )
+    .await;
+    assert_eq!(output.code, Some(0), "{}", output.stderr);
+    let pods: Vec<serde_json::Value> = output
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(pods.len(), 2);
+    assert_eq!(pods[0]["namespace"], "staging");
+    assert_eq!(pods[0]["name"], "api");
+    assert_eq!(pods[0]["status"], "Pending");
+    assert_eq!(pods[0]["replicas"], 1);
+    assert_eq!(pods[1]["resource_version"], 7);
+    assert!(!output.stdout.contains('\x1b'), "no colour when piped");
+
+    let (_child, mut lines) = spawn(
+        "watch-pods",
+        &["--addr", &server.url(), "-n", "dev", "--output", "json"],
+    );
+    let listed: serde_json::Value = serde_json::from_str(&next_line(&mut lines).await).unwrap();
+    assert_eq!(
+        (listed["event"].as_str(), listed["name"].as_str()),
+        (Some("ADDED"), Some("scratchpad"))
+    );
+    server.delete("dev", "scratchpad").await;
+    let deleted: serde_json::Value = serde_json::from_str(&next_line(&mut lines).await).unwrap();
+    assert_eq!(deleted["event"], "DELETED");
+    assert_eq!(deleted["deleted"], true);
+    assert_eq!(deleted["resource_version"], 8);
+}

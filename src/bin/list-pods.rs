@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use pod_service::client::{self, NamespaceArgs, ServerArgs, status_error, table};
+use pod_service::client::output::{self, Format, Style};
+use pod_service::client::{self, NamespaceArgs, ServerArgs, status_error};
 use pod_service::pb::ListPodsRequest;
 
 /// List pods (unary ListPods), sorted by namespace then name.
@@ -14,6 +15,9 @@ struct Args {
     server: ServerArgs,
     #[command(flatten)]
     filter: NamespaceArgs,
+    /// How to print the pods.
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    output: Format,
 }
 
 #[tokio::main]
@@ -34,7 +38,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if list.pods.is_empty() {
         eprintln!("no pods (store version {})", list.resource_version);
     } else {
-        client::print(&table::pods(&list.pods))?;
+        client::print(&output::pods(&list.pods, Style::for_stdout(args.output)))?;
     }
     Ok(())
 }

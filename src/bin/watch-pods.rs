@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use pod_service::client::table::WatchTable;
+use pod_service::client::output::{Format, Style, WatchPrinter};
 use pod_service::client::watch::{PodWatch, WatchUpdate};
 use pod_service::client::{self, NamespaceArgs, ServerArgs};
 
@@ -18,6 +18,9 @@ struct Args {
     server: ServerArgs,
     #[command(flatten)]
     filter: NamespaceArgs,
+    /// How to print the pods and changes.
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    output: Format,
 }
 
 #[tokio::main]
@@ -30,11 +33,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // channel reconnects by itself whenever the watch resumes.
     let client = client::connect(&args.server).await?;
     let mut watch = PodWatch::new(client, args.filter.namespace);
-    let mut table = WatchTable::default();
+    let mut printer = WatchPrinter::new(Style::for_stdout(args.output));
     loop {
         let rows = match watch.next().await? {
-            WatchUpdate::Listed(events) => table.rows(&events),
-            WatchUpdate::Changed(event) => table.rows(std::slice::from_ref(&event)),
+            WatchUpdate::Listed(events) => printer.rows(&events),
+            WatchUpdate::Changed(event) => printer.rows(std::slice::from_ref(&event)),
             WatchUpdate::Interrupted { reason, retry_in } => {
                 eprintln!(
                     "watch interrupted ({reason}); resuming from version {} in {:.1}s",

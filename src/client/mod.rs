@@ -4,8 +4,8 @@
 //! Each binary in `src/bin/` only parses its arguments and calls one of the
 //! submodules here.
 
+pub mod output;
 pub mod sync;
-pub mod table;
 pub mod upload;
 pub mod watch;
 

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use indicatif::ProgressBar;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -29,32 +30,44 @@ pub struct UploadReport {
     pub lossy_lines: u64,
 }
 
-/// Uploads the lines of `files` (stdin when empty) to one pod's log.
-pub async fn upload(
-    client: &mut Client,
-    namespace: &str,
-    pod: &str,
-    files: &[PathBuf],
-) -> anyhow::Result<UploadReport> {
-    // Open every file first, so a typo fails before anything is sent.
-    let mut inputs: Vec<(String, Box<dyn AsyncRead + Send + Unpin>)> = Vec::new();
+/// A named source of lines.
+pub type Input = (String, Box<dyn AsyncRead + Send + Unpin>);
+
+/// Opens the files to upload (stdin when there are none), so that a typo
+/// fails before anything is sent. Also returns their total size, when known.
+pub async fn open_inputs(files: &[PathBuf]) -> anyhow::Result<(Vec<Input>, Option<u64>)> {
+    let mut inputs: Vec<Input> = Vec::new();
+    let mut total = 0;
     for path in files {
         let file = tokio::fs::File::open(path)
             .await
             .with_context(|| format!("cannot open {}", path.display()))?;
+        total += file.metadata().await.map(|m| m.len()).unwrap_or(0);
         inputs.push((path.display().to_string(), Box::new(file)));
     }
     if files.is_empty() {
         inputs.push(("stdin".to_owned(), Box::new(tokio::io::stdin())));
+        return Ok((inputs, None));
     }
+    Ok((inputs, Some(total)))
+}
 
+/// Uploads the lines of `inputs`, in order, to one pod's log. `progress`,
+/// if given, advances by the bytes read and shows the lines sent.
+pub async fn upload(
+    client: &mut Client,
+    namespace: &str,
+    pod: &str,
+    inputs: Vec<Input>,
+    progress: Option<ProgressBar>,
+) -> anyhow::Result<UploadReport> {
     let (chunks, outbound) = mpsc::channel(READ_AHEAD);
     let template = LogChunk {
         namespace: namespace.to_owned(),
         pod: pod.to_owned(),
         lines: Vec::new(),
     };
-    let mut reader = tokio::spawn(read_chunks(inputs, template, chunks));
+    let mut reader = tokio::spawn(read_chunks(inputs, template, chunks, progress));
     let call = client.upload_logs(ReceiverStream::new(outbound));
     tokio::pin!(call);
 
@@ -87,10 +100,20 @@ struct ReadStats {
 
 /// Reads every input line by line into chunks and sends them in order.
 async fn read_chunks(
-    inputs: Vec<(String, Box<dyn AsyncRead + Send + Unpin>)>,
+    inputs: Vec<Input>,
     template: LogChunk,
     chunks: mpsc::Sender<LogChunk>,
+    progress: Option<ProgressBar>,
 ) -> anyhow::Result<ReadStats> {
+    let started = std::time::Instant::now();
+    let mut read_bytes = 0;
+    let show = |read_bytes: &mut u64, lines: u64| {
+        if let Some(bar) = &progress {
+            bar.inc(std::mem::take(read_bytes));
+            let rate = lines as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            bar.set_message(format!("{lines} lines, {rate:.0} lines/s"));
+        }
+    };
     let mut stats = ReadStats::default();
     let mut chunk = template.clone();
     let mut chunk_bytes = 0;
@@ -109,6 +132,7 @@ async fn read_chunks(
             if n == 0 {
                 break;
             }
+            read_bytes += n as u64;
             let line = strip_line_ending(&raw);
             let line = match std::str::from_utf8(line) {
                 Ok(line) => line.to_owned(),
@@ -123,6 +147,7 @@ async fn read_chunks(
             if chunk.lines.len() >= CHUNK_LINES || chunk_bytes >= CHUNK_BYTES {
                 let full = std::mem::replace(&mut chunk, template.clone());
                 chunk_bytes = 0;
+                show(&mut read_bytes, stats.lines);
                 if chunks.send(full).await.is_err() {
                     // The call ended early; its status says why.
                     return Ok(stats);
@@ -133,6 +158,7 @@ async fn read_chunks(
     if !chunk.lines.is_empty() {
         let _ = chunks.send(chunk).await;
     }
+    show(&mut read_bytes, stats.lines);
     Ok(stats)
 }
 

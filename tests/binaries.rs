@@ -18,6 +18,7 @@ fn bin(name: &str) -> Command {
         "upload-logs" => env!("CARGO_BIN_EXE_upload-logs"),
         "pod-logs" => env!("CARGO_BIN_EXE_pod-logs"),
         "sync-pods" => env!("CARGO_BIN_EXE_sync-pods"),
+        "tour" => env!("CARGO_BIN_EXE_tour"),
         other => panic!("no binary {other}"),
     };
     let mut command = Command::new(path);
@@ -497,4 +498,28 @@ async fn list_and_watch_print_json_lines() {
     assert_eq!(deleted["event"], "DELETED");
     assert_eq!(deleted["deleted"], true);
     assert_eq!(deleted["resource_version"], 8);
+}
+
+#[tokio::test]
+async fn the_tour_shows_all_four_patterns() {
+    let output = run("tour", &[], "").await;
+    assert_eq!(output.code, Some(0), "{}", output.stderr);
+    let out = &output.stdout;
+    for expected in [
+        "== 1. Unary: ListPods",
+        "NAMESPACE    NAME          STATUS             REPLICAS   VERSION",
+        "== 2. Server streaming: WatchPods",
+        "MODIFIED   production   web        Running   6          8",
+        "DELETED    production   postgres   -         -          10",
+        "== 3. Client streaming: UploadLogs",
+        "uploaded 2000 lines (68351 bytes) in 1 chunks to production/web",
+        "GET /api/pods 200 2ms request=2000",
+        "== 4. Bidirectional streaming: SyncPods",
+        "ack 3 ABORTED: version conflict on pod staging/api",
+        "ack 4 OK staging/web deleted v12",
+        "4 ops, 1 refused",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    assert!(out.find("== 1.") < out.find("== 2.") && out.find("== 3.") < out.find("== 4."));
 }

@@ -50,6 +50,23 @@ impl Default for ServerConfig {
     }
 }
 
+/// The warnings for a server that can be reached beyond this machine without
+/// TLS or without a token.
+pub fn exposure_warnings(addr: std::net::SocketAddr, tls: bool, token: bool) -> Vec<&'static str> {
+    let mut warnings = Vec::new();
+    if !addr.ip().is_loopback() {
+        if !tls {
+            warnings.push("listening beyond loopback without TLS: traffic can be read and changed");
+        }
+        if !token {
+            warnings.push(
+                "listening beyond loopback without a token: anyone who can connect can write",
+            );
+        }
+    }
+    warnings
+}
+
 /// Why the server could not serve.
 #[derive(Debug)]
 pub struct ServeError(String);
@@ -128,4 +145,20 @@ pub async fn serve(
         tracing::error!(%err, "the final flush of the store failed");
     }
     result.map_err(|err| ServeError(format!("server failed: {err}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warns_only_beyond_loopback() {
+        let loopback = "127.0.0.1:50051".parse().unwrap();
+        let everywhere = "0.0.0.0:50051".parse().unwrap();
+        assert!(exposure_warnings(loopback, false, false).is_empty());
+        assert_eq!(exposure_warnings(everywhere, false, false).len(), 2);
+        assert_eq!(exposure_warnings(everywhere, true, false).len(), 1);
+        assert!(exposure_warnings(everywhere, false, true)[0].contains("without TLS"));
+        assert!(exposure_warnings(everywhere, true, true).is_empty());
+    }
 }

@@ -523,3 +523,38 @@ async fn the_tour_shows_all_four_patterns() {
     }
     assert!(out.find("== 1.") < out.find("== 2.") && out.find("== 3.") < out.find("== 4."));
 }
+
+#[tokio::test]
+async fn a_token_protected_server_and_its_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t0ken-for-tests\n").unwrap();
+    let token = token.to_str().unwrap();
+    let server = common::process::ServerProcess::start(
+        &dir.path().join("data"),
+        "127.0.0.1:0",
+        &["--token-file", token],
+    )
+    .await;
+    let url = server.url();
+
+    let output = run("list-pods", &["--addr", &url], "").await;
+    assert_one_line_error(&output, "UNAUTHENTICATED");
+    let output = run("list-pods", &["--addr", &url, "--token-file", token], "").await;
+    assert_eq!(output.code, Some(0), "{}", output.stderr);
+    let output = run(
+        "sync-pods",
+        &["--addr", &url, "--token-file", token],
+        "apply web\n",
+    )
+    .await;
+    assert_eq!(output.code, Some(0), "{}", output.stderr);
+    // The token can come from the environment instead.
+    let output = bin("list-pods")
+        .args(["--addr", &url])
+        .env("POD_SERVICE_TOKEN", "t0ken-for-tests")
+        .output();
+    let output = within("list-pods", output).await.unwrap();
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("web"));
+}

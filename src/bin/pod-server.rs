@@ -130,13 +130,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let addr = listener.local_addr()?;
-    if !addr.ip().is_loopback() {
-        if tls.is_none() {
-            tracing::warn!(%addr, "listening beyond loopback without TLS: traffic can be read and changed");
-        }
-        if token.is_none() {
-            tracing::warn!(%addr, "listening beyond loopback without a token: anyone who can connect can write");
-        }
+    for warning in server::exposure_warnings(addr, tls.is_some(), token.is_some()) {
+        tracing::warn!(%addr, "{warning}");
     }
     tracing::info!(
         %addr,

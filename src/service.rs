@@ -148,9 +148,29 @@ impl PodService {
         received: Counter,
     ) -> Result<UploadLogsResponse, Status> {
         let mut summary = UploadLogsResponse::default();
-        // Every error says how much of the upload was stored before it, so the
+        let mut stored = async {
+            while let Some(chunk) = chunks.message().await.map_err(inbound_error)? {
+                received.add();
+                let (key, bytes) = self.check_chunk(&chunk)?;
+                let lines = chunk.lines.len() as u64;
+                self.store.append_log(key, chunk.lines).await?;
+                summary.chunks += 1;
+                summary.lines += lines;
+                summary.bytes += bytes;
+            }
+            Ok::<_, Status>(())
+        }
+        .await;
+        // Whether the upload ended or failed, the lines it reports as stored
+        // are made durable before the answer leaves.
+        if summary.chunks > 0
+            && let Err(err) = self.store.sync().await
+        {
+            stored = stored.and(Err(err.into()));
+        }
+        // An error says how much of the upload was stored before it, so the
         // client can tell exactly which lines made it.
-        let failed = |summary: &UploadLogsResponse, status: Status| {
+        stored.map_err(|status| {
             Status::new(
                 status.code(),
                 format!(
@@ -160,30 +180,7 @@ impl PodService {
                     summary.lines
                 ),
             )
-        };
-        while let Some(chunk) = chunks
-            .message()
-            .await
-            .map_err(|status| failed(&summary, inbound_error(status)))?
-        {
-            received.add();
-            let (key, bytes) = self
-                .check_chunk(&chunk)
-                .map_err(|status| failed(&summary, status))?;
-            let lines = chunk.lines.len() as u64;
-            self.store
-                .append_log(key, chunk.lines)
-                .await
-                .map_err(|err| failed(&summary, err.into()))?;
-            summary.chunks += 1;
-            summary.lines += lines;
-            summary.bytes += bytes;
-        }
-        // The summary promises that every line is stored: make it durable first.
-        self.store
-            .sync()
-            .await
-            .map_err(|err| failed(&summary, err.into()))?;
+        })?;
         Ok(summary)
     }
 

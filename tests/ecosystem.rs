@@ -317,12 +317,12 @@ async fn end_status<T>(stream: &mut tonic::Streaming<T>) -> tonic::Status {
     }
 }
 
-/// SIGTERM with 100 watches, a follow and a subscribed session open, and an
+/// Ctrl-C (SIGINT) with 100 watches, a follow and a subscribed session open, and an
 /// upload half sent: the upload finishes, the streams end with UNAVAILABLE,
 /// and the server exits 0 without waiting out its grace period (60 s, longer
 /// than the test waits for anything).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_with_open_streams_exits_cleanly() {
+async fn ctrl_c_with_open_streams_exits_cleanly() {
     use common::process::ServerProcess;
     let data = tempfile::tempdir().unwrap();
     let mut server = ServerProcess::start(data.path(), "127.0.0.1:0", &["--grace", "60"]).await;

@@ -365,7 +365,7 @@ async fn ctrl_c_with_open_streams_exits_cleanly() {
         0
     );
 
-    // An upload whose first chunk is in, the rest to come after SIGTERM.
+    // An upload whose first chunk is in, the rest to come after Ctrl-C.
     let (chunks, outbound) = tokio::sync::mpsc::channel(4);
     let chunk = |i: u32| LogChunk {
         namespace: "default".into(),
@@ -399,7 +399,7 @@ async fn ctrl_c_with_open_streams_exits_cleanly() {
 
     let pid = server.child.id().unwrap().to_string();
     let kill = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
+        .args(["-INT", &pid])
         .status()
         .await
         .unwrap();

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Side by side on this machine: the Go full-contract peer, then this
+# project's server in memory, then durable, one after the other, each driven
+# by the same neutral load tools with the same settings (../shared/peers:
+# h2load for unary ListPods, streambench for WatchPods snapshots,
+# contractbench for uploads, sync sessions and fan-out). Prints each
+# server's medians and the ratios ours/Go.
+#
+# usage: scripts/compare-go.sh          (env: RUNS=3 D=10 PARTS=..., see bench.sh)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+peers="$root/../shared/peers"
+out="${PEERS_OUT:-${XDG_CACHE_HOME:-$HOME/.cache}/pod-peers}"
+results="$root/target/compare-go"
+mkdir -p "$results"
+
+"$peers/build-go.sh" > "$results/build-go.log" 2>&1
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin pod-server
+
+export RUNS="${RUNS:-3}" D="${D:-10}"
+parts="${PARTS:-h2 watch upload sync fanout}"
+stamp=$(date +%Y%m%d-%H%M%S)
+bench() { # NAME PARTS TEMPLATE
+  echo "== $1 ($(date -Is))"
+  PARTS="$2" "$peers/bench.sh" "$3" | tee "$results/$stamp-$1.txt" | grep '^MEDIAN'
+}
+bench go "$parts ceiling" "$out/bin/pod-fullserver-go -addr {addr} -pods {pods}"
+bench memory "$parts" "$root/target/release/pod-server --in-memory --addr {addr} --pods {pods}"
+bench durable "$parts" "$root/scripts/durable-server.sh {addr} {pods}"
+
+python3 - "$results/$stamp-go.txt" "$results/$stamp-memory.txt" "$results/$stamp-durable.txt" <<'PY'
+import re, sys
+def medians(path):
+    rows = {}
+    for line in open(path):
+        if line.startswith('MEDIAN '):
+            tag = line.split()[1]
+            rows[tag] = {k: float(v) for k, v in re.findall(r'([\w/]+)=([0-9.]+) \(runs', line)}
+    return rows
+go, ours = medians(sys.argv[1]), {'memory': medians(sys.argv[2]), 'durable': medians(sys.argv[3])}
+lower_is_better = {'p50', 'p90', 'p99', 'max', 'elapsed', 'first_pod', 'all_p50', 'all_max', 'send_p50', 'ready'}
+print('\n# ratios ours/Go (rates: higher is better; latencies and times: lower is better)')
+print('%-10s %-18s %12s %12s %8s %12s %8s' % ('tag', 'metric', 'go', 'memory', 'x', 'durable', 'x'))
+for tag, metrics in go.items():
+    for key, g in metrics.items():
+        row = [tag, key, '%g' % g]
+        for store in ('memory', 'durable'):
+            v = ours[store].get(tag, {}).get(key)
+            row += ['-', '-'] if v is None else ['%g' % v, '%.2f' % (v / g) if g else '-']
+        print('%-10s %-18s %12s %12s %8s %12s %8s' % tuple(row))
+PY
+echo "logs: $results/$stamp-*.txt and $out/results/"

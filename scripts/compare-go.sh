@@ -25,8 +25,11 @@ bench() { # NAME PARTS TEMPLATE
   PARTS="$2" "$peers/bench.sh" "$3" | tee "$results/$stamp-$1.txt" | grep '^MEDIAN'
 }
 bench go "$parts ceiling" "$out/bin/pod-fullserver-go -addr {addr} -pods {pods}"
-bench memory "$parts" "$root/target/release/pod-server --in-memory --addr {addr} --pods {pods}"
-bench durable "$parts" "$root/scripts/durable-server.sh {addr} {pods}"
+# contractbench reads every uploaded line back, and the Go peer keeps all of
+# them: lift the per-pod log limit (16 MiB by default) to match.
+keep_logs="--log-bytes-per-pod 4294967296"
+bench memory "$parts" "$root/target/release/pod-server --in-memory $keep_logs --addr {addr} --pods {pods}"
+bench durable "$parts" "$root/scripts/durable-server.sh {addr} {pods} $keep_logs"
 
 python3 - "$results/$stamp-go.txt" "$results/$stamp-memory.txt" "$results/$stamp-durable.txt" <<'PY'
 import re, sys

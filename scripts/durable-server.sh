@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # pod-server on a fresh data directory, for benchmarks that start the server
 # several times with different pod counts (../shared/peers/bench.sh).
-# usage: durable-server.sh ADDR PODS
+# usage: durable-server.sh ADDR PODS [MORE pod-server OPTIONS]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-exec "$root/target/release/pod-server" --addr "$1" --pods "$2" \
-  --data-dir "$(mktemp -d "${TMPDIR:-/tmp}/pod-bench-data.XXXXXX")"
+addr=$1 pods=$2
+shift 2
+exec "$root/target/release/pod-server" --addr "$addr" --pods "$pods" \
+  --data-dir "$(mktemp -d "${TMPDIR:-/tmp}/pod-bench-data.XXXXXX")" "$@"

@@ -56,7 +56,7 @@ impl pb::PodService for PodService {
         request: Request<ListPodsRequest>,
     ) -> Result<Response<ListPodsResponse>, Status> {
         let mut log = CallLog::start("ListPods", &request);
-        log.received().add();
+        log.received_one();
         let result = self.list(request.into_inner());
         log.finish(&result);
         result.map(Response::new)
@@ -104,7 +104,7 @@ impl pb::PodService for PodService {
         &self,
         request: Request<Streaming<SyncRequest>>,
     ) -> Result<Response<Self::SyncPodsStream>, Status> {
-        let log = CallLog::start("SyncPods", &request);
+        let mut log = CallLog::start("SyncPods", &request);
         let stream = self.sync(request.into_inner(), log.received());
         Ok(Response::new(log.stream(stream)))
     }

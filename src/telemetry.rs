@@ -23,7 +23,10 @@ pub struct CallLog {
     method: &'static str,
     peer: Option<SocketAddr>,
     started: Instant,
-    received: Counter,
+    /// Messages received, counted here (unary calls) or, for a request
+    /// stream read elsewhere, in a shared counter made on demand.
+    received: u64,
+    received_by_stream: Option<Counter>,
     sent: u64,
     /// `None` until the call ends; a guard dropped without one means the
     /// client went away first.
@@ -36,16 +39,22 @@ impl CallLog {
             method,
             peer: request.remote_addr(),
             started: Instant::now(),
-            received: Counter::default(),
+            received: 0,
+            received_by_stream: None,
             sent: 0,
             code: None,
         }
     }
 
-    /// Counts the messages the client sends; cloned into the code that
+    /// Counts the one message of a unary request.
+    pub fn received_one(&mut self) {
+        self.received += 1;
+    }
+
+    /// A counter for the messages of a request stream, for the code that
     /// reads them.
-    pub fn received(&self) -> Counter {
-        self.received.clone()
+    pub fn received(&mut self) -> Counter {
+        self.received_by_stream.get_or_insert_default().clone()
     }
 
     /// Wraps a response stream: counts what it sends and records how it
@@ -91,6 +100,13 @@ impl CallLog {
 impl Drop for CallLog {
     fn drop(&mut self) {
         let code = self.code.unwrap_or(Code::Cancelled);
+        let fault = matches!(code, Code::Internal | Code::Unknown | Code::DataLoss);
+        // Calls are many and the line is usually filtered out: do no work
+        // (no formatting, no allocation) unless it will be written.
+        if !fault && !tracing::enabled!(target: "pod_service::calls", tracing::Level::DEBUG) {
+            return;
+        }
+        let received = self.received + self.received_by_stream.as_ref().map_or(0, Counter::get);
         let peer = self
             .peer
             .map_or_else(|| "-".to_owned(), |peer| peer.to_string());
@@ -103,13 +119,13 @@ impl Drop for CallLog {
                     code = code_name(code),
                     duration_ms = format_args!("{duration_ms:.3}"),
                     %peer,
-                    received = self.received.get(),
+                    received,
                     sent = self.sent,
                     "call finished"
                 )
             };
         }
-        if matches!(code, Code::Internal | Code::Unknown | Code::DataLoss) {
+        if fault {
             line!(warn);
         } else {
             line!(debug);

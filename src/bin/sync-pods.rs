@@ -19,9 +19,12 @@ use tokio::io::BufReader;
 ///   quit
 ///
 /// Each command is sent as it is typed; its ack and the changes of other
-/// clients are printed as they arrive. When stdin is not a terminal, the
-/// commands are run as a script: the session ends after the last ack, and a
-/// bad line or a failed op makes the exit status non-zero.
+/// clients are printed as they arrive. If the connection breaks, the session
+/// reconnects and resumes its watch from the last version it printed (ops in
+/// flight are reported as failed: they may or may not have been applied).
+/// When stdin is not a terminal, the commands are run as a script: the
+/// session ends after the last ack, and a bad line or a failed op makes the
+/// exit status non-zero.
 #[derive(Parser)]
 #[command(version, verbatim_doc_comment)]
 struct Args {

@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The service contract: server and client code for the library.
     let descriptors = compile("proto/pod.proto", &["proto"], &out_dir, true)?;
+    // (`compile` maps ListPodsResponse to the hand-written `crate::wire` type.)
     fs::write(
         out_dir.join("pod_descriptor.bin"),
         descriptors.encode_to_vec(),
@@ -36,9 +37,13 @@ fn compile(
 ) -> Result<prost_types::FileDescriptorSet, Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={file}");
     let descriptors = protox::compile([file], includes)?;
-    tonic_prost_build::configure()
+    let mut config = tonic_prost_build::configure()
         .build_server(build_server)
-        .out_dir(out_dir)
-        .compile_fds(descriptors.clone())?;
+        .out_dir(out_dir);
+    if build_server {
+        // Pre-encoded list responses; see src/wire.rs.
+        config = config.extern_path(".infra.ListPodsResponse", "crate::wire::ListPodsResponse");
+    }
+    config.compile_fds(descriptors.clone())?;
     Ok(descriptors)
 }

@@ -31,3 +31,4 @@ pub mod store;
 pub mod telemetry;
 pub mod validate;
 pub mod watch;
+pub mod wire;

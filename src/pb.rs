@@ -8,5 +8,6 @@ tonic::include_proto!("infra");
 /// The encoded descriptors of `proto/pod.proto`, for the reflection service.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("pod_descriptor");
 
+pub use crate::wire::ListPodsResponse;
 pub use pod_service_client::PodServiceClient;
 pub use pod_service_server::{PodService, PodServiceServer};

@@ -8,8 +8,9 @@
 //! also ends when the server begins to shut down, so shutdown never waits on
 //! a watcher.
 
+use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
@@ -37,6 +38,7 @@ pub struct PodService {
     store: Arc<dyn PodStore>,
     max_line_bytes: usize,
     shutdown: Shutdown,
+    lists: Arc<ListCache>,
 }
 
 impl PodService {
@@ -45,7 +47,36 @@ impl PodService {
             store,
             max_line_bytes,
             shutdown,
+            lists: Arc::default(),
         }
+    }
+}
+
+/// The latest encoded list of each namespace filter ("" = all).
+#[derive(Default)]
+struct ListCache {
+    entries: Mutex<HashMap<String, ListPodsResponse>>,
+}
+
+impl ListCache {
+    /// Namespace filters remembered at most; a client asking for many
+    /// namespaces empties the cache rather than growing it.
+    const MAX_ENTRIES: usize = 64;
+
+    fn get(&self, namespace: &str, version: u64) -> Option<ListPodsResponse> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(namespace)
+            .filter(|list| list.resource_version == version)
+            .cloned()
+    }
+
+    fn put(&self, namespace: String, list: ListPodsResponse) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= Self::MAX_ENTRIES && !entries.contains_key(&namespace) {
+            entries.clear();
+        }
+        entries.insert(namespace, list);
     }
 }
 
@@ -112,13 +143,18 @@ impl pb::PodService for PodService {
 
 /// The RPCs' work, apart from logging.
 impl PodService {
+    /// A list is a function of the namespace and the store version, so it is
+    /// encoded once per pair and shared (see [`crate::wire`]).
     fn list(&self, request: ListPodsRequest) -> Result<ListPodsResponse, Status> {
         let namespace = validate::namespace_filter("namespace", &request.namespace)?;
+        if let Some(cached) = self.lists.get(&request.namespace, self.store.version()) {
+            return Ok(cached);
+        }
         let list = self.store.list(namespace.as_deref());
-        Ok(ListPodsResponse {
-            pods: list.pods.iter().map(|pod| Pod::clone(pod)).collect(),
-            resource_version: list.version,
-        })
+        let pods = list.pods.iter().map(|pod| Pod::clone(pod)).collect();
+        let response = ListPodsResponse::encoded(pods, list.version);
+        self.lists.put(request.namespace, response.clone());
+        Ok(response)
     }
 
     fn watch(

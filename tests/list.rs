@@ -143,10 +143,40 @@ async fn an_oversized_message_is_refused_and_the_server_goes_on(backend: Backend
     assert!(client.list_pods(list_request("", 0)).await.is_ok());
 }
 
+/// Lists are encoded once per namespace and store version: a change must
+/// show in the very next list, and an unchanged store gives the same list.
+async fn a_list_after_a_change_shows_it(backend: Backend) {
+    let server = sample_server(backend).await;
+    let mut client = server.client().await;
+    let list = |client: &mut pod_service::pb::PodServiceClient<tonic::transport::Channel>| {
+        let mut client = client.clone();
+        async move {
+            client
+                .list_pods(list_request("dev", 0))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let first = list(&mut client).await;
+    assert_eq!(list(&mut client).await, first);
+    server.apply("dev", "new", "Running", 1).await;
+    let second = list(&mut client).await;
+    assert_eq!(second.resource_version, first.resource_version + 1);
+    let names: Vec<&str> = second.pods.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["new", "scratchpad"]);
+    // A change elsewhere moves the version; the list follows it.
+    server.apply("prod", "other", "Running", 1).await;
+    let third = list(&mut client).await;
+    assert_eq!(third.resource_version, second.resource_version + 1);
+    assert_eq!(third.pods, second.pods);
+}
+
 common::on_both_stores!(
     lists_every_pod_sorted_with_the_store_version,
     lists_one_namespace,
     an_invalid_namespace_filter_is_refused,
     a_tutorial_client_keeps_working,
     an_oversized_message_is_refused_and_the_server_goes_on,
+    a_list_after_a_change_shows_it,
 );

@@ -13,7 +13,8 @@
 //! to every [`watch`]er from one place. Uploaded lines live in per-pod
 //! [`logs`]. [`server`] wires it to a listener, with the standard
 //! [`health`] service, reflection, TLS and [`auth`]; [`shutdown`] stops it
-//! and [`telemetry`] logs each call.
+//! and [`telemetry`] logs each call. [`pb`] holds the generated wire types,
+//! [`wire`] the one written by hand for speed.
 //! The binaries are thin: their logic lives in [`client`] (and, for
 //! `pod-bench`, in [`bench`]).
 

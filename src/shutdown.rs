@@ -5,30 +5,33 @@
 //! sync) sees the token and ends with `UNAVAILABLE`, which clients treat as
 //! "reconnect and resume".
 
+use std::future::Future;
+
 pub use tokio_util::sync::CancellationToken as Shutdown;
 
-/// Resolves on the first Ctrl-C (SIGINT) or SIGTERM.
-pub async fn signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            // Without a handler there is nothing to wait for: never resolve
-            // rather than shut down at once.
-            std::future::pending::<()>().await;
-        }
-    };
+/// Installs the Ctrl-C (SIGINT) and SIGTERM handlers now, and returns a
+/// future that resolves on the first of them. Installing them before the
+/// server says it is listening means that a signal sent as soon as it is
+/// ready is never lost nor left to kill the process.
+pub fn signals() -> std::io::Result<impl Future<Output = ()>> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = terminate => {}
+    {
+        Ok(async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        })
     }
 }

@@ -132,6 +132,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         (None, Err(_)) => None,
     };
+    let signals = shutdown::signals().context("cannot install the signal handlers")?;
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
@@ -151,7 +152,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
-            shutdown::signal().await;
+            signals.await;
             tracing::info!("shutting down");
             shutdown.cancel();
         }

@@ -224,3 +224,126 @@ pub async fn upload(
         elapsed: start.elapsed(),
     })
 }
+
+/// What a unary ListPods run measured.
+#[derive(Debug, Clone)]
+pub struct UnaryFigures {
+    pub concurrency: usize,
+    pub calls: u64,
+    pub pods_per_call: usize,
+    pub elapsed: Duration,
+    pub latency: Latency,
+}
+
+impl UnaryFigures {
+    pub fn calls_per_second(&self) -> f64 {
+        self.calls as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Runs `concurrency` callers of ListPods(`namespace`) back to back for
+/// `duration`. Every answer must hold as many pods as the first.
+pub async fn unary(
+    clients: &[Client],
+    namespace: &str,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<UnaryFigures> {
+    let request = || crate::pb::ListPodsRequest {
+        namespace: namespace.to_owned(),
+        resource_version: 0,
+    };
+    let mut probe = clients[0].clone();
+    let expected = probe
+        .list_pods(request())
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .pods
+        .len();
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = (0..concurrency.max(1))
+        .map(|caller| {
+            let mut client = clients[caller % clients.len()].clone();
+            let request = request();
+            tokio::spawn(async move {
+                let mut samples = Vec::new();
+                while Instant::now() < deadline {
+                    let sent = Instant::now();
+                    let list = client
+                        .list_pods(request.clone())
+                        .await
+                        .map_err(status_error)?
+                        .into_inner();
+                    samples.push(sent.elapsed());
+                    if list.pods.len() != expected {
+                        bail!(
+                            "{} pods in an answer, {expected} in the first",
+                            list.pods.len()
+                        );
+                    }
+                }
+                Ok::<_, anyhow::Error>(samples)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.context("a caller panicked")??);
+    }
+    Ok(UnaryFigures {
+        concurrency,
+        calls: latencies.len() as u64,
+        pods_per_call: expected,
+        elapsed: start.elapsed(),
+        latency: Latency::of(latencies),
+    })
+}
+
+/// What a WatchPods snapshot measured.
+#[derive(Debug, Clone)]
+pub struct SnapshotFigures {
+    pub pods: u64,
+    pub elapsed: Duration,
+    pub first_pod: Duration,
+}
+
+impl SnapshotFigures {
+    pub fn pods_per_second(&self) -> f64 {
+        self.pods as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Opens one WatchPods stream of every namespace and reads the snapshot
+/// (as many pods as ListPods reports), then cancels the stream.
+pub async fn watch_snapshot(client: &Client) -> anyhow::Result<SnapshotFigures> {
+    let mut client = client.clone();
+    let expected = client
+        .list_pods(crate::pb::ListPodsRequest::default())
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .pods
+        .len() as u64;
+    let start = Instant::now();
+    let mut stream = client
+        .watch_pods(crate::pb::ListPodsRequest::default())
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let mut first_pod = None;
+    let mut pods = 0;
+    while pods < expected {
+        if stream.message().await.map_err(status_error)?.is_none() {
+            bail!("the watch ended after {pods} of {expected} pods");
+        }
+        first_pod.get_or_insert_with(|| start.elapsed());
+        pods += 1;
+    }
+    Ok(SnapshotFigures {
+        pods,
+        elapsed: start.elapsed(),
+        first_pod: first_pod.unwrap_or_default(),
+    })
+}

@@ -13,7 +13,9 @@ use pod_service::server::{self, ServerConfig};
 use pod_service::shutdown::Shutdown;
 use pod_service::store::{DurableStore, MemoryStore, PodStore, StoreConfig};
 
-/// Measure a PodService under load and print the figures.
+/// Measure a PodService under load and print the figures (a table, or JSON
+/// with --json): unary ListPods, WatchPods snapshots, SyncPods sessions and
+/// log uploads.
 ///
 /// Without --addr it starts a server in this process on a free loopback
 /// port, with the store chosen by --store (a durable one lives in a fresh
@@ -36,6 +38,12 @@ struct Args {
     /// Client connections to spread the streams over.
     #[arg(long, default_value_t = 1)]
     connections: usize,
+    /// Pods the in-process server starts with (like the Go peer's -pods N).
+    #[arg(long, default_value_t = 100)]
+    pods: usize,
+    /// Print one JSON object per run instead of a table.
+    #[arg(long)]
+    json: bool,
     #[command(subcommand)]
     load: Load,
 }
@@ -48,6 +56,24 @@ enum StoreKind {
 
 #[derive(Subcommand)]
 enum Load {
+    /// Unary ListPods callers back to back: calls/s and latency.
+    Unary {
+        /// Concurrent callers to measure, one run each.
+        #[arg(long, value_delimiter = ',', default_value = "64")]
+        concurrency: Vec<usize>,
+        /// The namespace listed.
+        #[arg(long, default_value = "production")]
+        namespace: String,
+        /// Length of each run.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+    /// One WatchPods snapshot of every pod: pods/s and time to the first pod.
+    Watch {
+        /// Snapshots to take, one after the other.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// SyncPods sessions applying pods back to back: ops/s and ack latency.
     Sync {
         /// Session counts to measure, one run each.
@@ -74,6 +100,11 @@ enum Load {
     },
 }
 
+// The same allocator as pod-server, so that the in-process server is the one
+// users run.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     client::exit(run(Args::parse()).await)
@@ -83,7 +114,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (url, _server) = match &args.addr {
         Some(addr) => (addr.clone(), None),
         None => {
-            let server = InProcess::start(args.store).await?;
+            let server = InProcess::start(args.store, args.pods).await?;
             (server.url.clone(), Some(server))
         }
     };
@@ -102,15 +133,71 @@ async fn run(args: Args) -> anyhow::Result<()> {
         (None, StoreKind::Memory) => "memory",
         (None, StoreKind::Durable) => "durable",
     };
+    let report = Report { json: args.json };
     match args.load {
+        Load::Unary {
+            concurrency,
+            namespace,
+            seconds,
+        } => {
+            report.header("store     callers  conns  calls      pods/call  calls/s    p50        p99        max");
+            for &callers in &concurrency {
+                let figures = bench::unary(
+                    &clients,
+                    &namespace,
+                    callers,
+                    Duration::from_secs_f64(seconds),
+                )
+                .await?;
+                let Latency { p50, p99, max } = figures.latency;
+                report.row(
+                    format!(
+                        "{store:<9} {callers:<8} {:<6} {:<10} {:<10} {:<10.0} {:<10} {:<10} {}",
+                        clients.len(),
+                        figures.calls,
+                        figures.pods_per_call,
+                        figures.calls_per_second(),
+                        millis(p50),
+                        millis(p99),
+                        millis(max)
+                    ),
+                    serde_json::json!({
+                        "load": "unary", "store": store, "callers": callers,
+                        "connections": clients.len(), "calls": figures.calls,
+                        "pods_per_call": figures.pods_per_call,
+                        "calls_per_second": figures.calls_per_second(),
+                        "p50_ms": ms(p50), "p99_ms": ms(p99), "max_ms": ms(max),
+                    }),
+                );
+            }
+        }
+        Load::Watch { runs } => {
+            report.header("store     pods       seconds  pods/s       first pod");
+            for _ in 0..runs.max(1) {
+                let figures = bench::watch_snapshot(&clients[0]).await?;
+                report.row(
+                    format!(
+                        "{store:<9} {:<10} {:<8.3} {:<12.0} {}",
+                        figures.pods,
+                        figures.elapsed.as_secs_f64(),
+                        figures.pods_per_second(),
+                        millis(figures.first_pod)
+                    ),
+                    serde_json::json!({
+                        "load": "watch", "store": store, "pods": figures.pods,
+                        "seconds": figures.elapsed.as_secs_f64(),
+                        "pods_per_second": figures.pods_per_second(),
+                        "first_pod_ms": ms(figures.first_pod),
+                    }),
+                );
+            }
+        }
         Load::Sync {
             sessions,
             in_flight,
             seconds,
         } => {
-            println!(
-                "store     sessions  in-flight  conns  ops        ops/s      ack p50    ack p99    ack max"
-            );
+            report.header("store     sessions  in-flight  conns  ops        ops/s      ack p50    ack p99    ack max");
             for (run, &sessions) in sessions.iter().enumerate() {
                 let namespace = format!("bench-sync-{}-{run}", std::process::id());
                 let figures = bench::sync(
@@ -122,14 +209,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 )
                 .await?;
                 let Latency { p50, p99, max } = figures.ack_latency;
-                println!(
-                    "{store:<9} {sessions:<9} {in_flight:<10} {:<6} {:<10} {:<10.0} {:<10} {:<10} {}",
-                    clients.len(),
-                    figures.ops,
-                    figures.ops_per_second(),
-                    millis(p50),
-                    millis(p99),
-                    millis(max),
+                report.row(
+                    format!(
+                        "{store:<9} {sessions:<9} {in_flight:<10} {:<6} {:<10} {:<10.0} {:<10} {:<10} {}",
+                        clients.len(),
+                        figures.ops,
+                        figures.ops_per_second(),
+                        millis(p50),
+                        millis(p99),
+                        millis(max),
+                    ),
+                    serde_json::json!({
+                        "load": "sync", "store": store, "sessions": sessions,
+                        "in_flight": in_flight, "connections": clients.len(),
+                        "ops": figures.ops, "ops_per_second": figures.ops_per_second(),
+                        "p50_ms": ms(p50), "p99_ms": ms(p99), "max_ms": ms(max),
+                    }),
                 );
             }
         }
@@ -138,22 +233,31 @@ async fn run(args: Args) -> anyhow::Result<()> {
             lines,
             line_bytes,
         } => {
-            println!(
-                "store     streams  conns  lines      bytes        seconds  lines/s      MB/s"
+            report.header(
+                "store     streams  conns  lines      bytes        seconds  lines/s      MB/s",
             );
             for (run, &streams) in streams.iter().enumerate() {
                 let namespace = format!("bench-upload-{}-{run}", std::process::id());
                 create_pods(&clients[0], &namespace, streams).await?;
                 let figures =
                     bench::upload(&clients, &namespace, streams.max(1), lines, line_bytes).await?;
-                println!(
-                    "{store:<9} {streams:<8} {:<6} {:<10} {:<12} {:<8.3} {:<12.0} {:.0}",
-                    clients.len(),
-                    figures.lines,
-                    figures.bytes,
-                    figures.elapsed.as_secs_f64(),
-                    figures.lines_per_second(),
-                    figures.megabytes_per_second(),
+                report.row(
+                    format!(
+                        "{store:<9} {streams:<8} {:<6} {:<10} {:<12} {:<8.3} {:<12.0} {:.0}",
+                        clients.len(),
+                        figures.lines,
+                        figures.bytes,
+                        figures.elapsed.as_secs_f64(),
+                        figures.lines_per_second(),
+                        figures.megabytes_per_second(),
+                    ),
+                    serde_json::json!({
+                        "load": "upload", "store": store, "streams": streams,
+                        "connections": clients.len(), "lines": figures.lines,
+                        "bytes": figures.bytes, "seconds": figures.elapsed.as_secs_f64(),
+                        "lines_per_second": figures.lines_per_second(),
+                        "megabytes_per_second": figures.megabytes_per_second(),
+                    }),
                 );
             }
         }
@@ -162,7 +266,32 @@ async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn millis(d: Duration) -> String {
-    format!("{:.3}ms", d.as_secs_f64() * 1e3)
+    format!("{:.3}ms", ms(d))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Prints a table, or one JSON object per run.
+struct Report {
+    json: bool,
+}
+
+impl Report {
+    fn header(&self, header: &str) {
+        if !self.json {
+            println!("{header}");
+        }
+    }
+
+    fn row(&self, line: String, object: serde_json::Value) {
+        if self.json {
+            println!("{object}");
+        } else {
+            println!("{line}");
+        }
+    }
 }
 
 /// Creates pods `upload-0..n` for the upload streams.
@@ -195,7 +324,7 @@ struct InProcess {
 }
 
 impl InProcess {
-    async fn start(kind: StoreKind) -> anyhow::Result<Self> {
+    async fn start(kind: StoreKind, pods: usize) -> anyhow::Result<Self> {
         let (store, data_dir): (Arc<dyn PodStore>, _) = match kind {
             StoreKind::Memory => (Arc::new(MemoryStore::new(StoreConfig::default())), None),
             StoreKind::Durable => {
@@ -204,6 +333,7 @@ impl InProcess {
                 (Arc::new(store), Some(dir))
             }
         };
+        pod_service::sample::load(store.as_ref(), pod_service::sample::numbered(pods)).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let shutdown = Shutdown::new();

@@ -165,11 +165,20 @@ impl PodService {
         let mut watcher = self.store.watch(namespace, request.resource_version)?;
         let shutdown = self.shutdown.clone();
         let stream = async_stream::stream! {
+            // One shutdown wait for the whole stream, not one per change:
+            // this loop runs for every watcher on every change.
+            let stopping = shutdown.cancelled();
+            tokio::pin!(stopping);
             loop {
-                match next_change(Some(&mut watcher), &shutdown).await {
+                let next = tokio::select! {
+                    biased;
+                    _ = &mut stopping => Err(WatchEnd::Closed { last_version: watcher.last_version() }),
+                    next = watcher.next() => next,
+                };
+                match next {
                     Ok(pod) => yield Ok(Pod::clone(&pod)),
                     Err(end) => {
-                        yield Err(end);
+                        yield Err(end.into());
                         break;
                     }
                 }

@@ -68,6 +68,16 @@ enum Load {
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
     },
+    /// Idle WatchPods streams held open: the server's resident memory per
+    /// watcher (needs --addr and --server-pid: the server's own process).
+    Watchers {
+        /// How many streams to open.
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+        /// The process id of the server at --addr, to read its memory.
+        #[arg(long)]
+        server_pid: u32,
+    },
     /// One WatchPods snapshot of every pod: pods/s and time to the first pod.
     Watch {
         /// Snapshots to take, one after the other.
@@ -170,6 +180,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     }),
                 );
             }
+        }
+        Load::Watchers { count, server_pid } => {
+            if args.addr.is_none() {
+                anyhow::bail!("watchers measures another process: give --addr and --server-pid");
+            }
+            report.header("watchers   conns  rss before   rss after    bytes/watcher");
+            let before = bench::resident_bytes(server_pid)?;
+            let streams = bench::idle_watchers(&clients, count).await?;
+            let after = bench::resident_bytes(server_pid)?;
+            let per_watcher = after.saturating_sub(before) as f64 / count.max(1) as f64;
+            report.row(
+                format!(
+                    "{count:<10} {:<6} {:<12} {:<12} {per_watcher:.0}",
+                    clients.len(),
+                    before,
+                    after
+                ),
+                serde_json::json!({
+                    "load": "watchers", "watchers": count, "connections": clients.len(),
+                    "rss_before": before, "rss_after": after,
+                    "bytes_per_watcher": per_watcher,
+                }),
+            );
+            drop(streams);
         }
         Load::Watch { runs } => {
             report.header("store     pods       seconds  pods/s       first pod");

@@ -355,7 +355,13 @@ pub fn resident_bytes(pid: u32) -> anyhow::Result<u64> {
     let kib = status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .with_context(|| format!("no VmRSS for process {pid}"))?;
     Ok(kib * 1024)
 }
@@ -394,7 +400,11 @@ pub async fn idle_watchers(
             namespace: NAMESPACE.into(),
             resource_version: 0,
         };
-        let mut stream = client.watch_pods(request).await.map_err(status_error)?.into_inner();
+        let mut stream = client
+            .watch_pods(request)
+            .await
+            .map_err(status_error)?
+            .into_inner();
         if stream.message().await.map_err(status_error)?.is_none() {
             bail!("watch {i} ended before its first pod");
         }

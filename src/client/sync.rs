@@ -274,10 +274,10 @@ impl<W: AsyncWrite + Unpin, N: FnMut(&str)> Session<W, N> {
     }
 
     async fn send(&mut self, request: SyncRequest) {
-        if let Some(sender) = &self.requests
-            && sender.send(request).await.is_err()
-        {
-            // The stream is gone; the event side notices and reconnects.
+        if let Some(sender) = &self.requests {
+            // A failed send means the stream is gone; the event side notices
+            // and reconnects.
+            let _ = sender.send(request).await;
         }
     }
 

@@ -1,4 +1,4 @@
-//! `pod-bench`: measures a server under SyncPods and UploadLogs load.
+//! `pod-bench`: measures a server under load, one call pattern at a time.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,8 +14,8 @@ use pod_service::shutdown::Shutdown;
 use pod_service::store::{DurableStore, MemoryStore, PodStore, StoreConfig};
 
 /// Measure a PodService under load and print the figures (a table, or JSON
-/// with --json): unary ListPods, WatchPods snapshots, SyncPods sessions and
-/// log uploads.
+/// with --json): unary ListPods, WatchPods snapshots, fan-out of changes to
+/// many watchers, idle watchers' memory, SyncPods sessions and log uploads.
 ///
 /// Without --addr it starts a server in this process on a free loopback
 /// port, with the store chosen by --store (a durable one lives in a fresh
@@ -95,6 +95,19 @@ enum Load {
         /// Length of each run.
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
+    },
+    /// Watchers of one namespace and a writer changing a pod in it: the
+    /// delivery latency of each change to each watcher.
+    Fanout {
+        /// Watcher counts to measure, one run each.
+        #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+        watchers: Vec<usize>,
+        /// Changes the writer makes per run, one in flight.
+        #[arg(long, default_value_t = 200)]
+        changes: usize,
+        /// Changes per second.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
     },
     /// Concurrent log uploads: lines/s and MB/s.
     Upload {
@@ -258,6 +271,43 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         "in_flight": in_flight, "connections": clients.len(),
                         "ops": figures.ops, "ops_per_second": figures.ops_per_second(),
                         "p50_ms": ms(p50), "p99_ms": ms(p99), "max_ms": ms(max),
+                    }),
+                );
+            }
+        }
+        Load::Fanout {
+            watchers,
+            changes,
+            rate,
+        } => {
+            report.header("store     watchers  conns  deliveries  send p50   send p99   send max   ack p50    ack p99    last p50");
+            for (run, &watchers) in watchers.iter().enumerate() {
+                let namespace = format!("bench-fanout-{}-{run}", std::process::id());
+                let figures =
+                    bench::fanout(&clients, &namespace, watchers, changes.max(1), rate).await?;
+                let (send, ack, last) = (figures.from_send, figures.from_ack, figures.last_watcher);
+                report.row(
+                    format!(
+                        "{store:<9} {watchers:<9} {:<6} {:<11} {:<10} {:<10} {:<10} {:<10} {:<10} {}",
+                        clients.len(),
+                        figures.deliveries,
+                        millis(send.p50),
+                        millis(send.p99),
+                        millis(send.max),
+                        millis(ack.p50),
+                        millis(ack.p99),
+                        millis(last.p50),
+                    ),
+                    serde_json::json!({
+                        "load": "fanout", "store": store, "watchers": watchers,
+                        "connections": clients.len(), "changes": figures.changes,
+                        "deliveries": figures.deliveries,
+                        "send_p50_ms": ms(send.p50), "send_p99_ms": ms(send.p99),
+                        "send_max_ms": ms(send.max),
+                        "ack_p50_ms": ms(ack.p50), "ack_p99_ms": ms(ack.p99),
+                        "ack_max_ms": ms(ack.max),
+                        "last_watcher_p50_ms": ms(last.p50),
+                        "last_watcher_max_ms": ms(last.max),
                     }),
                 );
             }

@@ -170,7 +170,7 @@ pub async fn run_session(
     mode: Mode,
     notice: impl FnMut(&str),
 ) -> anyhow::Result<SessionReport> {
-    let (requests, events) = open_stream(client).await.map_err(status_error)?;
+    let (requests, events) = open_stream(client);
     let mut session = Session {
         client: client.clone(),
         output,
@@ -237,13 +237,37 @@ pub async fn run_session(
 
 type Outbound = mpsc::Sender<SyncRequest>;
 
-async fn open_stream(client: &mut Client) -> Result<(Outbound, Streaming<SyncEvent>), Status> {
+/// Opens a SyncPods call. The call is not awaited here: servers need not
+/// send the response headers before the first event (grpc-go sends them
+/// with it), and the first event may only come after our first request, so
+/// waiting for the headers before sending anything could wait forever.
+fn open_stream(client: &Client) -> (Outbound, Events) {
     let (requests, outbound) = mpsc::channel::<SyncRequest>(64);
-    let events = client
-        .sync_pods(ReceiverStream::new(outbound))
-        .await?
-        .into_inner();
-    Ok((requests, events))
+    let mut client = client.clone();
+    let opening = Box::pin(async move {
+        let response = client.sync_pods(ReceiverStream::new(outbound)).await?;
+        Ok(response.into_inner())
+    });
+    (requests, Events::Opening(opening))
+}
+
+/// The events of a SyncPods call that may still be opening.
+enum Events {
+    Opening(futures::future::BoxFuture<'static, Result<Streaming<SyncEvent>, Status>>),
+    Open(Box<Streaming<SyncEvent>>),
+}
+
+impl Events {
+    /// The next event. Cancel-safe: an interrupted open resumes on the next call.
+    async fn message(&mut self) -> Result<Option<SyncEvent>, Status> {
+        if let Events::Opening(opening) = self {
+            *self = Events::Open(Box::new(opening.await?));
+        }
+        match self {
+            Events::Open(events) => events.message().await,
+            Events::Opening(_) => unreachable!("opened just above"),
+        }
+    }
 }
 
 struct Session<W, N> {
@@ -252,7 +276,7 @@ struct Session<W, N> {
     notice: N,
     /// `None` once the input has ended.
     requests: Option<Outbound>,
-    events: Streaming<SyncEvent>,
+    events: Events,
     /// Ids sent and not yet acknowledged, oldest first.
     unacked: VecDeque<u64>,
     /// The id of a subscribe in flight and the listed pods to show when it
@@ -470,24 +494,19 @@ impl<W: AsyncWrite + Unpin, N: FnMut(&str)> Session<W, N> {
         if self.requests.is_none() {
             return Ok(false);
         }
-        loop {
-            let delay = self.backoff.next_delay();
-            (self.notice)(&format!(
-                "session interrupted ({reason}); reconnecting in {:.1}s",
-                delay.as_secs_f64()
-            ));
-            tokio::time::sleep(delay).await;
-            match open_stream(&mut self.client).await {
-                Ok((requests, events)) => {
-                    self.requests = Some(requests);
-                    self.events = events;
-                    self.resubscribe().await;
-                    return Ok(true);
-                }
-                Err(status) if status.code() == tonic::Code::Unavailable => continue,
-                Err(status) => return Err(status_error(status).context("cannot reconnect")),
-            }
-        }
+        let delay = self.backoff.next_delay();
+        (self.notice)(&format!(
+            "session interrupted ({reason}); reconnecting in {:.1}s",
+            delay.as_secs_f64()
+        ));
+        tokio::time::sleep(delay).await;
+        // A failed reopening shows up as the new stream's first error and
+        // brings the session back here, with a longer delay.
+        let (requests, events) = open_stream(&self.client);
+        self.requests = Some(requests);
+        self.events = events;
+        self.resubscribe().await;
+        Ok(true)
     }
 }
 

@@ -12,7 +12,8 @@
 //! [`validate`], applied once to the [`store`], which publishes each change
 //! to every [`watch`]er from one place. Uploaded lines live in per-pod
 //! [`logs`]. [`server`] wires it to a listener, with the standard
-//! [`health`] service, reflection, TLS and [`auth`]; [`shutdown`] stops it
+//! [`health`] service, reflection, TLS, [`auth`] and the status of oversized
+//! messages ([`limits`]); [`shutdown`] stops it
 //! and [`telemetry`] logs each call. [`pb`] holds the generated wire types,
 //! [`wire`] the one written by hand for speed.
 //! The binaries are thin: their logic lives in [`client`] (and, for
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod bench;
 pub mod client;
 pub mod health;
+pub mod limits;
 pub mod logs;
 pub mod pb;
 pub mod sample;

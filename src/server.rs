@@ -10,11 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tonic::codegen::http;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, ServerTlsConfig};
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::auth::{RequireToken, Token};
 use crate::health;
+use crate::limits::OversizedIsExhausted;
 use crate::pb::{self, PodServiceServer};
 use crate::service::{DEFAULT_MAX_LINE_BYTES, PodService};
 use crate::shutdown::Shutdown;
@@ -22,6 +25,14 @@ use crate::store::PodStore;
 
 /// The address `pod-server` listens on by default (the tutorial's port).
 pub const DEFAULT_ADDR: &str = "127.0.0.1:50051";
+
+/// See [`ServerConfig::max_streams_per_connection`]. Kept below the ~2,200
+/// small request messages that h2 lets one connection have received but not
+/// yet read before it closes the connection as a flood (`ENHANCE_YOUR_CALM`,
+/// h2 0.4.20): a burst of new watches brings one each, and with no limit a
+/// client opening 2,500 watches at once on one connection had it cut
+/// instead of made to wait.
+pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 1_000;
 
 /// Limits, security and shutdown of a server.
 #[derive(Clone)]
@@ -32,6 +43,15 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// How long in-flight calls may take to finish after shutdown begins.
     pub grace: Duration,
+    /// The most calls open at once on one connection (HTTP/2
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`). A client that opens more waits
+    /// for one to end; it needs more connections to hold more streams.
+    pub max_streams_per_connection: u32,
+    /// How often an idle connection is pinged, and how long the answer may
+    /// take before the connection is closed: a peer that vanished without
+    /// closing its connection is noticed within their sum.
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
     /// Serve over TLS with this certificate and key.
     pub tls: Option<Identity>,
     /// Require this token on every PodService call.
@@ -45,6 +65,12 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_line_bytes", &self.max_line_bytes)
             .field("max_message_bytes", &self.max_message_bytes)
             .field("grace", &self.grace)
+            .field(
+                "max_streams_per_connection",
+                &self.max_streams_per_connection,
+            )
+            .field("keepalive_interval", &self.keepalive_interval)
+            .field("keepalive_timeout", &self.keepalive_timeout)
             .field("tls", &self.tls.is_some())
             .field("token", &self.token)
             .finish()
@@ -57,6 +83,9 @@ impl Default for ServerConfig {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             max_message_bytes: 4 << 20,
             grace: Duration::from_secs(10),
+            max_streams_per_connection: DEFAULT_MAX_STREAMS_PER_CONNECTION,
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
             tls: None,
             token: None,
         }
@@ -78,6 +107,20 @@ pub fn exposure_warnings(addr: std::net::SocketAddr, tls: bool, token: bool) -> 
         }
     }
     warnings
+}
+
+/// The answer to a call whose handler panicked: a bug, but one call's. The
+/// task that ran it is gone; the server and every other call go on.
+/// (A panic inside a stream that already answered ends that stream's task,
+/// which resets the stream; tonic reports it to the client as an error.)
+fn panic_response(panic: Box<dyn std::any::Any + Send>) -> http::Response<tonic::body::Body> {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = what, "a call's handler panicked");
+    tonic::Status::internal("the server failed on this call (a bug: see its log)").into_http()
 }
 
 /// Why the server could not serve.
@@ -120,9 +163,10 @@ pub async fn serve(
         .map_err(|err| ServeError(format!("reflection: {err}")))?;
 
     let mut builder = tonic::transport::Server::builder()
+        .max_concurrent_streams(config.max_streams_per_connection)
         // Notice peers that vanished without closing their connection.
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)));
+        .http2_keepalive_interval(Some(config.keepalive_interval))
+        .http2_keepalive_timeout(Some(config.keepalive_timeout));
     if let Some(identity) = config.tls.clone() {
         builder = builder
             .tls_config(ServerTlsConfig::new().identity(identity))
@@ -132,7 +176,9 @@ pub async fn serve(
     // (The builder's `tcp_nodelay` only applies to listeners it binds itself.)
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = builder
+        .layer(CatchPanicLayer::custom(panic_response))
         .layer(RequireToken::new(config.token.clone()))
+        .layer(OversizedIsExhausted)
         .add_service(health::service(shutdown.clone()).await)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

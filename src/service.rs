@@ -194,7 +194,7 @@ impl PodService {
     ) -> Result<UploadLogsResponse, Status> {
         let mut summary = UploadLogsResponse::default();
         let mut stored = async {
-            while let Some(chunk) = chunks.message().await.map_err(inbound_error)? {
+            while let Some(chunk) = chunks.message().await? {
                 received.add();
                 let (key, bytes) = self.check_chunk(&chunk)?;
                 let lines = chunk.lines.len() as u64;
@@ -339,7 +339,7 @@ impl PodService {
                     // A message that could not be read (too large, or the
                     // client is gone, in which case nobody reads this).
                     Next::Request(Err(status)) => {
-                        yield Err(inbound_error(status));
+                        yield Err(status);
                         break;
                     }
                     Next::Request(Ok(Some(request))) => {
@@ -472,17 +472,6 @@ async fn next_change(
         biased;
         _ = shutdown.cancelled() => Err(WatchEnd::Closed { last_version: watcher.last_version() }.into()),
         next = watcher.next() => next.map_err(Status::from),
-    }
-}
-
-/// The status for a request message the transport could not read. tonic
-/// reports an oversized message as `OUT_OF_RANGE`; gRPC's own servers use
-/// `RESOURCE_EXHAUSTED`, which is what clients expect.
-fn inbound_error(status: Status) -> Status {
-    if status.code() == tonic::Code::OutOfRange {
-        Status::resource_exhausted(status.message())
-    } else {
-        status
     }
 }
 

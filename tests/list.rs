@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Backend, TestServer, list_request, within};
+use common::{Backend, TestServer, list_request, pod, within};
 use pod_service::pb::LogChunk;
 use pod_service::sample;
 use tonic::Code;
@@ -122,25 +122,91 @@ async fn a_tutorial_client_keeps_working(backend: Backend) {
     assert_eq!(late.name, "late");
 }
 
+/// Every call refuses a request message over the 4 MiB limit with
+/// RESOURCE_EXHAUSTED (tonic's own code would be OUT_OF_RANGE), changes
+/// nothing, and the server goes on.
 async fn an_oversized_message_is_refused_and_the_server_goes_on(backend: Backend) {
     let server = sample_server(backend).await;
     let mut client = server.client().await;
-    let huge = LogChunk {
+    let version_before = client
+        .list_pods(list_request("", 0))
+        .await
+        .unwrap()
+        .into_inner()
+        .resource_version;
+    let log_end = |server: &TestServer| {
+        let key = pod_service::store::PodKey::new("default", "hello-world");
+        server.store.log(&key).unwrap().end_cursor()
+    };
+    let log_end_before = log_end(&server);
+    let huge = "x".repeat(5 << 20); // 5 MiB > the 4 MiB limit
+    let mut refused = Vec::new();
+    refused.push((
+        "ListPods",
+        client.list_pods(list_request(&huge, 0)).await.map(drop),
+    ));
+    let watch = client.watch_pods(list_request(&huge, 0)).await;
+    refused.push(("WatchPods", first_error(watch).await));
+    let logs = client
+        .get_logs(pod_service::pb::GetLogsRequest {
+            namespace: huge.clone(),
+            ..Default::default()
+        })
+        .await;
+    refused.push(("GetLogs", first_error(logs).await));
+    let chunk = LogChunk {
         namespace: "default".into(),
         pod: "hello-world".into(),
-        lines: vec!["x".repeat(1000); 5_000], // 5 MB > the 4 MiB limit
+        lines: vec!["x".repeat(1000); 5_000],
     };
-    let status = client
-        .upload_logs(tokio_stream::iter([huge]))
+    refused.push((
+        "UploadLogs",
+        client
+            .upload_logs(tokio_stream::iter([chunk]))
+            .await
+            .map(drop),
+    ));
+    let op = pod_service::pb::SyncRequest {
+        id: 1,
+        op: Some(pod_service::pb::sync_request::Op::Apply(pod(
+            "default", &huge, "Running", 1,
+        ))),
+    };
+    let sync = client.sync_pods(tokio_stream::iter([op])).await;
+    refused.push(("SyncPods", first_error(sync).await));
+
+    for (call, result) in refused {
+        let status = result.expect_err(call);
+        assert_eq!(status.code(), Code::ResourceExhausted, "{call}: {status:?}");
+        assert!(
+            status
+                .message()
+                .contains("request message too large: found "),
+            "{call}: {}",
+            status.message()
+        );
+    }
+    let after = client
+        .list_pods(list_request("", 0))
         .await
-        .unwrap_err();
-    assert_eq!(
-        status.code(),
-        Code::ResourceExhausted,
-        "{}",
-        status.message()
-    );
-    assert!(client.list_pods(list_request("", 0)).await.is_ok());
+        .unwrap()
+        .into_inner();
+    assert_eq!(after.resource_version, version_before, "nothing changed");
+    assert_eq!(log_end(&server), log_end_before, "no line stored");
+}
+
+/// The first error of a stream (or of opening it).
+async fn first_error<T>(
+    opened: Result<tonic::Response<tonic::Streaming<T>>, tonic::Status>,
+) -> Result<(), tonic::Status> {
+    let mut stream = opened?.into_inner();
+    loop {
+        match stream.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => return Ok(()),
+            Err(status) => return Err(status),
+        }
+    }
 }
 
 /// Lists are encoded once per namespace and store version: a change must

@@ -72,6 +72,16 @@ struct Args {
     /// Seconds that calls in flight may take to finish once shutdown begins.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     grace: f64,
+    /// The most calls open at once on one connection; a client that opens
+    /// more waits for one to end.
+    #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_STREAMS_PER_CONNECTION)]
+    max_streams_per_connection: u32,
+    /// Seconds between pings on a connection, and seconds an answer may
+    /// take: a vanished client is noticed within their sum.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    keepalive_interval: f64,
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    keepalive_timeout: f64,
 }
 
 // Every call allocates (messages, strings, stream state) on both cores at
@@ -160,6 +170,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let config = ServerConfig {
         max_line_bytes: args.max_line_bytes,
         grace: Duration::try_from_secs_f64(args.grace).context("invalid --grace")?,
+        max_streams_per_connection: args.max_streams_per_connection.max(1),
+        keepalive_interval: Duration::try_from_secs_f64(args.keepalive_interval)
+            .context("invalid --keepalive-interval")?,
+        keepalive_timeout: Duration::try_from_secs_f64(args.keepalive_timeout)
+            .context("invalid --keepalive-timeout")?,
         tls,
         token,
         ..ServerConfig::default()

@@ -69,7 +69,7 @@ pub struct TestServer {
     shutdown: Shutdown,
     task: Option<JoinHandle<()>>,
     /// The data directory of a durable store, removed with the server.
-    _data: Option<tempfile::TempDir>,
+    data: Option<tempfile::TempDir>,
 }
 
 impl TestServer {
@@ -85,7 +85,7 @@ impl TestServer {
                 let data = tempfile::tempdir().expect("temporary directory");
                 let store = DurableStore::open(data.path(), store).expect("open the store");
                 let mut server = Self::start_on(Arc::new(store), config).await;
-                server._data = Some(data);
+                server.data = Some(data);
                 server
             }
         }
@@ -102,7 +102,7 @@ impl TestServer {
             config,
             shutdown: Shutdown::new(),
             task: None,
-            _data: None,
+            data: None,
         };
         server.spawn();
         server
@@ -121,6 +121,11 @@ impl TestServer {
                 .await
                 .expect("server failed");
         }));
+    }
+
+    /// The data directory of a durable store.
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        self.data.as_ref().map(|dir| dir.path())
     }
 
     pub fn url(&self) -> String {

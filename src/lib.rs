@@ -14,7 +14,8 @@
 //! [`logs`]. [`server`] wires it to a listener, with the standard
 //! [`health`] service, reflection, TLS, [`auth`] and the status of oversized
 //! messages ([`limits`]); [`shutdown`] stops it
-//! and [`telemetry`] logs each call. [`pb`] holds the generated wire types,
+//! and [`telemetry`] logs each call; [`deadline`] ends
+//! streams whose client's deadline passed. [`pb`] holds the generated wire types,
 //! [`wire`] the one written by hand for speed.
 //! The binaries are thin: their logic lives in [`client`] (and, for
 //! `pod-bench`, in [`bench`]).
@@ -22,6 +23,7 @@
 pub mod auth;
 pub mod bench;
 pub mod client;
+pub mod deadline;
 pub mod health;
 pub mod limits;
 pub mod logs;

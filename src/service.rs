@@ -17,6 +17,7 @@ use futures::stream::FuturesOrdered;
 use futures::{FutureExt, Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::deadline;
 use crate::pb::{
     self, GetLogsRequest, ListPodsRequest, ListPodsResponse, LogChunk, Pod, SyncAck, SyncEvent,
     SyncRequest, UploadLogsResponse, sync_event, sync_request,
@@ -100,8 +101,11 @@ impl pb::PodService for PodService {
         request: Request<ListPodsRequest>,
     ) -> Result<Response<Self::WatchPodsStream>, Status> {
         let mut log = CallLog::start("WatchPods", &request);
+        let deadline = deadline::of(&request);
         match self.watch(request.into_inner()) {
-            Ok(stream) => Ok(Response::new(log.stream(stream))),
+            Ok(stream) => Ok(Response::new(
+                log.stream(deadline::bounded(stream, deadline)),
+            )),
             Err(status) => Err(log.fail(status)),
         }
     }
@@ -123,8 +127,11 @@ impl pb::PodService for PodService {
         request: Request<GetLogsRequest>,
     ) -> Result<Response<Self::GetLogsStream>, Status> {
         let mut log = CallLog::start("GetLogs", &request);
+        let deadline = deadline::of(&request);
         match self.logs(request.into_inner()) {
-            Ok(stream) => Ok(Response::new(log.stream(stream))),
+            Ok(stream) => Ok(Response::new(
+                log.stream(deadline::bounded(stream, deadline)),
+            )),
             Err(status) => Err(log.fail(status)),
         }
     }
@@ -136,8 +143,11 @@ impl pb::PodService for PodService {
         request: Request<Streaming<SyncRequest>>,
     ) -> Result<Response<Self::SyncPodsStream>, Status> {
         let mut log = CallLog::start("SyncPods", &request);
+        let deadline = deadline::of(&request);
         let stream = self.sync(request.into_inner(), log.received());
-        Ok(Response::new(log.stream(stream)))
+        Ok(Response::new(
+            log.stream(deadline::bounded(stream, deadline)),
+        ))
     }
 }
 

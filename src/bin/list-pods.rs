@@ -1,10 +1,13 @@
 //! `list-pods`: the unary pattern, like `kubectl get pods`.
 
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
 
 use clap::Parser;
 use pod_service::client::output::{self, Format, Style};
-use pod_service::client::{self, NamespaceArgs, ServerArgs, status_error};
+use pod_service::client::{self, NamespaceArgs, ServerArgs};
 use pod_service::pb::ListPodsRequest;
 
 /// List pods (unary ListPods), sorted by namespace then name.
@@ -18,6 +21,9 @@ struct Args {
     /// How to print the pods.
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     output: Format,
+    /// Seconds to wait for the answer.
+    #[arg(long, value_name = "SECONDS", default_value_t = client::DEFAULT_TIMEOUT.as_secs_f64())]
+    timeout: f64,
 }
 
 #[tokio::main]
@@ -26,15 +32,13 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    let timeout = Duration::try_from_secs_f64(args.timeout).context("invalid --timeout")?;
     let mut client = client::connect(&args.server).await?;
-    let list = client
-        .list_pods(ListPodsRequest {
-            namespace: args.filter.namespace,
-            resource_version: 0,
-        })
-        .await
-        .map_err(status_error)?
-        .into_inner();
+    let request = ListPodsRequest {
+        namespace: args.filter.namespace,
+        resource_version: 0,
+    };
+    let list = client::with_deadline(timeout, request, |request| client.list_pods(request)).await?;
     if list.pods.is_empty() {
         eprintln!("no pods (store version {})", list.resource_version);
     } else {

@@ -99,6 +99,40 @@ pub struct NamespaceArgs {
     pub namespace: String,
 }
 
+/// How long a one-shot call (a list, a log read) may take, by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs a one-shot call with a deadline: sent to the server as
+/// `grpc-timeout`, so that it stops working on a call nobody waits for, and
+/// enforced here too, so that a server that never answers cannot hang the
+/// client.
+pub async fn with_deadline<Req, Res, F>(
+    timeout: Duration,
+    request: Req,
+    call: impl FnOnce(tonic::Request<Req>) -> F,
+) -> anyhow::Result<Res>
+where
+    F: std::future::Future<Output = Result<tonic::Response<Res>, Status>>,
+{
+    let mut request = tonic::Request::new(request);
+    request.set_timeout(timeout);
+    let started = std::time::Instant::now();
+    // tonic's channel ends a call at its deadline itself, as CANCELLED.
+    match tokio::time::timeout(timeout, call(request)).await {
+        Ok(Ok(answer)) => return Ok(answer.into_inner()),
+        Ok(Err(status))
+            if status.code() != tonic::Code::Cancelled || started.elapsed() < timeout =>
+        {
+            return Err(status_error(status));
+        }
+        Ok(Err(_)) | Err(_) => {}
+    }
+    anyhow::bail!(
+        "the server did not answer within {:.1}s (--timeout)",
+        timeout.as_secs_f64()
+    )
+}
+
 /// How long a client waits for a TCP connection to the server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 

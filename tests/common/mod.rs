@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test crate uses a different part of this
 
 pub mod process;
+pub mod proxy;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

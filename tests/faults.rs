@@ -1,0 +1,427 @@
+//! Clients that vanish, give up or never answer, many streams at once, and
+//! a soak of mixed load: nothing acknowledged is lost, and nothing is left
+//! behind in the server afterwards (watchers, followers, tasks).
+//!
+//! The full-size runs are opt-in:
+//! `cargo test --release --test faults -- --ignored --nocapture`
+//! (10,000 watchers; a soak of `POD_SERVICE_SOAK_SECONDS`, default 300).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::proxy::Proxy;
+use common::{eventually, list_request, pod, within};
+use pod_service::pb::{GetLogsRequest, LogChunk, PodServiceClient, SyncRequest, sync_request};
+use pod_service::server::{self, ServerConfig};
+use pod_service::shutdown::Shutdown;
+use pod_service::store::{MemoryStore, PodKey, PodStore, StoreConfig};
+use tonic::Code;
+use tonic::transport::Channel;
+
+/// A server on a runtime of its own, so that its tasks can be counted apart
+/// from the test's clients.
+struct Isolated {
+    runtime: Option<tokio::runtime::Runtime>,
+    store: Arc<dyn PodStore>,
+    addr: std::net::SocketAddr,
+    shutdown: Shutdown,
+}
+
+impl Isolated {
+    fn start(config: ServerConfig) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let store: Arc<dyn PodStore> = Arc::new(MemoryStore::new(StoreConfig::default()));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = Shutdown::new();
+        runtime.spawn({
+            let (store, shutdown) = (Arc::clone(&store), shutdown.clone());
+            async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                server::serve(listener, store, config, shutdown)
+                    .await
+                    .unwrap();
+            }
+        });
+        Isolated {
+            runtime: Some(runtime),
+            store,
+            addr,
+            shutdown,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn tasks(&self) -> usize {
+        self.runtime.as_ref().unwrap().metrics().num_alive_tasks()
+    }
+
+    /// Waits until the server holds no watcher and no more tasks than `baseline`.
+    async fn await_idle(&self, baseline: usize, what: &str) {
+        eventually(
+            || self.store.watcher_count() == 0 && self.tasks() <= baseline,
+            what,
+        )
+        .await;
+    }
+}
+
+impl Drop for Isolated {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+async fn client(url: String) -> PodServiceClient<Channel> {
+    PodServiceClient::connect(url).await.unwrap()
+}
+
+async fn apply(client: &mut PodServiceClient<Channel>, pods: Vec<pod_service::pb::Pod>) -> u64 {
+    let ops: Vec<_> = pods
+        .into_iter()
+        .enumerate()
+        .map(|(i, pod)| SyncRequest {
+            id: i as u64 + 1,
+            op: Some(sync_request::Op::Apply(pod)),
+        })
+        .collect();
+    let mut acks = client
+        .sync_pods(tokio_stream::iter(ops))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut version = 0;
+    while let Some(event) = acks.message().await.unwrap() {
+        if let Some(pod_service::pb::sync_event::Event::Ack(ack)) = event.event {
+            assert_eq!(ack.code, 0, "{ack:?}");
+            version = ack.pod.unwrap().resource_version;
+        }
+    }
+    version
+}
+
+/// A client whose connection goes silent (no FIN, no reset) is noticed by
+/// the server's keepalive within interval + timeout, and its watch, log
+/// follower and sync session are freed. Prints the time it took.
+#[tokio::test]
+async fn a_vanished_client_is_noticed_and_freed() {
+    let keepalive = Duration::from_millis(500);
+    let server = Isolated::start(ServerConfig {
+        keepalive_interval: keepalive,
+        keepalive_timeout: keepalive,
+        ..ServerConfig::default()
+    });
+    let mut direct = client(server.url()).await;
+    apply(&mut direct, vec![pod("default", "web", "Running", 1)]).await;
+    let log = server.store.log(&PodKey::new("default", "web")).unwrap();
+    let log_handles = Arc::strong_count(&log);
+    let baseline = server.tasks();
+
+    let proxy = Proxy::start(server.addr).await;
+    let mut doomed = client(proxy.url()).await;
+    let mut watch = doomed
+        .watch_pods(list_request("default", 0))
+        .await
+        .unwrap()
+        .into_inner();
+    watch.message().await.unwrap().unwrap();
+    let follow = doomed
+        .get_logs(GetLogsRequest {
+            namespace: "default".into(),
+            pod: "web".into(),
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let (session, outbound) = tokio::sync::mpsc::channel(4);
+    session
+        .send(SyncRequest {
+            id: 1,
+            op: Some(sync_request::Op::Subscribe(Default::default())),
+        })
+        .await
+        .unwrap();
+    let mut events = doomed
+        .sync_pods(tokio_stream::wrappers::ReceiverStream::new(outbound))
+        .await
+        .unwrap()
+        .into_inner();
+    events.message().await.unwrap().unwrap();
+    eventually(|| server.store.watcher_count() == 2, "watch and session").await;
+    eventually(|| Arc::strong_count(&log) > log_handles, "the follower").await;
+
+    proxy.vanish();
+    let vanished = Instant::now();
+    server
+        .await_idle(baseline, "the vanished client's calls to be freed")
+        .await;
+    eventually(
+        || Arc::strong_count(&log) == log_handles,
+        "the follower to be freed",
+    )
+    .await;
+    let noticed = vanished.elapsed();
+    eprintln!(
+        "vanished client noticed and freed after {noticed:?} \
+         (keepalive interval {keepalive:?} + timeout {keepalive:?})"
+    );
+    assert!(
+        noticed >= keepalive,
+        "freed before keepalive could tell: {noticed:?}"
+    );
+
+    // The server is unharmed.
+    assert!(direct.list_pods(list_request("", 0)).await.is_ok());
+    drop((watch, follow, events, session));
+}
+
+/// A stream whose client set a deadline ends with DEADLINE_EXCEEDED when
+/// it passes, and frees what it held.
+#[tokio::test]
+async fn a_stream_ends_at_its_deadline() {
+    let server = Isolated::start(ServerConfig::default());
+    let mut client = client(server.url()).await;
+    apply(&mut client, vec![pod("default", "web", "Running", 1)]).await;
+    let baseline = server.tasks();
+
+    let mut request = tonic::Request::new(list_request("default", 0));
+    request.set_timeout(Duration::from_millis(300));
+    let started = Instant::now();
+    let mut watch = client.watch_pods(request).await.unwrap().into_inner();
+    watch.message().await.unwrap().unwrap();
+    let ended = within("the deadline", watch.message()).await.unwrap_err();
+    assert_eq!(ended.code(), Code::DeadlineExceeded, "{ended:?}");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    let mut request = tonic::Request::new(tokio_stream::pending::<SyncRequest>());
+    request.set_timeout(Duration::from_millis(300));
+    let mut session = client.sync_pods(request).await.unwrap().into_inner();
+    let ended = within("the deadline", session.message()).await.unwrap_err();
+    assert_eq!(ended.code(), Code::DeadlineExceeded, "{ended:?}");
+
+    drop((watch, session));
+    server.await_idle(baseline, "the streams to be freed").await;
+}
+
+/// `list-pods` gives up on a server that accepts connections but never
+/// answers, with one line naming the deadline, instead of hanging.
+#[tokio::test]
+async fn list_pods_gives_up_on_a_server_that_never_answers() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let holding = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket); // accepted, never read, never answered
+        }
+    });
+    let output = within(
+        "list-pods to give up",
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_list-pods"))
+            .args(["--addr", &format!("http://{addr}"), "--timeout", "0.5"])
+            .output(),
+    )
+    .await
+    .unwrap();
+    holding.abort();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("did not answer within 0.5s"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+/// Every one of `watchers` WatchPods streams (over connections of 250)
+/// receives each of two changes exactly once, in order.
+async fn every_watcher_gets_every_change_once(watchers: usize) {
+    let server = Isolated::start(ServerConfig::default());
+    let mut writer = client(server.url()).await;
+    apply(&mut writer, vec![pod("fleet", "web", "Running", 0)]).await;
+    let baseline = server.tasks();
+    let mut connections = Vec::new();
+    for _ in 0..watchers.div_ceil(250) {
+        connections.push(client(server.url()).await);
+    }
+    let mut streams = Vec::with_capacity(watchers);
+    let mut opening = tokio::task::JoinSet::new();
+    for i in 0..watchers {
+        let mut client = connections[i % connections.len()].clone();
+        opening.spawn(async move {
+            let mut stream = client
+                .watch_pods(list_request("fleet", 0))
+                .await
+                .unwrap()
+                .into_inner();
+            let first = stream.message().await.unwrap().unwrap();
+            assert_eq!(first.replicas, 0);
+            stream
+        });
+    }
+    while let Some(stream) = within("the watches to open", opening.join_next()).await {
+        streams.push(stream.unwrap());
+    }
+    assert_eq!(server.store.watcher_count(), watchers);
+
+    let started = Instant::now();
+    let first = apply(&mut writer, vec![pod("fleet", "web", "Running", 1)]).await;
+    let second = apply(&mut writer, vec![pod("fleet", "web", "Running", 2)]).await;
+    let mut reading = tokio::task::JoinSet::new();
+    for mut stream in streams {
+        reading.spawn(async move {
+            let a = stream.message().await.unwrap().unwrap();
+            let b = stream.message().await.unwrap().unwrap();
+            assert_eq!((a.resource_version, b.resource_version), (first, second));
+        });
+    }
+    while let Some(done) = within("every watcher", reading.join_next()).await {
+        done.unwrap();
+    }
+    eprintln!(
+        "{watchers} watchers: both changes delivered to all in {:?}",
+        started.elapsed()
+    );
+    drop(connections);
+    server
+        .await_idle(baseline, "the watchers to be freed")
+        .await;
+}
+
+#[tokio::test]
+async fn five_hundred_watchers_get_every_change_once() {
+    every_watcher_gets_every_change_once(500).await;
+}
+
+#[tokio::test]
+#[ignore = "full size: run with --ignored --release"]
+async fn ten_thousand_watchers_get_every_change_once() {
+    every_watcher_gets_every_change_once(10_000).await;
+}
+
+/// Mixed load for `seconds`: watchers (some never reading), log followers,
+/// uploads, sync sessions and lists. Every upload is counted exactly, every
+/// op acknowledged; afterwards the server is back to its baseline of tasks
+/// and watchers.
+async fn soak(seconds: u64) {
+    let server = Isolated::start(ServerConfig::default());
+    let mut setup = client(server.url()).await;
+    let pods = (0..4)
+        .map(|i| pod("soak", &format!("p{i}"), "Running", 1))
+        .collect();
+    apply(&mut setup, pods).await;
+    let baseline = server.tasks();
+    let rss_before = rss();
+    let until = Instant::now() + Duration::from_secs(seconds);
+
+    let mut load = tokio::task::JoinSet::new();
+    for worker in 0..4 {
+        let url = server.url();
+        load.spawn(async move {
+            let mut client = client(url).await;
+            let mut rounds = 0u64;
+            while Instant::now() < until {
+                rounds += 1;
+                // A watch that reads, one that never does, a follower.
+                let mut watch = client
+                    .watch_pods(list_request("soak", 0))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let idle = client
+                    .watch_pods(list_request("soak", 0))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let follow = client
+                    .get_logs(GetLogsRequest {
+                        namespace: "soak".into(),
+                        pod: format!("p{worker}"),
+                        follow: true,
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                // An upload, counted exactly.
+                let chunk = LogChunk {
+                    namespace: "soak".into(),
+                    pod: format!("p{worker}"),
+                    lines: vec!["a soak line".into(); 100],
+                };
+                let summary = client
+                    .upload_logs(tokio_stream::iter(vec![chunk; 10]))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert_eq!(summary.lines, 1_000);
+                // A session of ten ops, each acknowledged.
+                let pods = (0..10)
+                    .map(|i| {
+                        pod(
+                            "soak",
+                            &format!("w{worker}-{i}"),
+                            "Running",
+                            rounds as i32 % 5,
+                        )
+                    })
+                    .collect();
+                apply(&mut client, pods).await;
+                // Lists, and the watch sees at least the snapshot.
+                client.list_pods(list_request("soak", 0)).await.unwrap();
+                watch.message().await.unwrap().unwrap();
+                drop((watch, idle, follow));
+            }
+            rounds
+        });
+    }
+    let mut rounds = 0;
+    while let Some(done) = load.join_next().await {
+        rounds += done.unwrap();
+    }
+    drop(setup);
+    server
+        .await_idle(baseline, "the server to return to its baseline")
+        .await;
+    eprintln!(
+        "soak of {seconds}s: {rounds} rounds ({} calls); tasks back to {} of baseline {baseline}; \
+         test process RSS {:.1} -> {:.1} MB",
+        rounds * 7,
+        server.tasks(),
+        rss_before as f64 / 1e6,
+        rss() as f64 / 1e6
+    );
+    assert!(rounds > 0);
+}
+
+/// This process's resident memory (client and server together).
+fn rss() -> u64 {
+    pod_service::bench::resident_bytes(std::process::id()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_short_soak_leaves_nothing_behind() {
+    soak(2).await;
+}
+
+#[tokio::test]
+#[ignore = "full size: run with --ignored --release"]
+async fn a_long_soak_leaves_nothing_behind() {
+    let seconds = std::env::var("POD_SERVICE_SOAK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    soak(seconds).await;
+}

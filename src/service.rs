@@ -151,6 +151,10 @@ impl pb::PodService for PodService {
     }
 }
 
+/// How a failed upload's status ends, after the count of lines it stored:
+/// clients look for it to tell a counted failure from a lost connection.
+pub const STORED_BEFORE_ERROR: &str = "lines stored before this error";
+
 /// The RPCs' work, apart from logging.
 impl PodService {
     /// A list is a function of the namespace and the store version, so it is
@@ -229,7 +233,7 @@ impl PodService {
             Status::new(
                 status.code(),
                 format!(
-                    "chunk {}: {}; {} lines stored before this error",
+                    "chunk {}: {}; {} {STORED_BEFORE_ERROR}",
                     summary.chunks + 1,
                     status.message(),
                     summary.lines

@@ -85,7 +85,7 @@ impl Drop for Isolated {
     }
 }
 
-async fn client(url: String) -> PodServiceClient<Channel> {
+async fn connect(url: String) -> PodServiceClient<Channel> {
     PodServiceClient::connect(url).await.unwrap()
 }
 
@@ -124,14 +124,14 @@ async fn a_vanished_client_is_noticed_and_freed() {
         keepalive_timeout: keepalive,
         ..ServerConfig::default()
     });
-    let mut direct = client(server.url()).await;
+    let mut direct = connect(server.url()).await;
     apply(&mut direct, vec![pod("default", "web", "Running", 1)]).await;
     let log = server.store.log(&PodKey::new("default", "web")).unwrap();
     let log_handles = Arc::strong_count(&log);
     let baseline = server.tasks();
 
     let proxy = Proxy::start(server.addr).await;
-    let mut doomed = client(proxy.url()).await;
+    let mut doomed = connect(proxy.url()).await;
     let mut watch = doomed
         .watch_pods(list_request("default", 0))
         .await
@@ -195,7 +195,7 @@ async fn a_vanished_client_is_noticed_and_freed() {
 #[tokio::test]
 async fn a_stream_ends_at_its_deadline() {
     let server = Isolated::start(ServerConfig::default());
-    let mut client = client(server.url()).await;
+    let mut client = connect(server.url()).await;
     apply(&mut client, vec![pod("default", "web", "Running", 1)]).await;
     let baseline = server.tasks();
 
@@ -249,12 +249,12 @@ async fn list_pods_gives_up_on_a_server_that_never_answers() {
 /// receives each of two changes exactly once, in order.
 async fn every_watcher_gets_every_change_once(watchers: usize) {
     let server = Isolated::start(ServerConfig::default());
-    let mut writer = client(server.url()).await;
+    let mut writer = connect(server.url()).await;
     apply(&mut writer, vec![pod("fleet", "web", "Running", 0)]).await;
     let baseline = server.tasks();
     let mut connections = Vec::new();
     for _ in 0..watchers.div_ceil(250) {
-        connections.push(client(server.url()).await);
+        connections.push(connect(server.url()).await);
     }
     let mut streams = Vec::with_capacity(watchers);
     let mut opening = tokio::task::JoinSet::new();
@@ -317,7 +317,7 @@ async fn ten_thousand_watchers_get_every_change_once() {
 /// and watchers.
 async fn soak(seconds: u64) {
     let server = Isolated::start(ServerConfig::default());
-    let mut setup = client(server.url()).await;
+    let mut setup = connect(server.url()).await;
     let pods = (0..4)
         .map(|i| pod("soak", &format!("p{i}"), "Running", 1))
         .collect();
@@ -330,22 +330,27 @@ async fn soak(seconds: u64) {
     for worker in 0..4 {
         let url = server.url();
         load.spawn(async move {
-            let mut client = client(url).await;
+            let mut client = connect(url.clone()).await;
             let mut rounds = 0u64;
             while Instant::now() < until {
                 rounds += 1;
-                // A watch that reads, one that never does, a follower.
-                let mut watch = client
+                // A watch that reads, one that never does, a follower, all
+                // cancelled at the end of the round, on a connection of
+                // their own: h2 closes a client connection that has
+                // cancelled 1,024 streams over its life (hyperium/h2#856),
+                // and a client that comes and goes is the point here.
+                let mut streams = connect(url.clone()).await;
+                let mut watch = streams
                     .watch_pods(list_request("soak", 0))
                     .await
                     .unwrap()
                     .into_inner();
-                let idle = client
+                let idle = streams
                     .watch_pods(list_request("soak", 0))
                     .await
                     .unwrap()
                     .into_inner();
-                let follow = client
+                let follow = streams
                     .get_logs(GetLogsRequest {
                         namespace: "soak".into(),
                         pod: format!("p{worker}"),
@@ -382,7 +387,7 @@ async fn soak(seconds: u64) {
                 // Lists, and the watch sees at least the snapshot.
                 client.list_pods(list_request("soak", 0)).await.unwrap();
                 watch.message().await.unwrap().unwrap();
-                drop((watch, idle, follow));
+                drop((watch, idle, follow, streams));
             }
             rounds
         });
@@ -396,9 +401,9 @@ async fn soak(seconds: u64) {
         .await_idle(baseline, "the server to return to its baseline")
         .await;
     eprintln!(
-        "soak of {seconds}s: {rounds} rounds ({} calls); tasks back to {} of baseline {baseline}; \
-         test process RSS {:.1} -> {:.1} MB",
-        rounds * 7,
+        "soak of {seconds}s: {rounds} rounds ({} calls, {rounds} connections); tasks back to {} \
+         of baseline {baseline}; test process RSS {:.1} -> {:.1} MB",
+        rounds * 6,
         server.tasks(),
         rss_before as f64 / 1e6,
         rss() as f64 / 1e6
@@ -424,4 +429,67 @@ async fn a_long_soak_leaves_nothing_behind() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(300);
     soak(seconds).await;
+}
+
+/// When the server dies in the middle of an upload, `upload-logs` says
+/// that the lines it sent are unconfirmed and how many there were, in one
+/// line, and exits non-zero: never a silent partial success.
+#[tokio::test]
+async fn upload_logs_reports_unconfirmed_lines_when_the_server_dies() {
+    use common::process::ServerProcess;
+    use tokio::io::AsyncWriteExt;
+
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), "127.0.0.1:0", &[]).await;
+    let mut client = connect(server.url()).await;
+    apply(&mut client, vec![pod("default", "web", "Running", 1)]).await;
+
+    let mut upload = tokio::process::Command::new(env!("CARGO_BIN_EXE_upload-logs"))
+        .args(["--addr", &server.url(), "--pod", "web"])
+        .env_remove("POD_SERVICE_ADDR")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = upload.stdin.take().unwrap();
+    // Lines keep coming until upload-logs stops reading.
+    let feeding = tokio::spawn(async move {
+        let block = "a line of a log that never ends\n".repeat(1_000);
+        while stdin.write_all(block.as_bytes()).await.is_ok() {}
+    });
+    // Once some lines are stored, the server dies.
+    within("lines to be stored", async {
+        loop {
+            let mut logs = client
+                .get_logs(GetLogsRequest {
+                    namespace: "default".into(),
+                    pod: "web".into(),
+                    tail_lines: 1,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            if logs.message().await.unwrap().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    server.kill().await;
+
+    let output = within("upload-logs to exit", upload.wait_with_output())
+        .await
+        .unwrap();
+    feeding.abort();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("lines were sent and before the server confirmed any of them"),
+        "{stderr}"
+    );
 }

@@ -2,15 +2,19 @@
 //! the server in chunks, never holding more than a few chunks in memory.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use indicatif::ProgressBar;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
 
 use crate::client::{Client, status_error};
 use crate::pb::{LogChunk, UploadLogsResponse};
+use crate::service::STORED_BEFORE_ERROR;
 
 /// A chunk is sent when it holds this many bytes of lines...
 pub const CHUNK_BYTES: usize = 256 << 10;
@@ -67,7 +71,14 @@ pub async fn upload(
         pod: pod.to_owned(),
         lines: Vec::new(),
     };
-    let mut reader = tokio::spawn(read_chunks(inputs, template, chunks, progress));
+    let queued = Arc::new(AtomicU64::new(0));
+    let mut reader = tokio::spawn(read_chunks(
+        inputs,
+        template,
+        chunks,
+        Arc::clone(&queued),
+        progress,
+    ));
     let call = client.upload_logs(ReceiverStream::new(outbound));
     tokio::pin!(call);
 
@@ -75,7 +86,20 @@ pub async fn upload(
     // call, which cancels it); success needs both sides. The server answers
     // OK only after the input has ended, but the reader may not have
     // reported yet whether it ended well or with a read error: ask it.
-    let upload_failed = |status| status_error(status).context("upload failed");
+    let upload_failed = |status: Status| {
+        // A server that refused a chunk says how many lines it stored; a
+        // lost connection says nothing, and the client must not guess.
+        let unconfirmed = !status.message().contains(STORED_BEFORE_ERROR);
+        let queued = queued.load(Ordering::Relaxed);
+        let error = status_error(status).context("upload failed");
+        if unconfirmed && queued > 0 {
+            error.context(format!(
+                "the upload broke off after {queued} lines were sent and before the server                  confirmed any of them: none, some or all of those lines may be stored                  (check with pod-logs before sending them again)"
+            ))
+        } else {
+            error
+        }
+    };
     let stats = tokio::select! {
         biased;
         read = &mut reader => read.context("the input reader failed")??,
@@ -103,6 +127,7 @@ async fn read_chunks(
     inputs: Vec<Input>,
     template: LogChunk,
     chunks: mpsc::Sender<LogChunk>,
+    queued: Arc<AtomicU64>,
     progress: Option<ProgressBar>,
 ) -> anyhow::Result<ReadStats> {
     let started = std::time::Instant::now();
@@ -148,15 +173,20 @@ async fn read_chunks(
                 let full = std::mem::replace(&mut chunk, template.clone());
                 chunk_bytes = 0;
                 show(&mut read_bytes, stats.lines);
+                let lines = full.lines.len() as u64;
                 if chunks.send(full).await.is_err() {
                     // The call ended early; its status says why.
                     return Ok(stats);
                 }
+                queued.fetch_add(lines, Ordering::Relaxed);
             }
         }
     }
     if !chunk.lines.is_empty() {
-        let _ = chunks.send(chunk).await;
+        let lines = chunk.lines.len() as u64;
+        if chunks.send(chunk).await.is_ok() {
+            queued.fetch_add(lines, Ordering::Relaxed);
+        }
     }
     show(&mut read_bytes, stats.lines);
     Ok(stats)

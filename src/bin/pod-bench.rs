@@ -44,6 +44,11 @@ struct Args {
     /// Print one JSON object per run instead of a table.
     #[arg(long)]
     json: bool,
+    /// Names the namespaces a run writes to (default: this process's id, so
+    /// that concurrent runs do not meet). Runs with the same tag reuse the
+    /// same pods, so repeated runs do not grow the store.
+    #[arg(long)]
+    namespace_tag: Option<String>,
     #[command(subcommand)]
     load: Load,
 }
@@ -157,6 +162,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         (None, StoreKind::Durable) => "durable",
     };
     let report = Report { json: args.json };
+    let tag = args
+        .namespace_tag
+        .clone()
+        .unwrap_or_else(|| std::process::id().to_string());
     match args.load {
         Load::Unary {
             concurrency,
@@ -246,7 +255,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         } => {
             report.header("store     sessions  in-flight  conns  ops        ops/s      ack p50    ack p99    ack max");
             for (run, &sessions) in sessions.iter().enumerate() {
-                let namespace = format!("bench-sync-{}-{run}", std::process::id());
+                let namespace = format!("bench-sync-{tag}-{run}");
                 let figures = bench::sync(
                     &clients,
                     &namespace,
@@ -282,7 +291,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         } => {
             report.header("store     watchers  conns  deliveries  send p50   send p99   send max   ack p50    ack p99    last p50");
             for (run, &watchers) in watchers.iter().enumerate() {
-                let namespace = format!("bench-fanout-{}-{run}", std::process::id());
+                let namespace = format!("bench-fanout-{tag}-{run}");
                 let figures =
                     bench::fanout(&clients, &namespace, watchers, changes.max(1), rate).await?;
                 let (send, ack, last) = (figures.from_send, figures.from_ack, figures.last_watcher);
@@ -321,7 +330,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 "store     streams  conns  lines      bytes        seconds  lines/s      MB/s",
             );
             for (run, &streams) in streams.iter().enumerate() {
-                let namespace = format!("bench-upload-{}-{run}", std::process::id());
+                let namespace = format!("bench-upload-{tag}-{run}");
                 create_pods(&clients[0], &namespace, streams).await?;
                 let figures =
                     bench::upload(&clients, &namespace, streams.max(1), lines, line_bytes).await?;

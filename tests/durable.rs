@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{Session, TestServer, list_request, pod, within};
+use pod_service::logs::line_cost;
 use pod_service::pb::{GetLogsRequest, LogChunk, PodServiceClient};
 use pod_service::server::ServerConfig;
 use pod_service::store::{DurableStore, OpenError, PodKey, PodStore, StoreConfig};
@@ -162,7 +163,8 @@ async fn limits_hold_across_restarts() {
         server.apply("a", "web", "Running", replicas).await;
     }
     let mut client = server.client().await;
-    // 100 uploads of 10 lines of 10 bytes: 10,000 bytes, 5 times the limit.
+    // 100 uploads of 10 lines of 10 bytes: 50,000 bytes counted with their
+    // overhead, 25 times the limit.
     for upload_number in 0..100 {
         let lines = (0..10)
             .map(|i| format!("{upload_number:04}-{i:05}"))
@@ -179,7 +181,7 @@ async fn limits_hold_across_restarts() {
     assert!(client.watch_pods(list_request("", 15)).await.is_ok());
 
     let lines = read_log(&mut client, "a", "web").await;
-    let bytes: usize = lines.iter().map(String::len).sum();
+    let bytes: usize = lines.iter().map(|line| line_cost(line)).sum();
     assert!((1_000..=2_000).contains(&bytes), "{bytes} bytes kept");
     assert_eq!(
         lines.last().map(String::as_str),

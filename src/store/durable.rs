@@ -40,7 +40,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::index::{Batch, Step};
 use super::records;
 use super::{ApplyPod, Index, Pending, PodKey, PodList, PodStore, StoreConfig, StoreError};
-use crate::logs::PodLog;
+use crate::logs::{PodLog, line_cost};
 use crate::pb::Pod;
 use crate::watch::Watcher;
 
@@ -400,7 +400,7 @@ impl Committer {
         let limit = self.index.config().log_bytes_per_pod;
         let disk = self.logs.entry(key.clone()).or_default();
         let (ns, name) = (key.namespace.as_str(), key.name.as_str());
-        let bytes = lines.iter().map(String::len).sum();
+        let bytes = lines.iter().map(|line| line_cost(line)).sum();
         logs.insert(
             (ns, name, disk.next_line),
             records::encode_lines(lines).as_slice(),
@@ -576,7 +576,7 @@ fn load(
             .log(&key)
             .map_err(|_| format!("log record of {key}, which does not exist"))?;
         let disk = disk_logs.entry(key).or_default();
-        let bytes = lines.iter().map(String::len).sum();
+        let bytes = lines.iter().map(|line| line_cost(line)).sum();
         disk.chunks.push_back((first_line, bytes));
         disk.next_line = first_line + lines.len() as u64;
         disk.bytes += bytes;

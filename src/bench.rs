@@ -368,6 +368,29 @@ pub fn resident_bytes(pid: u32) -> anyhow::Result<u64> {
     Ok(kib * 1024)
 }
 
+/// Opens a WatchPods stream of `namespace` and reads its first pod, so that
+/// the watcher is surely registered: some servers send a stream's headers
+/// only with its first message.
+async fn registered_watch(
+    client: &Client,
+    namespace: &str,
+) -> anyhow::Result<tonic::Streaming<Pod>> {
+    let request = crate::pb::ListPodsRequest {
+        namespace: namespace.to_owned(),
+        resource_version: 0,
+    };
+    let mut stream = client
+        .clone()
+        .watch_pods(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    if stream.message().await.map_err(status_error)?.is_none() {
+        bail!("a watch of {namespace} ended before its first pod");
+    }
+    Ok(stream)
+}
+
 /// Opens `count` WatchPods streams spread over `clients`, each of a
 /// namespace holding one pod, and reads that pod from each, so that every
 /// watcher is registered (some servers send a stream's headers only with its
@@ -397,20 +420,7 @@ pub async fn idle_watchers(
     while events.message().await.map_err(status_error)?.is_some() {}
     let mut streams = Vec::with_capacity(count);
     for i in 0..count {
-        let mut client = clients[i % clients.len()].clone();
-        let request = crate::pb::ListPodsRequest {
-            namespace: NAMESPACE.into(),
-            resource_version: 0,
-        };
-        let mut stream = client
-            .watch_pods(request)
-            .await
-            .map_err(status_error)?
-            .into_inner();
-        if stream.message().await.map_err(status_error)?.is_none() {
-            bail!("watch {i} ended before its first pod");
-        }
-        streams.push(stream);
+        streams.push(registered_watch(&clients[i % clients.len()], NAMESPACE).await?);
     }
     Ok(streams)
 }
@@ -468,21 +478,11 @@ pub async fn fanout(
     let (ready_tx, mut ready) = mpsc::channel::<()>(watchers.max(1));
     let mut tasks = Vec::with_capacity(watchers);
     for i in 0..watchers {
-        let mut client = clients[i % clients.len()].clone();
-        let request = crate::pb::ListPodsRequest {
-            namespace: namespace.to_owned(),
-            resource_version: 0,
-        };
+        let client = clients[i % clients.len()].clone();
+        let namespace = namespace.to_owned();
         let ready = ready_tx.clone();
         tasks.push(tokio::spawn(async move {
-            let mut stream = client
-                .watch_pods(request)
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            if stream.message().await.map_err(status_error)?.is_none() {
-                bail!("watch {i} ended before its snapshot");
-            }
+            let mut stream = registered_watch(&client, &namespace).await?;
             let _ = ready.send(()).await;
             drop(ready);
             let mut arrivals = Vec::with_capacity(changes);

@@ -493,3 +493,68 @@ async fn upload_logs_reports_unconfirmed_lines_when_the_server_dies() {
         "{stderr}"
     );
 }
+
+/// `watch-pods` and a subscribed `sync-pods` whose connection dies silently
+/// (no FIN, no reset: only keepalive can tell) notice it, reconnect, and
+/// print every change made meanwhile exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_notice_a_silently_dead_connection_and_resume() {
+    use common::process::ClientProcess;
+    let server = Isolated::start(ServerConfig::default());
+    let mut writer = connect(server.url()).await;
+    apply(&mut writer, vec![pod("path", "a", "Running", 1)]).await;
+    let proxy = Proxy::start(server.addr).await;
+    let fast_keepalive = ["--keepalive-interval", "0.3", "--keepalive-timeout", "0.3"];
+    let mut watch = ClientProcess::spawn(
+        env!("CARGO_BIN_EXE_watch-pods"),
+        &[&["--addr", &proxy.url(), "-n", "path"][..], &fast_keepalive].concat(),
+    );
+    assert!(watch.next_line().await.starts_with("EVENT"));
+    assert!(watch.next_line().await.contains(" a "));
+    let mut sync = ClientProcess::spawn(
+        env!("CARGO_BIN_EXE_sync-pods"),
+        &[&["--addr", &proxy.url()][..], &fast_keepalive].concat(),
+    );
+    sync.write("watch path\n").await;
+    assert_eq!(sync.next_line().await, "ack 1 OK");
+    assert!(sync.next_line().await.starts_with("change ADDED path/a"));
+
+    // The path dies; changes are made meanwhile, directly.
+    proxy.vanish();
+    let vanished = Instant::now();
+    apply(&mut writer, vec![pod("path", "b", "Running", 2)]).await;
+    apply(&mut writer, vec![pod("path", "a", "Running", 3)]).await;
+
+    let line = watch.next_line().await;
+    eprintln!(
+        "watch-pods printed the first missed change {:?} after the path died",
+        vanished.elapsed()
+    );
+    assert_eq!(words(&line), ["ADDED", "path", "b", "Running", "2", "2"]);
+    assert_eq!(
+        words(&watch.next_line().await),
+        ["MODIFIED", "path", "a", "Running", "3", "3"]
+    );
+    assert_eq!(
+        sync.next_line().await,
+        "change ADDED path/b status=Running replicas=2 v2"
+    );
+    assert_eq!(
+        sync.next_line().await,
+        "change MODIFIED path/a status=Running replicas=3 v3"
+    );
+    // Nothing repeated: the next line is the next change.
+    apply(&mut writer, vec![pod("path", "c", "Running", 1)]).await;
+    assert_eq!(
+        words(&watch.next_line().await),
+        ["ADDED", "path", "c", "Running", "1", "4"]
+    );
+    assert_eq!(
+        sync.next_line().await,
+        "change ADDED path/c status=Running replicas=1 v4"
+    );
+}
+
+fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}

@@ -151,6 +151,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ca: args.ca.clone(),
         token_file: args.token_file.clone(),
         token: std::env::var(pod_service::auth::TOKEN_ENV).ok(),
+        ..ServerArgs::default()
     };
     let mut clients = Vec::new();
     for _ in 0..args.connections.max(1) {

@@ -30,7 +30,7 @@ pub const DEFAULT_ADDR: &str = "http://127.0.0.1:50051";
 pub const ADDR_ENV: &str = "POD_SERVICE_ADDR";
 
 /// The connection options every client binary takes.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
     /// Server address: http://HOST:PORT, or https://HOST:PORT for TLS.
     #[arg(long, default_value = DEFAULT_ADDR, env = ADDR_ENV)]
@@ -45,6 +45,13 @@ pub struct ServerArgs {
     /// process listings.
     #[arg(skip = std::env::var(crate::auth::TOKEN_ENV).ok())]
     pub token: Option<String>,
+    /// Seconds between pings while a call is open, and seconds an answer
+    /// may take: a server (or network path) that died silently is noticed
+    /// within their sum, and the long-running clients reconnect.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub keepalive_interval: f64,
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub keepalive_timeout: f64,
 }
 
 impl ServerArgs {
@@ -53,6 +60,19 @@ impl ServerArgs {
         ServerArgs {
             addr: addr.into(),
             ..ServerArgs::default()
+        }
+    }
+}
+
+impl Default for ServerArgs {
+    fn default() -> Self {
+        ServerArgs {
+            addr: DEFAULT_ADDR.to_owned(),
+            ca: None,
+            token_file: None,
+            token: None,
+            keepalive_interval: 30.0,
+            keepalive_timeout: 10.0,
         }
     }
 }
@@ -186,11 +206,14 @@ fn endpoint(server: &ServerArgs) -> anyhow::Result<(Endpoint, Auth)> {
         .map(|token| token.header_value().parse())
         .transpose()
         .context("the token cannot be sent as a header")?;
+    let seconds = |value: f64, flag: &str| {
+        Duration::try_from_secs_f64(value).with_context(|| format!("invalid {flag}"))
+    };
     let endpoint = endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10));
+        .http2_keep_alive_interval(seconds(server.keepalive_interval, "--keepalive-interval")?)
+        .keep_alive_timeout(seconds(server.keepalive_timeout, "--keepalive-timeout")?);
     Ok((endpoint, Auth { header }))
 }
 

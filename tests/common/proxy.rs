@@ -1,18 +1,20 @@
-//! A TCP proxy that can go silent: after [`Proxy::vanish`] it forwards
-//! nothing in either direction but keeps every socket open, like a peer
-//! whose machine lost power or whose network path died. Neither side sees
-//! a FIN or a reset; only keepalive can tell.
+//! A TCP proxy whose connections can go silent: after [`Proxy::vanish`] the
+//! connections open at that moment forward nothing in either direction but
+//! keep their sockets open, like a peer whose machine lost power or whose
+//! network path died. Neither side sees a FIN or a reset; only keepalive
+//! can tell. Connections made later work, as over a repaired path.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 pub struct Proxy {
     pub addr: SocketAddr,
-    silent: Arc<AtomicBool>,
+    /// One flag per connection made so far.
+    connections: Arc<Mutex<Vec<Arc<AtomicBool>>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -20,14 +22,16 @@ impl Proxy {
     pub async fn start(target: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
-        let silent = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(Mutex::new(Vec::new()));
         let task = tokio::spawn({
-            let silent = Arc::clone(&silent);
+            let connections = Arc::clone(&connections);
             async move {
                 while let Ok((client, _)) = listener.accept().await {
                     let Ok(server) = TcpStream::connect(target).await else {
                         continue;
                     };
+                    let silent = Arc::new(AtomicBool::new(false));
+                    connections.lock().unwrap().push(Arc::clone(&silent));
                     let (client_read, client_write) = client.into_split();
                     let (server_read, server_write) = server.into_split();
                     tokio::spawn(forward(client_read, server_write, Arc::clone(&silent)));
@@ -35,16 +39,23 @@ impl Proxy {
                 }
             }
         });
-        Proxy { addr, silent, task }
+        Proxy {
+            addr,
+            connections,
+            task,
+        }
     }
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    /// From now on, nothing passes; the sockets stay open.
+    /// From now on nothing passes on the connections open now; their
+    /// sockets stay open.
     pub fn vanish(&self) {
-        self.silent.store(true, Ordering::SeqCst);
+        for silent in self.connections.lock().unwrap().iter() {
+            silent.store(true, Ordering::SeqCst);
+        }
     }
 }
 

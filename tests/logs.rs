@@ -232,7 +232,50 @@ async fn a_departed_follower_is_freed(backend: Backend) {
     .await;
 }
 
+/// A follower that stops reading (on a connection with a small window, so
+/// that the transport absorbs little) holds up neither uploads nor a
+/// follower that reads: the log is shared, each follower only has a cursor.
+async fn a_follower_that_stops_reading_holds_up_nobody(backend: Backend) {
+    const LINES: usize = 50_000; // about 2.7 MB, far beyond the stalled window
+    let server = TestServer::start(backend).await;
+    server.apply("default", "web", "Running", 1).await;
+    let mut client = server.client().await;
+    let stalled_channel = tonic::transport::Endpoint::from_shared(server.url())
+        .unwrap()
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(8 << 20)
+        .connect()
+        .await
+        .unwrap();
+    let _stalled = get_logs(&mut PodServiceClient::new(stalled_channel), "web", true, 0)
+        .await
+        .unwrap();
+    let mut reading = get_logs(&mut client, "web", true, 0).await.unwrap();
+
+    let sent = numbered(0..LINES);
+    let chunks = sent
+        .chunks(1_000)
+        .map(|c| chunk("", "web", c.to_vec()))
+        .collect();
+    let summary = within("the upload", upload(&mut client, chunks))
+        .await
+        .unwrap();
+    assert_eq!(summary.lines, LINES as u64);
+    let mut got = Vec::new();
+    while got.len() < LINES {
+        got.extend(
+            within("followed lines", reading.message())
+                .await
+                .unwrap()
+                .unwrap()
+                .lines,
+        );
+    }
+    assert_eq!(got, sent);
+}
+
 common::on_both_stores!(
+    a_follower_that_stops_reading_holds_up_nobody,
     a_large_upload_is_counted_exactly_and_read_back_in_order,
     an_empty_upload_is_fine,
     upload_errors_say_what_was_stored,

@@ -109,10 +109,11 @@ pub fn exposure_warnings(addr: std::net::SocketAddr, tls: bool, token: bool) -> 
     warnings
 }
 
-/// The answer to a call whose handler panicked: a bug, but one call's. The
-/// task that ran it is gone; the server and every other call go on.
-/// (A panic inside a stream that already answered ends that stream's task,
-/// which resets the stream; tonic reports it to the client as an error.)
+/// The answer to a call whose handler panicked before answering: a bug, but
+/// one call's, so it fails that call and the server and every other call go
+/// on. (A panic inside a stream that already answered ends the task that
+/// drives that stream, which resets it; the client sees the stream fail.)
+/// Shared state stays usable: the store's locks recover from poisoning.
 fn panic_response(panic: Box<dyn std::any::Any + Send>) -> http::Response<tonic::body::Body> {
     let what = panic
         .downcast_ref::<&str>()

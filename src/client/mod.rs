@@ -48,11 +48,15 @@ pub struct ServerArgs {
     /// Seconds between pings while a call is open, and seconds an answer
     /// may take: a server (or network path) that died silently is noticed
     /// within their sum, and the long-running clients reconnect.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = KEEPALIVE_INTERVAL)]
     pub keepalive_interval: f64,
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = KEEPALIVE_TIMEOUT)]
     pub keepalive_timeout: f64,
 }
+
+/// The clients' keepalive, in seconds: the same as the server's.
+const KEEPALIVE_INTERVAL: f64 = 30.0;
+const KEEPALIVE_TIMEOUT: f64 = 10.0;
 
 impl ServerArgs {
     /// Plain options for an address (no TLS, no token).
@@ -71,8 +75,8 @@ impl Default for ServerArgs {
             ca: None,
             token_file: None,
             token: None,
-            keepalive_interval: 30.0,
-            keepalive_timeout: 10.0,
+            keepalive_interval: KEEPALIVE_INTERVAL,
+            keepalive_timeout: KEEPALIVE_TIMEOUT,
         }
     }
 }
@@ -119,7 +123,7 @@ pub struct NamespaceArgs {
     pub namespace: String,
 }
 
-/// How long a one-shot call (a list, a log read) may take, by default.
+/// How long a one-shot call (a list) may take, by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs a one-shot call with a deadline: sent to the server as

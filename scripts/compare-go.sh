@@ -6,7 +6,12 @@
 # contractbench for uploads, sync sessions and fan-out). Prints each
 # server's medians and the ratios ours/Go.
 #
-# usage: scripts/compare-go.sh          (env: RUNS=3 D=10 PARTS=..., see bench.sh)
+# Then runs scripts/compare-scaling.sh (cost growth, fan-out sizes, memory
+# per watcher), so that this one command reproduces every figure of
+# BENCHMARKS.md.
+#
+# usage: scripts/compare-go.sh          (env: RUNS=3 D=10 PARTS=..., see bench.sh;
+#                                        SCALING=0 skips compare-scaling.sh)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 peers="$root/../shared/peers"
@@ -56,3 +61,9 @@ for tag, metrics in go.items():
         print('%-10s %-18s %12s %12s %8s %12s %8s' % tuple(row))
 PY
 echo "logs: $results/$stamp-*.txt and $out/results/"
+
+# Cost growth, fan-out at 100 / 1,000 / 10,000 watchers and memory per
+# watcher, side by side too (SCALING=0 to skip).
+if [ "${SCALING:-1}" != 0 ]; then
+  "$root/scripts/compare-scaling.sh"
+fi

@@ -6,12 +6,15 @@
 #    namespace (h2load, a third of the pods per call) and WatchPods
 #    snapshots of all pods re-opened for D seconds (streambench -loop);
 #  * fan-out: `pod-bench fanout` with 100, 1,000 and 10,000 watchers
-#    (4 connections, 50 for 10,000), 200 changes at 100/s.
+#    (4 connections, 50 for 10,000), 200 changes at 100/s;
+#  * memory: the server's resident memory per idle watcher, 10,000 of them
+#    over 50 connections (`pod-bench watchers`).
 #
 # Prints one table per part with the ratio ours/Go.
 #
 # usage: scripts/compare-scaling.sh      (env: D=3 SIZES="100 1000 10000 100000"
-#                                          WATCHERS="100 1000 10000" PARTS="growth fanout")
+#                                          WATCHERS="100 1000 10000"
+#                                          PARTS="growth fanout memory")
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 peers="$root/../shared/peers"
@@ -21,7 +24,7 @@ mkdir -p "$results"
 D="${D:-3}"
 SIZES="${SIZES:-100 1000 10000 100000}"
 WATCHERS="${WATCHERS:-100 1000 10000}"
-PARTS="${PARTS:-growth fanout}"
+PARTS="${PARTS:-growth fanout memory}"
 ADDR=127.0.0.1:50061
 log="$results/$(date +%Y%m%d-%H%M%S).txt"
 
@@ -71,14 +74,29 @@ if has fanout; then
   done
 fi
 
+if has memory; then
+  for server in go memory; do
+    start "$server" 100
+    line=$("$root/target/release/pod-bench" --addr "http://$ADDR" --connections 50 --json \
+      watchers --count 10000 --server-pid "$SPID" 2>&1 | tail -1 || true)
+    stop
+    echo "MEMORY $server $line" | tee -a "$log"
+  done
+fi
+
 python3 - "$log" <<'PY'
 import json, re, sys
-growth, fanout = {}, {}
+growth, fanout, memory = {}, {}, {}
 for line in open(sys.argv[1]):
     parts = line.split(maxsplit=3)
     if parts[0] == 'GROWTH':
         f = dict(re.findall(r'(\S+)=(\S*)', line))
         growth.setdefault(int(f['pods']), {})[parts[1]] = f
+    elif parts[0] == 'MEMORY':
+        try:
+            memory[parts[1]] = json.loads(line.split(maxsplit=2)[2])
+        except (IndexError, ValueError):
+            memory[parts[1]] = {}
     elif parts[0] == 'FANOUT':
         w = int(parts[2].split('=')[1])
         try:
@@ -111,5 +129,11 @@ if fanout:
             continue
         f = lambda d, k: d.get(k)
         print('%-9d | %9.3f %9.3f %7s | %9.3f %9.3f %7s | %9.3f %9.3f' % (w, g['send_p50_ms'], o['send_p50_ms'], ratio(o['send_p50_ms'], g['send_p50_ms']), g['send_p99_ms'], o['send_p99_ms'], ratio(o['send_p99_ms'], g['send_p99_ms']), g['send_max_ms'], o['send_max_ms']))
+if memory:
+    g, o = memory.get('go', {}), memory.get('memory', {})
+    print('\n# memory per idle watcher: 10,000 WatchPods streams over 50 connections (lower is better)')
+    gb, ob = g.get('bytes_per_watcher'), o.get('bytes_per_watcher')
+    print('Go %s bytes, ours %s bytes, ratio %s' % (
+        '-' if gb is None else '%.0f' % gb, '-' if ob is None else '%.0f' % ob, ratio(ob, gb)))
 PY
 echo "log: $log"

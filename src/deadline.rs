@@ -57,18 +57,19 @@ where
 /// Parses a `grpc-timeout` value: at most 8 digits and a unit (gRPC over
 /// HTTP/2: H, M, S, m, u, n).
 fn parse_timeout(value: &str) -> Option<Duration> {
-    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let unit = value.chars().last()?;
+    let digits = &value[..value.len() - unit.len_utf8()];
     if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let amount: u64 = digits.parse().ok()?;
     Some(match unit {
-        "H" => Duration::from_secs(amount * 3600),
-        "M" => Duration::from_secs(amount * 60),
-        "S" => Duration::from_secs(amount),
-        "m" => Duration::from_millis(amount),
-        "u" => Duration::from_micros(amount),
-        "n" => Duration::from_nanos(amount),
+        'H' => Duration::from_secs(amount * 3600),
+        'M' => Duration::from_secs(amount * 60),
+        'S' => Duration::from_secs(amount),
+        'm' => Duration::from_millis(amount),
+        'u' => Duration::from_micros(amount),
+        'n' => Duration::from_nanos(amount),
         _ => return None,
     })
 }
@@ -86,7 +87,7 @@ mod tests {
             parse_timeout("99999999n"),
             Some(Duration::from_nanos(99_999_999))
         );
-        for bad in ["", "m", "100", "123456789S", "1.5S", "-1S", "10x", "１S"] {
+        for bad in ["", "m", "100", "123456789S", "1.5S", "-1S", "10x", "１S", "1é", "é"] {
             assert_eq!(parse_timeout(bad), None, "{bad:?}");
         }
     }

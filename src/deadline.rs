@@ -56,7 +56,7 @@ where
 
 /// Parses a `grpc-timeout` value: at most 8 digits and a unit (gRPC over
 /// HTTP/2: H, M, S, m, u, n).
-fn parse_timeout(value: &str) -> Option<Duration> {
+pub fn parse_timeout(value: &str) -> Option<Duration> {
     let unit = value.chars().last()?;
     let digits = &value[..value.len() - unit.len_utf8()];
     if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -87,7 +87,18 @@ mod tests {
             parse_timeout("99999999n"),
             Some(Duration::from_nanos(99_999_999))
         );
-        for bad in ["", "m", "100", "123456789S", "1.5S", "-1S", "10x", "１S", "1é", "é"] {
+        for bad in [
+            "",
+            "m",
+            "100",
+            "123456789S",
+            "1.5S",
+            "-1S",
+            "10x",
+            "１S",
+            "1é",
+            "é",
+        ] {
             assert_eq!(parse_timeout(bad), None, "{bad:?}");
         }
     }

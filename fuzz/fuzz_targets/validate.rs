@@ -1,5 +1,6 @@
-//! Any bytes as any request message: decoding and validation never panic,
-//! and whatever validation accepts is a well-formed key.
+//! Any bytes as any request message (and as a `grpc-timeout` header):
+//! decoding and validation never panic, and whatever validation accepts is
+//! a well-formed key.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -8,6 +9,9 @@ use pod_service::validate;
 use prost::Message;
 
 fuzz_target!(|bytes: &[u8]| {
+    if let Ok(header) = std::str::from_utf8(bytes) {
+        let _ = pod_service::deadline::parse_timeout(header);
+    }
     if let Ok(request) = SyncRequest::decode(bytes) {
         match request.op {
             Some(sync_request::Op::Apply(pod)) => {

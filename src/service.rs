@@ -222,21 +222,32 @@ impl PodService {
         .await;
         // Whether the upload ended or failed, the lines it reports as stored
         // are made durable before the answer leaves.
+        let mut durable = true;
         if summary.chunks > 0
             && let Err(err) = self.store.sync().await
         {
+            durable = false;
             stored = stored.and(Err(err.into()));
         }
         // An error says how much of the upload was stored before it, so the
-        // client can tell exactly which lines made it.
+        // client can tell exactly which lines made it; unless the store
+        // itself failed, when nobody can.
         stored.map_err(|status| {
+            let before = if durable {
+                format!("{} {STORED_BEFORE_ERROR}", summary.lines)
+            } else {
+                format!(
+                    "the {} lines accepted before it are not confirmed stored: \
+                     none, some or all of them may be there after a restart",
+                    summary.lines
+                )
+            };
             Status::new(
                 status.code(),
                 format!(
-                    "chunk {}: {}; {} {STORED_BEFORE_ERROR}",
+                    "chunk {}: {}; {before}",
                     summary.chunks + 1,
-                    status.message(),
-                    summary.lines
+                    status.message()
                 ),
             )
         })?;

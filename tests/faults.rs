@@ -558,3 +558,123 @@ async fn clients_notice_a_silently_dead_connection_and_resume() {
 fn words(line: &str) -> Vec<&str> {
     line.split_whitespace().collect()
 }
+
+/// A full disk (the server's files cannot grow: EFBIG) fails the write that
+/// hit it and every later one with INTERNAL saying why, reads go on, and
+/// after a restart every acknowledged pod and upload is there.
+#[tokio::test]
+async fn a_full_disk_fails_writes_and_loses_nothing_acknowledged() {
+    use common::process::ServerProcess;
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_with_full_disk(data.path(), 8192).await;
+    let mut client = connect(server.url()).await;
+    apply(&mut client, vec![pod("default", "web", "Running", 1)]).await;
+
+    // Uploads of 200 KB until the disk is full; each acknowledged one is kept.
+    let mut acknowledged = Vec::new();
+    let failure = loop {
+        assert!(acknowledged.len() < 400, "the disk never filled");
+        let n = acknowledged.len();
+        let lines: Vec<String> = (0..2_000)
+            .map(|i| format!("{n:03}-{i:04} {}", "x".repeat(90)))
+            .collect();
+        let chunks: Vec<LogChunk> = lines
+            .chunks(1_000)
+            .map(|lines| LogChunk {
+                namespace: "default".into(),
+                pod: "web".into(),
+                lines: lines.to_vec(),
+            })
+            .collect();
+        match client.upload_logs(tokio_stream::iter(chunks)).await {
+            Ok(_) => acknowledged.push(lines),
+            Err(status) => break status,
+        }
+    };
+    eprintln!(
+        "disk full after {} acknowledged uploads: {failure:?}",
+        acknowledged.len()
+    );
+    assert!(
+        !acknowledged.is_empty(),
+        "the first upload already failed: {failure:?}"
+    );
+    assert_eq!(failure.code(), Code::Internal, "{failure:?}");
+    assert!(failure.message().contains("File too large"), "{failure:?}");
+    assert!(
+        failure.message().contains("not confirmed stored"),
+        "{failure:?}"
+    );
+
+    // Later writes are refused, saying what to do; reads go on.
+    let refused = apply_status(&mut client, pod("default", "late", "Running", 1)).await;
+    assert_eq!(refused.code, Code::Internal as u32, "{refused:?}");
+    assert!(
+        refused.message.contains("restart the server"),
+        "{refused:?}"
+    );
+    let pods = client
+        .list_pods(list_request("", 0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(pods.pods.len(), 1);
+
+    // Restarted with room: everything acknowledged is there, in order.
+    server.kill().await;
+    let server = ServerProcess::start(data.path(), "127.0.0.1:0", &[]).await;
+    let mut client = connect(server.url()).await;
+    let mut stored = Vec::new();
+    let mut logs = client
+        .get_logs(GetLogsRequest {
+            namespace: "default".into(),
+            pod: "web".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    while let Some(chunk) = logs.message().await.unwrap() {
+        stored.extend(chunk.lines);
+    }
+    let acknowledged: Vec<String> = acknowledged.concat();
+    assert!(
+        stored.len() >= acknowledged.len(),
+        "{} of {} lines",
+        stored.len(),
+        acknowledged.len()
+    );
+    assert_eq!(stored[..acknowledged.len()], acknowledged[..]);
+    // And the store takes writes again.
+    assert_eq!(
+        apply_status(&mut client, pod("default", "late", "Running", 1))
+            .await
+            .code,
+        0
+    );
+}
+
+/// The ack of one apply, whatever its code.
+async fn apply_status(
+    client: &mut PodServiceClient<Channel>,
+    pod: pod_service::pb::Pod,
+) -> pod_service::pb::SyncAck {
+    let op = SyncRequest {
+        id: 1,
+        op: Some(sync_request::Op::Apply(pod)),
+    };
+    let mut events = client
+        .sync_pods(tokio_stream::iter([op]))
+        .await
+        .unwrap()
+        .into_inner();
+    match events
+        .message()
+        .await
+        .unwrap()
+        .and_then(|event| event.event)
+    {
+        Some(pod_service::pb::sync_event::Event::Ack(ack)) => ack,
+        other => panic!("expected an ack, got {other:?}"),
+    }
+}

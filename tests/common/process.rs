@@ -32,8 +32,33 @@ impl ServerProcess {
         .await
     }
 
+    /// Starts `pod-server` whose files cannot grow beyond `max_file_kib`, as
+    /// on a full disk: writing past it fails with EFBIG (SIGXFSZ, which
+    /// would kill the process instead, is ignored).
+    pub async fn start_with_full_disk(data_dir: &Path, max_file_kib: u64) -> Self {
+        let limited = format!("trap '' XFSZ; ulimit -f {max_file_kib}; exec \"$0\" \"$@\"");
+        let mut command = Command::new("bash");
+        command.args(["-c", &limited, env!("CARGO_BIN_EXE_pod-server")]);
+        within(
+            "the server to listen",
+            Self::try_start_command(command, data_dir, "127.0.0.1:0", &[]),
+        )
+        .await
+        .unwrap_or_else(|line| panic!("pod-server failed: {line}"))
+    }
+
     async fn try_start(data_dir: &Path, addr: &str, extra: &[&str]) -> Result<Self, String> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pod-server"))
+        let command = Command::new(env!("CARGO_BIN_EXE_pod-server"));
+        Self::try_start_command(command, data_dir, addr, extra).await
+    }
+
+    async fn try_start_command(
+        mut command: Command,
+        data_dir: &Path,
+        addr: &str,
+        extra: &[&str],
+    ) -> Result<Self, String> {
+        let mut child = command
             .args(["--addr", addr, "--no-sample", "--data-dir"])
             .arg(data_dir)
             .args(extra)

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{Backend, Session, TestServer, list_request, pod, within};
 use pod_service::auth::Token;
 use pod_service::client::{self, ServerArgs};
@@ -381,21 +379,7 @@ async fn ctrl_c_with_open_streams_exits_cleanly() {
     });
     // The first line is in the log once the server has read the chunk.
     let mut reader = PodServiceClient::connect(url.clone()).await.unwrap();
-    loop {
-        let mut logs = reader
-            .get_logs(GetLogsRequest {
-                namespace: "default".into(),
-                pod: "web".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        if logs.message().await.unwrap().is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    common::await_log_line(&mut reader, "default", "web").await;
 
     let pid = server.child.id().unwrap().to_string();
     let kill = tokio::process::Command::new("kill")

@@ -460,25 +460,7 @@ async fn upload_logs_reports_unconfirmed_lines_when_the_server_dies() {
         while stdin.write_all(block.as_bytes()).await.is_ok() {}
     });
     // Once some lines are stored, the server dies.
-    within("lines to be stored", async {
-        loop {
-            let mut logs = client
-                .get_logs(GetLogsRequest {
-                    namespace: "default".into(),
-                    pod: "web".into(),
-                    tail_lines: 1,
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            if logs.message().await.unwrap().is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
+    common::await_log_line(&mut client, "default", "web").await;
     server.kill().await;
 
     let output = within("upload-logs to exit", upload.wait_with_output())

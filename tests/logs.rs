@@ -240,16 +240,8 @@ async fn a_follower_that_stops_reading_holds_up_nobody(backend: Backend) {
     let server = TestServer::start(backend).await;
     server.apply("default", "web", "Running", 1).await;
     let mut client = server.client().await;
-    let stalled_channel = tonic::transport::Endpoint::from_shared(server.url())
-        .unwrap()
-        .initial_stream_window_size(65_535)
-        .initial_connection_window_size(8 << 20)
-        .connect()
-        .await
-        .unwrap();
-    let _stalled = get_logs(&mut PodServiceClient::new(stalled_channel), "web", true, 0)
-        .await
-        .unwrap();
+    let mut stalling = common::stalling_connection(server.url()).await;
+    let _stalled = get_logs(&mut stalling, "web", true, 0).await.unwrap();
     let mut reading = get_logs(&mut client, "web", true, 0).await.unwrap();
 
     let sent = numbered(0..LINES);

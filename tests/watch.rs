@@ -272,18 +272,7 @@ async fn a_slow_watcher_does_not_hold_up_writers(backend: Backend) {
     )
     .await;
     let mut client = server.client().await;
-    // The slow client gets a stream window of 64 KiB (tonic's is 2 MiB), so
-    // that what the transport absorbs is small next to the changes. (Its
-    // connection window stays large: h2 treats many small unread DATA frames
-    // against a small connection window as a flood.)
-    let channel = tonic::transport::Endpoint::from_shared(server.url())
-        .unwrap()
-        .initial_stream_window_size(65_535)
-        .initial_connection_window_size(8 << 20)
-        .connect()
-        .await
-        .unwrap();
-    let mut slow = watch(&mut PodServiceClient::new(channel), "", 0)
+    let mut slow = watch(&mut common::stalling_connection(server.url()).await, "", 0)
         .await
         .unwrap();
     let mut fast = watch(&mut client, "", 0).await.unwrap();

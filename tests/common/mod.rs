@@ -329,3 +329,42 @@ impl Session {
         .await
     }
 }
+
+/// A connection for a client that will stop reading: a stream window of
+/// 64 KiB (tonic's is 2 MiB), so that what the transport absorbs is small
+/// next to what the test sends. Its connection window stays large: h2
+/// treats many small unread DATA frames against a small connection window
+/// as a flood.
+pub async fn stalling_connection(url: String) -> PodServiceClient<Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(url)
+        .expect("url")
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(8 << 20)
+        .connect()
+        .await
+        .expect("connect");
+    PodServiceClient::new(channel)
+}
+
+/// Waits until the log of `namespace/pod` holds at least one line.
+pub async fn await_log_line(client: &mut PodServiceClient<Channel>, namespace: &str, pod: &str) {
+    within("a line in the log", async {
+        loop {
+            let mut logs = client
+                .get_logs(pod_service::pb::GetLogsRequest {
+                    namespace: namespace.into(),
+                    pod: pod.into(),
+                    tail_lines: 1,
+                    ..Default::default()
+                })
+                .await
+                .expect("get_logs")
+                .into_inner();
+            if logs.message().await.expect("read the log").is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+}

@@ -23,6 +23,8 @@ use tower::{Layer, Service};
 /// How tonic's decoder words the start of its message for an oversized request.
 const TONIC_OVERSIZED: &str = "Error, decoded message length too large: ";
 const OUT_OF_RANGE: &str = "11";
+/// The calls whose requests are streams of messages.
+const STREAMED_REQUESTS: [&str; 2] = ["/infra.PodService/UploadLogs", "/infra.PodService/SyncPods"];
 const RESOURCE_EXHAUSTED: &str = "8";
 
 /// The layer. See the module docs.
@@ -57,14 +59,20 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        // Only a call whose request is a stream can meet an oversized message
+        // after it answered; the others' bodies pass untouched (wrapping
+        // every streamed message costs a dynamic call each).
+        let streamed_request = STREAMED_REQUESTS.contains(&request.uri().path());
         let response = self.inner.call(request);
         Box::pin(async move {
             let (mut parts, body) = response.await?.into_parts();
             rewrite(&mut parts.headers);
-            Ok(http::Response::from_parts(
-                parts,
-                Body::new(RewriteTrailers(body)),
-            ))
+            let body = if streamed_request {
+                Body::new(RewriteTrailers(body))
+            } else {
+                body
+            };
+            Ok(http::Response::from_parts(parts, body))
         })
     }
 }

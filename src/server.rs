@@ -10,14 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tonic::codegen::http;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, ServerTlsConfig};
-use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::auth::{RequireToken, Token};
 use crate::health;
 use crate::limits::OversizedIsExhausted;
+use crate::panics::CatchPanics;
 use crate::pb::{self, PodServiceServer};
 use crate::service::{DEFAULT_MAX_LINE_BYTES, PodService};
 use crate::shutdown::Shutdown;
@@ -109,21 +108,6 @@ pub fn exposure_warnings(addr: std::net::SocketAddr, tls: bool, token: bool) -> 
     warnings
 }
 
-/// The answer to a call whose handler panicked before answering: a bug, but
-/// one call's, so it fails that call and the server and every other call go
-/// on. (A panic inside a stream that already answered ends the task that
-/// drives that stream, which resets it; the client sees the stream fail.)
-/// Shared state stays usable: the store's locks recover from poisoning.
-fn panic_response(panic: Box<dyn std::any::Any + Send>) -> http::Response<tonic::body::Body> {
-    let what = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_default();
-    tracing::error!(panic = what, "a call's handler panicked");
-    tonic::Status::internal("the server failed on this call (a bug: see its log)").into_http()
-}
-
 /// Why the server could not serve.
 #[derive(Debug)]
 pub struct ServeError(String);
@@ -177,7 +161,7 @@ pub async fn serve(
     // (The builder's `tcp_nodelay` only applies to listeners it binds itself.)
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = builder
-        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(CatchPanics)
         .layer(RequireToken::new(config.token.clone()))
         .layer(OversizedIsExhausted)
         .add_service(health::service(shutdown.clone()).await)

@@ -12,8 +12,8 @@
 //! [`validate`], applied once to the [`store`], which publishes each change
 //! to every [`watch`]er from one place. Uploaded lines live in per-pod
 //! [`logs`]. [`server`] wires it to a listener, with the standard
-//! [`health`] service, reflection, TLS, [`auth`], the status of oversized
-//! messages ([`limits`]) and contained [`panics`]; [`shutdown`] stops it
+//! [`health`] service, reflection, TLS, [`auth`], and a [`guard`] on every answer
+//! (contained panics, the status of oversized messages: [`limits`]); [`shutdown`] stops it
 //! and [`telemetry`] logs each call; [`deadline`] ends
 //! streams whose client's deadline passed. [`pb`] holds the generated wire types,
 //! [`wire`] the one written by hand for speed.
@@ -24,10 +24,10 @@ pub mod auth;
 pub mod bench;
 pub mod client;
 pub mod deadline;
+pub mod guard;
 pub mod health;
 pub mod limits;
 pub mod logs;
-pub mod panics;
 pub mod pb;
 pub mod sample;
 pub mod server;

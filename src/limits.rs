@@ -2,9 +2,9 @@
 //!
 //! tonic refuses a message larger than `max_decoding_message_size` with
 //! `OUT_OF_RANGE`, but gRPC's specification and its other implementations
-//! use `RESOURCE_EXHAUSTED`, and clients retry or report on that code. This
-//! tower layer in front of all services rewrites tonic's status wherever it
-//! appears: in the headers of a refused unary call (a "trailers-only"
+//! use `RESOURCE_EXHAUSTED`, and clients retry or report on that code.
+//! [`oversized_is_exhausted`], applied to every answer by
+//! [`crate::guard`], rewrites tonic's status wherever it appears: in the headers of a refused unary call (a "trailers-only"
 //! response, before any handler ran) and in the trailers of a stream whose
 //! handler passed the decoding error on. Our own `OUT_OF_RANGE`s (a watch
 //! from a version no longer retained) carry other messages and pass as they
@@ -13,12 +13,10 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use futures::future::BoxFuture;
 use http_body::Frame;
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 use tonic::body::Body;
 use tonic::codegen::http::{self, HeaderMap, HeaderValue};
-use tower::{Layer, Service};
 
 /// How tonic's decoder words the start of its message for an oversized request.
 const TONIC_OVERSIZED: &str = "Error, decoded message length too large: ";
@@ -27,54 +25,28 @@ const OUT_OF_RANGE: &str = "11";
 const STREAMED_REQUESTS: [&str; 2] = ["/infra.PodService/UploadLogs", "/infra.PodService/SyncPods"];
 const RESOURCE_EXHAUSTED: &str = "8";
 
-/// The layer. See the module docs.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct OversizedIsExhausted;
-
-impl<S> Layer<S> for OversizedIsExhausted {
-    type Service = OversizedIsExhaustedService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        OversizedIsExhaustedService { inner }
-    }
+/// Whether a call's request is a stream of messages: only such a call can
+/// meet an oversized message after it answered.
+pub fn streams_its_request(path: &str) -> bool {
+    STREAMED_REQUESTS.contains(&path)
 }
 
-#[derive(Clone, Debug)]
-pub struct OversizedIsExhaustedService<S> {
-    inner: S,
-}
-
-impl<S, B> Service<http::Request<B>> for OversizedIsExhaustedService<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        // Only a call whose request is a stream can meet an oversized message
-        // after it answered; the others' bodies pass untouched (wrapping
-        // every streamed message costs a dynamic call each).
-        let streamed_request = STREAMED_REQUESTS.contains(&request.uri().path());
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let (mut parts, body) = response.await?.into_parts();
-            rewrite(&mut parts.headers);
-            let body = if streamed_request {
-                Body::new(RewriteTrailers(body))
-            } else {
-                body
-            };
-            Ok(http::Response::from_parts(parts, body))
-        })
-    }
+/// `response` with tonic's status for an oversized message rewritten, in
+/// its headers and, for a call that [`streams_its_request`], in its
+/// trailers. (The other calls' bodies pass untouched: wrapping a body costs
+/// a dynamic call per streamed message.)
+pub fn oversized_is_exhausted(
+    response: http::Response<Body>,
+    streamed_request: bool,
+) -> http::Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    rewrite(&mut parts.headers);
+    let body = if streamed_request {
+        Body::new(RewriteTrailers(body))
+    } else {
+        body
+    };
+    http::Response::from_parts(parts, body)
 }
 
 /// A response body whose trailers pass through [`rewrite`].

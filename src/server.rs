@@ -14,9 +14,8 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, ServerTlsConfig};
 
 use crate::auth::{RequireToken, Token};
+use crate::guard::GuardCalls;
 use crate::health;
-use crate::limits::OversizedIsExhausted;
-use crate::panics::CatchPanics;
 use crate::pb::{self, PodServiceServer};
 use crate::service::{DEFAULT_MAX_LINE_BYTES, PodService};
 use crate::shutdown::Shutdown;
@@ -161,9 +160,8 @@ pub async fn serve(
     // (The builder's `tcp_nodelay` only applies to listeners it binds itself.)
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = builder
-        .layer(CatchPanics)
+        .layer(GuardCalls)
         .layer(RequireToken::new(config.token.clone()))
-        .layer(OversizedIsExhausted)
         .add_service(health::service(shutdown.clone()).await)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -1,16 +1,22 @@
-//! A handler that panics fails its own call, not the server.
+//! What every call's answer passes through on its way out, as one tower
+//! layer in front of all services (one boxed future per call, not one per
+//! concern):
 //!
-//! A tower layer in front of all services: a panic while a call is being
-//! answered is caught and answered `INTERNAL` (and logged); the server and
-//! every other call go on. A panic inside a stream that has already
-//! answered ends the task that drives that stream, which resets it: the
-//! client sees the stream fail. Shared state stays usable: the store's
-//! locks recover from poisoning.
+//! - a handler that panics fails its own call, not the server: the panic is
+//!   caught and answered `INTERNAL` (and logged); the server and every
+//!   other call go on;
+//! - tonic's status for an oversized message becomes `RESOURCE_EXHAUSTED`
+//!   ([`crate::limits`]).
 //!
-//! Written here rather than taken from `tower-http`'s `CatchPanicLayer`,
-//! which also re-boxes every response body: one more dynamic call per
-//! streamed message, which cost WatchPods snapshots about 8% (1.72-1.79 M
-//! pods/s without it, 1.56-1.64 M with it, side by side; BENCHMARKS.md).
+//! A panic inside a stream that has already answered ends the task that
+//! drives that stream, which resets it: the client sees the stream fail.
+//! Shared state stays usable: the store's locks recover from poisoning.
+//!
+//! The panic catching is written here rather than taken from `tower-http`'s
+//! `CatchPanicLayer`, which also re-boxes every response body: one more
+//! dynamic call per streamed message, which cost WatchPods snapshots about
+//! 8% (1.72-1.79 M pods/s without it, 1.56-1.64 M with it, side by side;
+//! BENCHMARKS.md).
 
 use std::panic::AssertUnwindSafe;
 use std::task::{Context, Poll};
@@ -21,24 +27,26 @@ use tonic::body::Body;
 use tonic::codegen::http;
 use tower::{Layer, Service};
 
+use crate::limits;
+
 /// The layer. See the module docs.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct CatchPanics;
+pub struct GuardCalls;
 
-impl<S> Layer<S> for CatchPanics {
-    type Service = CatchPanicsService<S>;
+impl<S> Layer<S> for GuardCalls {
+    type Service = GuardCallsService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CatchPanicsService { inner }
+        GuardCallsService { inner }
     }
 }
 
 #[derive(Clone, Debug)]
-pub struct CatchPanicsService<S> {
+pub struct GuardCallsService<S> {
     inner: S,
 }
 
-impl<S, B> Service<http::Request<B>> for CatchPanicsService<S>
+impl<S, B> Service<http::Request<B>> for GuardCallsService<S>
 where
     S: Service<http::Request<B>, Response = http::Response<Body>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -53,13 +61,14 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let streamed_request = limits::streams_its_request(request.uri().path());
         let answer = match std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(request))) {
             Ok(answer) => answer,
             Err(panic) => return Box::pin(async move { Ok(failed(panic)) }),
         };
         Box::pin(async move {
             match AssertUnwindSafe(answer).catch_unwind().await {
-                Ok(answer) => answer,
+                Ok(answer) => Ok(limits::oversized_is_exhausted(answer?, streamed_request)),
                 Err(panic) => Ok(failed(panic)),
             }
         })

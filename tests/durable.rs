@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use common::{Session, TestServer, list_request, pod, within};
 use pod_service::logs::line_cost;
-use pod_service::pb::{GetLogsRequest, LogChunk, PodServiceClient};
+use pod_service::pb::{LogChunk, PodServiceClient};
 use pod_service::server::ServerConfig;
 use pod_service::store::{DurableStore, OpenError, PodKey, PodStore, StoreConfig};
 use tonic::Code;
@@ -27,28 +27,6 @@ async fn start(dir: &Path) -> TestServer {
 async fn shut(mut server: TestServer) {
     server.stop().await;
     drop(server);
-}
-
-async fn read_log(
-    client: &mut PodServiceClient<Channel>,
-    namespace: &str,
-    pod: &str,
-) -> Vec<String> {
-    let mut stream = client
-        .get_logs(GetLogsRequest {
-            namespace: namespace.into(),
-            pod: pod.into(),
-            follow: false,
-            tail_lines: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut lines = Vec::new();
-    while let Some(chunk) = within("log lines", stream.message()).await.unwrap() {
-        lines.extend(chunk.lines);
-    }
-    lines
 }
 
 async fn upload(
@@ -115,7 +93,7 @@ async fn everything_acknowledged_survives_a_restart() {
         .unwrap()
         .into_inner();
     assert_eq!(after, before, "same pods, same versions");
-    assert_eq!(read_log(&mut client, "a", "p0").await, lines);
+    assert_eq!(common::read_log(&mut client, "a", "p0").await, lines);
     // The history came back too: a watch resumes from before the restart.
     let mut watch = client
         .watch_pods(list_request("", 27))
@@ -146,7 +124,7 @@ async fn deleted_pods_lose_their_logs_for_good() {
 
     let server = start(dir.path()).await;
     let mut client = server.client().await;
-    assert_eq!(read_log(&mut client, "a", "web").await, ["new"]);
+    assert_eq!(common::read_log(&mut client, "a", "web").await, ["new"]);
 }
 
 #[tokio::test]
@@ -180,7 +158,7 @@ async fn limits_hold_across_restarts() {
     assert_eq!(status.code(), Code::OutOfRange);
     assert!(client.watch_pods(list_request("", 15)).await.is_ok());
 
-    let lines = read_log(&mut client, "a", "web").await;
+    let lines = common::read_log(&mut client, "a", "web").await;
     let bytes: usize = lines.iter().map(|line| line_cost(line)).sum();
     assert!((1_000..=2_000).contains(&bytes), "{bytes} bytes kept");
     assert_eq!(

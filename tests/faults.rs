@@ -606,19 +606,7 @@ async fn a_full_disk_fails_writes_and_loses_nothing_acknowledged() {
     server.kill().await;
     let server = ServerProcess::start(data.path(), "127.0.0.1:0", &[]).await;
     let mut client = connect(server.url()).await;
-    let mut stored = Vec::new();
-    let mut logs = client
-        .get_logs(GetLogsRequest {
-            namespace: "default".into(),
-            pod: "web".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    while let Some(chunk) = logs.message().await.unwrap() {
-        stored.extend(chunk.lines);
-    }
+    let stored = common::read_log(&mut client, "default", "web").await;
     let acknowledged: Vec<String> = acknowledged.concat();
     assert!(
         stored.len() >= acknowledged.len(),

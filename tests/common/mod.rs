@@ -368,3 +368,29 @@ pub async fn await_log_line(client: &mut PodServiceClient<Channel>, namespace: &
     })
     .await
 }
+
+/// Every stored line of a pod's log.
+pub async fn read_log(
+    client: &mut PodServiceClient<Channel>,
+    namespace: &str,
+    pod: &str,
+) -> Vec<String> {
+    let mut stream = client
+        .get_logs(pod_service::pb::GetLogsRequest {
+            namespace: namespace.into(),
+            pod: pod.into(),
+            follow: false,
+            tail_lines: 0,
+        })
+        .await
+        .expect("get_logs")
+        .into_inner();
+    let mut lines = Vec::new();
+    while let Some(chunk) = within("log lines", stream.message())
+        .await
+        .expect("read the log")
+    {
+        lines.extend(chunk.lines);
+    }
+    lines
+}

@@ -1,49 +1,60 @@
 //! Compiles the protos with `protox` (pure Rust), so the build needs no system `protoc`.
 //! Also writes the contract's descriptor set, which the reflection service serves.
+//!
+//! The contract is generated in two parts, so that no generated module and
+//! the hand-written `ListPodsResponse` (src/contract/list.rs) import each
+//! other: the messages alone (`messages/infra.rs`, which leave
+//! `ListPodsResponse` out), then the service stubs (`services/infra.rs`),
+//! which name the messages and the hand-written type by their paths.
 
+use std::path::Path;
 use std::{env, fs, path::PathBuf};
 
 use prost::Message;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+type Error = Box<dyn std::error::Error>;
 
-    // The service contract: server and client code for the library.
-    let descriptors = compile("proto/pod.proto", &["proto"], &out_dir, true)?;
-    // (`compile` maps ListPodsResponse to the hand-written `crate::wire` type.)
-    fs::write(
-        out_dir.join("pod_descriptor.bin"),
-        descriptors.encode_to_vec(),
-    )?;
+const CONTRACT: &str = "proto/pod.proto";
+const TUTORIAL: &str = "tests/fixtures/tutorial_pod.proto";
+
+fn main() -> Result<(), Error> {
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    println!("cargo:rerun-if-changed={CONTRACT}");
+    println!("cargo:rerun-if-changed={TUTORIAL}");
+
+    let contract = protox::compile([CONTRACT], ["proto"])?;
+    fs::write(out_dir.join("pod_descriptor.bin"), contract.encode_to_vec())?;
+    // The messages, but not the list response, which is written by hand.
+    tonic_prost_build::configure()
+        .build_server(false)
+        .build_client(false)
+        .extern_path(
+            ".infra.ListPodsResponse",
+            "crate::contract::list::ListPodsResponse",
+        )
+        .out_dir(dir(&out_dir, "messages")?)
+        .compile_fds(contract.clone())?;
+    // The stubs, naming every message by its path instead of generating it.
+    tonic_prost_build::configure()
+        .extern_path(".infra", "crate::contract::messages")
+        .extern_path(
+            ".infra.ListPodsResponse",
+            "crate::contract::list::ListPodsResponse",
+        )
+        .out_dir(dir(&out_dir, "services")?)
+        .compile_fds(contract)?;
 
     // The original tutorial's proto, client only, for the compatibility test.
-    // Both files are package `infra`, so it goes in a directory of its own.
-    let tutorial_dir = out_dir.join("tutorial");
-    fs::create_dir_all(&tutorial_dir)?;
-    compile(
-        "tests/fixtures/tutorial_pod.proto",
-        &["tests/fixtures"],
-        &tutorial_dir,
-        false,
-    )?;
+    // It is package `infra` too, so it goes in a directory of its own.
+    tonic_prost_build::configure()
+        .build_server(false)
+        .out_dir(dir(&out_dir, "tutorial")?)
+        .compile_fds(protox::compile([TUTORIAL], ["tests/fixtures"])?)?;
     Ok(())
 }
 
-fn compile(
-    file: &str,
-    includes: &[&str],
-    out_dir: &std::path::Path,
-    build_server: bool,
-) -> Result<prost_types::FileDescriptorSet, Box<dyn std::error::Error>> {
-    println!("cargo:rerun-if-changed={file}");
-    let descriptors = protox::compile([file], includes)?;
-    let mut config = tonic_prost_build::configure()
-        .build_server(build_server)
-        .out_dir(out_dir);
-    if build_server {
-        // Pre-encoded list responses; see src/wire.rs.
-        config = config.extern_path(".infra.ListPodsResponse", "crate::wire::ListPodsResponse");
-    }
-    config.compile_fds(descriptors.clone())?;
-    Ok(descriptors)
+fn dir(out_dir: &Path, name: &str) -> Result<PathBuf, Error> {
+    let dir = out_dir.join(name);
+    fs::create_dir_all(&dir)?;
+    Ok(dir)
 }

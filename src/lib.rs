@@ -8,33 +8,33 @@
 //! | `UploadLogs` | client streaming | `upload-logs` |
 //! | `SyncPods`   | bidirectional    | `sync-pods`   |
 //!
-//! The data path: a request arrives in [`service`], is checked once by
-//! [`validate`], applied once to the [`store`], which publishes each change
-//! to every [`watch`]er from one place. Uploaded lines live in per-pod
-//! [`logs`]. [`server`] wires it to a listener, with the standard
-//! [`health`] service, reflection, TLS, [`auth`], and a [`guard`] on every answer
-//! (contained panics, the status of oversized messages: [`limits`]); [`shutdown`] stops it
-//! and [`telemetry`] logs each call; [`deadline`] ends
-//! streams whose client's deadline passed. [`pb`] holds the generated wire types,
-//! [`wire`] the one written by hand for speed.
-//! The binaries are thin: their logic lives in [`client`] (and, for
-//! `pod-bench`, in [`bench`]).
+//! The crate, from the wire inwards:
+//!
+//! - [`contract`]: the wire types and stubs of `proto/pod.proto`, and the
+//!   conventions clients and server share (trailer keys, the token, defaults);
+//! - [`domain`]: a pod's key, a validated write, the naming rule;
+//! - [`store`]: the pod store behind one trait (in memory or durable), with
+//!   its watchers and per-pod logs;
+//! - [`server`]: the PodService's handlers, the layers every call passes,
+//!   and the wiring that serves them;
+//! - [`client`]: the clients' logic (resumable watch, upload, sync session);
+//! - [`cli`]: what the binaries share as command-line programs;
+//! - [`sample`]: the pods a new server starts with.
+//!
+//! Dependencies point one way: binaries → cli → client → contract, and
+//! server → store → domain → contract. The client never uses the server,
+//! nor the server the client.
+//!
+//! The data path: a request arrives at the server, is validated once at its
+//! edge, applied once to the store, and the store publishes each change to
+//! every watcher from one place.
 
-pub mod auth;
-pub mod bench;
+#![warn(missing_docs)]
+
+pub mod cli;
 pub mod client;
-pub mod deadline;
-pub mod guard;
-pub mod health;
-pub mod limits;
-pub mod logs;
-pub mod pb;
+pub mod contract;
+pub mod domain;
 pub mod sample;
 pub mod server;
-pub mod service;
-pub mod shutdown;
 pub mod store;
-pub mod telemetry;
-pub mod validate;
-pub mod watch;
-pub mod wire;

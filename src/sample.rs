@@ -4,7 +4,8 @@
 //! [`numbered`] builds the same synthetic set as the Go peer's `-pods N`, for
 //! like-for-like benchmarks.
 
-use crate::store::{ApplyPod, PodKey, PodStore, StoreError};
+use crate::domain::{ApplyPod, PodKey};
+use crate::store::{PodStore, StoreError};
 
 /// `(namespace, name, status, replicas)` of the pods a new server starts with.
 pub const SAMPLE_PODS: &[(&str, &str, &str, i32)] = &[
@@ -48,7 +49,7 @@ pub fn numbered(n: usize) -> impl Iterator<Item = ApplyPod> {
 
 /// Applies pods to the store, in order. They are all submitted before any
 /// is awaited, so a durable store commits them in a few large batches
-/// rather than one fsync each (100,000 pods: well under a second).
+/// rather than one fsync each.
 pub async fn load(
     store: &dyn PodStore,
     pods: impl IntoIterator<Item = ApplyPod>,
@@ -63,12 +64,12 @@ pub async fn load(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validate;
+    use crate::server::validate;
 
     #[test]
     fn sample_pods_pass_validation() {
         for apply in sample().chain(numbered(10)) {
-            let pod = crate::pb::Pod {
+            let pod = crate::contract::Pod {
                 name: apply.key.name.clone(),
                 namespace: apply.key.namespace.clone(),
                 status: apply.status.clone(),

@@ -5,8 +5,8 @@ mod common;
 use std::process::Stdio;
 
 use common::{Session, TestServer, pod, within};
+use pod_service::domain::PodKey;
 use pod_service::sample;
-use pod_service::store::PodKey;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use common::process::ServerProcess;
 use common::{Session, list_request, pod, within};
-use pod_service::pb::{GetLogsRequest, LogChunk, PodServiceClient};
+use pod_service::contract::{GetLogsRequest, LogChunk, PodServiceClient};
 use tonic::transport::Channel;
 
 const WRITERS: usize = 4;
@@ -58,8 +58,9 @@ async fn write_until_killed(url: String, writer: usize, acked: Arc<Mutex<Acked>>
     loop {
         next += 1;
         let name = format!("w{writer}-{}", next % 10);
-        let op = pod_service::pb::sync_request::Op::Apply(pod("crash", &name, "Running", next));
-        let request = pod_service::pb::SyncRequest {
+        let op =
+            pod_service::contract::sync_request::Op::Apply(pod("crash", &name, "Running", next));
+        let request = pod_service::contract::SyncRequest {
             id: next as u64,
             op: Some(op),
         };
@@ -69,7 +70,7 @@ async fn write_until_killed(url: String, writer: usize, acked: Arc<Mutex<Acked>>
         let Ok(Some(event)) = events.message().await else {
             return;
         };
-        let Some(pod_service::pb::sync_event::Event::Ack(ack)) = event.event else {
+        let Some(pod_service::contract::sync_event::Event::Ack(ack)) = event.event else {
             panic!("unsubscribed sessions get only acks");
         };
         assert_eq!(ack.code, 0, "{}", ack.message);

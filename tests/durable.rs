@@ -8,10 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{Session, TestServer, list_request, pod, within};
-use pod_service::logs::line_cost;
-use pod_service::pb::{LogChunk, PodServiceClient};
+use pod_service::contract::{LogChunk, PodServiceClient};
+use pod_service::domain::PodKey;
 use pod_service::server::ServerConfig;
-use pod_service::store::{DurableStore, OpenError, PodKey, PodStore, StoreConfig};
+use pod_service::store::line_cost;
+use pod_service::store::{DurableStore, OpenError, PodStore, StoreConfig};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -195,6 +196,13 @@ async fn a_directory_in_use_is_refused() {
     assert!(DurableStore::open(dir.path(), StoreConfig::default()).is_ok());
 }
 
+/// Creates a store in `dir` and closes it, so that another program can
+/// open its database. (Dropping a store closes it in the background.)
+async fn create(dir: &Path) {
+    let store = DurableStore::open(dir, StoreConfig::default()).unwrap();
+    store.close().await.unwrap();
+}
+
 /// Opens a bad directory: it must fail with `expected` in the message and
 /// leave the database file byte for byte as it was.
 fn assert_refused_untouched(dir: &Path, expected: &str) {
@@ -246,7 +254,7 @@ async fn other_databases_and_versions_are_refused_untouched() {
 
     // A future layout of this one.
     let future = tempfile::tempdir().unwrap();
-    drop(DurableStore::open(future.path(), StoreConfig::default()).unwrap());
+    create(future.path()).await;
     {
         let db = Database::create(file(future.path())).unwrap();
         let tx = db.begin_write().unwrap();
@@ -264,7 +272,7 @@ async fn other_databases_and_versions_are_refused_untouched() {
 
     // A record that does not decode.
     let damaged = tempfile::tempdir().unwrap();
-    drop(DurableStore::open(damaged.path(), StoreConfig::default()).unwrap());
+    create(damaged.path()).await;
     {
         let db = Database::create(file(damaged.path())).unwrap();
         let tx = db.begin_write().unwrap();
@@ -282,7 +290,7 @@ async fn the_store_version_of_a_key_is_never_reused() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), StoreConfig::default());
     let pod = store
-        .apply(pod_service::store::ApplyPod {
+        .apply(pod_service::domain::ApplyPod {
             key: PodKey::new("a", "x"),
             status: "Running".into(),
             replicas: 1,

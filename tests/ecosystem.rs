@@ -4,9 +4,9 @@
 mod common;
 
 use common::{Backend, Session, TestServer, list_request, pod, within};
-use pod_service::auth::Token;
-use pod_service::client::{self, ServerArgs};
-use pod_service::pb::{GetLogsRequest, LogChunk, PodServiceClient, sync_request};
+use pod_service::client::{self, ClientConfig};
+use pod_service::contract::Token;
+use pod_service::contract::{GetLogsRequest, LogChunk, PodServiceClient, sync_request};
 use pod_service::server::ServerConfig;
 use pod_service::store::StoreConfig;
 use tonic::Code;
@@ -148,9 +148,9 @@ async fn with_a_token_every_rpc_needs_it() {
     let before = server.store.version();
 
     for token in [None, Some("wrong")] {
-        let mut args = ServerArgs::new(server.url());
-        args.token = token.map(str::to_owned);
-        let mut client = client::connect(&args).await.unwrap();
+        let mut config = ClientConfig::new(server.url());
+        config.token = token.map(|token| Token::new(token).unwrap());
+        let mut client = client::connect(&config).await.unwrap();
         let refused = |status: tonic::Status| {
             assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
             assert!(
@@ -178,7 +178,7 @@ async fn with_a_token_every_rpc_needs_it() {
             ..Default::default()
         };
         refused(client.get_logs(request).await.unwrap_err());
-        let op = pod_service::pb::SyncRequest {
+        let op = pod_service::contract::SyncRequest {
             id: 1,
             op: Some(sync_request::Op::Apply(pod(
                 "default", "evil", "Running", 1,
@@ -194,7 +194,7 @@ async fn with_a_token_every_rpc_needs_it() {
     assert_eq!(server.store.version(), before, "nothing was written");
     let log = server
         .store
-        .log(&pod_service::store::PodKey::new("default", "web"))
+        .log(&pod_service::domain::PodKey::new("default", "web"))
         .unwrap();
     assert_eq!(log.end_cursor(), 0, "no line was stored");
 
@@ -203,9 +203,9 @@ async fn with_a_token_every_rpc_needs_it() {
     assert!(health.check(HealthCheckRequest::default()).await.is_ok());
 
     // With the token, everything works.
-    let mut args = ServerArgs::new(server.url());
-    args.token = Some("s3cret".into());
-    exercise_every_rpc(client::connect(&args).await.unwrap()).await;
+    let mut config = ClientConfig::new(server.url());
+    config.token = Some(Token::new("s3cret").unwrap());
+    exercise_every_rpc(client::connect(&config).await.unwrap()).await;
 }
 
 /// Calls every RPC once and checks the answers.
@@ -226,7 +226,7 @@ async fn exercise_every_rpc(mut client: client::Client) {
     let requests: Vec<_> = ops
         .into_iter()
         .enumerate()
-        .map(|(i, op)| pod_service::pb::SyncRequest {
+        .map(|(i, op)| pod_service::contract::SyncRequest {
             id: i as u64 + 1,
             op: Some(op),
         })
@@ -238,7 +238,7 @@ async fn exercise_every_rpc(mut client: client::Client) {
         .into_inner();
     let ack = events.message().await.unwrap().unwrap();
     assert!(
-        matches!(ack.event, Some(pod_service::pb::sync_event::Event::Ack(ref a)) if a.code == 0)
+        matches!(ack.event, Some(pod_service::contract::sync_event::Event::Ack(ref a)) if a.code == 0)
     );
     let change = within("the change", watch.message())
         .await
@@ -286,17 +286,16 @@ async fn every_rpc_works_over_tls() {
     };
     let server = TestServer::start_with(Backend::Memory, StoreConfig::default(), config).await;
     let https = format!("https://{}", server.addr);
-    let args = ServerArgs {
-        addr: https.clone(),
+    let config = ClientConfig {
         ca: Some(ca.clone()),
-        ..ServerArgs::default()
+        ..ClientConfig::new(https.clone())
     };
-    exercise_every_rpc(client::connect(&args).await.unwrap()).await;
+    exercise_every_rpc(client::connect(&config).await.unwrap()).await;
 
     // A plaintext client gets nowhere; neither does TLS without the CA.
     let mut plain = PodServiceClient::connect(server.url()).await.unwrap();
     assert!(plain.list_pods(list_request("", 0)).await.is_err());
-    let message = client::connect(&ServerArgs::new(https))
+    let message = client::connect(&ClientConfig::new(https))
         .await
         .err()
         .unwrap()

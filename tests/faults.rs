@@ -13,20 +13,21 @@ use std::time::{Duration, Instant};
 
 use common::proxy::Proxy;
 use common::{eventually, list_request, pod, within};
-use pod_service::pb::{GetLogsRequest, LogChunk, PodServiceClient, SyncRequest, sync_request};
-use pod_service::server::{self, ServerConfig};
-use pod_service::shutdown::Shutdown;
-use pod_service::store::{MemoryStore, PodKey, PodStore, StoreConfig};
+use pod_service::contract::{
+    GetLogsRequest, LogChunk, PodServiceClient, SyncRequest, sync_request,
+};
+use pod_service::domain::PodKey;
+use pod_service::server::{InProcessServer, ServerConfig};
+use pod_service::store::{MemoryStore, PodStore, StoreConfig};
 use tonic::Code;
 use tonic::transport::Channel;
 
 /// A server on a runtime of its own, so that its tasks can be counted apart
 /// from the test's clients.
 struct Isolated {
+    server: Option<InProcessServer>,
     runtime: Option<tokio::runtime::Runtime>,
     store: Arc<dyn PodStore>,
-    addr: std::net::SocketAddr,
-    shutdown: Shutdown,
 }
 
 impl Isolated {
@@ -37,29 +38,22 @@ impl Isolated {
             .build()
             .unwrap();
         let store: Arc<dyn PodStore> = Arc::new(MemoryStore::new(StoreConfig::default()));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = Shutdown::new();
-        runtime.spawn({
-            let (store, shutdown) = (Arc::clone(&store), shutdown.clone());
-            async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                server::serve(listener, store, config, shutdown)
-                    .await
-                    .unwrap();
-            }
-        });
+        let server =
+            InProcessServer::start_on(runtime.handle().clone(), Arc::clone(&store), config)
+                .unwrap();
         Isolated {
+            server: Some(server),
             runtime: Some(runtime),
             store,
-            addr,
-            shutdown,
         }
     }
 
     fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.as_ref().unwrap().url()
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        self.server.as_ref().unwrap().addr()
     }
 
     fn tasks(&self) -> usize {
@@ -78,7 +72,7 @@ impl Isolated {
 
 impl Drop for Isolated {
     fn drop(&mut self) {
-        self.shutdown.cancel();
+        drop(self.server.take());
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
@@ -89,7 +83,10 @@ async fn connect(url: String) -> PodServiceClient<Channel> {
     PodServiceClient::connect(url).await.unwrap()
 }
 
-async fn apply(client: &mut PodServiceClient<Channel>, pods: Vec<pod_service::pb::Pod>) -> u64 {
+async fn apply(
+    client: &mut PodServiceClient<Channel>,
+    pods: Vec<pod_service::contract::Pod>,
+) -> u64 {
     let ops: Vec<_> = pods
         .into_iter()
         .enumerate()
@@ -105,7 +102,7 @@ async fn apply(client: &mut PodServiceClient<Channel>, pods: Vec<pod_service::pb
         .into_inner();
     let mut version = 0;
     while let Some(event) = acks.message().await.unwrap() {
-        if let Some(pod_service::pb::sync_event::Event::Ack(ack)) = event.event {
+        if let Some(pod_service::contract::sync_event::Event::Ack(ack)) = event.event {
             assert_eq!(ack.code, 0, "{ack:?}");
             version = ack.pod.unwrap().resource_version;
         }
@@ -130,7 +127,7 @@ async fn a_vanished_client_is_noticed_and_freed() {
     let log_handles = Arc::strong_count(&log);
     let baseline = server.tasks();
 
-    let proxy = Proxy::start(server.addr).await;
+    let proxy = Proxy::start(server.addr()).await;
     let mut doomed = connect(proxy.url()).await;
     let mut watch = doomed
         .watch_pods(list_request("default", 0))
@@ -413,7 +410,7 @@ async fn soak(seconds: u64) {
 
 /// This process's resident memory (client and server together).
 fn rss() -> u64 {
-    pod_service::bench::resident_bytes(std::process::id()).unwrap_or(0)
+    common::resident_bytes(std::process::id()).unwrap_or(0)
 }
 
 #[tokio::test]
@@ -485,7 +482,7 @@ async fn clients_notice_a_silently_dead_connection_and_resume() {
     let server = Isolated::start(ServerConfig::default());
     let mut writer = connect(server.url()).await;
     apply(&mut writer, vec![pod("path", "a", "Running", 1)]).await;
-    let proxy = Proxy::start(server.addr).await;
+    let proxy = Proxy::start(server.addr()).await;
     let fast_keepalive = ["--keepalive-interval", "0.3", "--keepalive-timeout", "0.3"];
     let mut watch = ClientProcess::spawn(
         env!("CARGO_BIN_EXE_watch-pods"),
@@ -627,8 +624,8 @@ async fn a_full_disk_fails_writes_and_loses_nothing_acknowledged() {
 /// The ack of one apply, whatever its code.
 async fn apply_status(
     client: &mut PodServiceClient<Channel>,
-    pod: pod_service::pb::Pod,
-) -> pod_service::pb::SyncAck {
+    pod: pod_service::contract::Pod,
+) -> pod_service::contract::SyncAck {
     let op = SyncRequest {
         id: 1,
         op: Some(sync_request::Op::Apply(pod)),
@@ -644,7 +641,7 @@ async fn apply_status(
         .unwrap()
         .and_then(|event| event.event)
     {
-        Some(pod_service::pb::sync_event::Event::Ack(ack)) => ack,
+        Some(pod_service::contract::sync_event::Event::Ack(ack)) => ack,
         other => panic!("expected an ack, got {other:?}"),
     }
 }

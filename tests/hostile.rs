@@ -9,13 +9,12 @@ mod common;
 use std::sync::Arc;
 
 use common::{Session, TestServer, list_request, pod, within};
-use pod_service::logs::PodLog;
-use pod_service::pb::{GetLogsRequest, LogChunk, Pod, PodRef, sync_request};
+use pod_service::contract::{GetLogsRequest, LogChunk, Pod, PodRef, sync_request};
+use pod_service::domain::{ApplyPod, PodKey};
 use pod_service::server::ServerConfig;
 use pod_service::store::{
-    ApplyPod, MemoryStore, Pending, PodKey, PodList, PodStore, StoreConfig, StoreError,
+    MemoryStore, Pending, PodList, PodLog, PodStore, StoreConfig, StoreError, Watcher,
 };
-use pod_service::watch::Watcher;
 use tonic::Code;
 
 /// Values that must never name a namespace or a pod: path tricks, control
@@ -214,7 +213,7 @@ async fn a_flooding_session_does_not_starve_others() {
     let flooding = tokio::spawn(async move {
         for id in 1.. {
             let op = sync_request::Op::Apply(pod("flood", &format!("p{}", id % 50), "Running", 1));
-            let request = pod_service::pb::SyncRequest { id, op: Some(op) };
+            let request = pod_service::contract::SyncRequest { id, op: Some(op) };
             if flood.send(request).await.is_err() {
                 break;
             }
@@ -277,6 +276,9 @@ impl PodStore for PanickingStore {
     }
     fn sync(&self) -> Pending<()> {
         self.0.sync()
+    }
+    fn close(&self) -> Pending<()> {
+        self.0.close()
     }
     fn version(&self) -> u64 {
         self.0.version()

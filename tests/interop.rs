@@ -6,8 +6,8 @@
 use std::pin::Pin;
 
 use futures::Stream;
-use pod_service::client::{self, ServerArgs, sync::Mode};
-use pod_service::pb::{
+use pod_service::client::{self, ClientConfig, sync::Mode};
+use pod_service::contract::{
     GetLogsRequest, ListPodsRequest, ListPodsResponse, LogChunk, Pod, PodService, PodServiceServer,
     SyncAck, SyncEvent, SyncRequest, UploadLogsResponse, sync_event, sync_request,
 };
@@ -95,12 +95,9 @@ async fn a_sync_session_does_not_wait_for_headers_before_its_first_op() {
             .add_service(PodServiceServer::new(LateHeaders))
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
     );
-    let mut client = client::connect(&ServerArgs {
-        addr: format!("http://{addr}"),
-        ..ServerArgs::default()
-    })
-    .await
-    .unwrap();
+    let mut client = client::connect(&ClientConfig::new(format!("http://{addr}")))
+        .await
+        .unwrap();
     let input = "apply default/web status=Running replicas=2\n".as_bytes();
     let mut output = Vec::new();
     let session = client::sync::run_session(&mut client, input, &mut output, Mode::Script, |_| {});

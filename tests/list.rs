@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Backend, TestServer, list_request, pod, within};
-use pod_service::pb::LogChunk;
+use pod_service::contract::LogChunk;
 use pod_service::sample;
 use tonic::Code;
 
@@ -135,7 +135,7 @@ async fn an_oversized_message_is_refused_and_the_server_goes_on(backend: Backend
         .into_inner()
         .resource_version;
     let log_end = |server: &TestServer| {
-        let key = pod_service::store::PodKey::new("default", "hello-world");
+        let key = pod_service::domain::PodKey::new("default", "hello-world");
         server.store.log(&key).unwrap().end_cursor()
     };
     let log_end_before = log_end(&server);
@@ -148,7 +148,7 @@ async fn an_oversized_message_is_refused_and_the_server_goes_on(backend: Backend
     let watch = client.watch_pods(list_request(&huge, 0)).await;
     refused.push(("WatchPods", first_error(watch).await));
     let logs = client
-        .get_logs(pod_service::pb::GetLogsRequest {
+        .get_logs(pod_service::contract::GetLogsRequest {
             namespace: huge.clone(),
             ..Default::default()
         })
@@ -166,9 +166,9 @@ async fn an_oversized_message_is_refused_and_the_server_goes_on(backend: Backend
             .await
             .map(drop),
     ));
-    let op = pod_service::pb::SyncRequest {
+    let op = pod_service::contract::SyncRequest {
         id: 1,
-        op: Some(pod_service::pb::sync_request::Op::Apply(pod(
+        op: Some(pod_service::contract::sync_request::Op::Apply(pod(
             "default", &huge, "Running", 1,
         ))),
     };
@@ -214,7 +214,7 @@ async fn first_error<T>(
 async fn a_list_after_a_change_shows_it(backend: Backend) {
     let server = sample_server(backend).await;
     let mut client = server.client().await;
-    let list = |client: &mut pod_service::pb::PodServiceClient<tonic::transport::Channel>| {
+    let list = |client: &mut pod_service::contract::PodServiceClient<tonic::transport::Channel>| {
         let mut client = client.clone();
         async move {
             client

@@ -3,9 +3,10 @@
 mod common;
 
 use common::{Backend, PATIENCE, TestServer, within};
-use pod_service::pb::{GetLogsRequest, LogChunk, PodServiceClient, UploadLogsResponse};
+use pod_service::contract::{GetLogsRequest, LogChunk, PodServiceClient, UploadLogsResponse};
+use pod_service::domain::PodKey;
 use pod_service::server::ServerConfig;
-use pod_service::store::{PodKey, StoreConfig};
+use pod_service::store::StoreConfig;
 use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 

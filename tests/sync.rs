@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Backend, Session, TestServer, pod, within};
-use pod_service::pb::{Pod, PodRef, Subscribe, SyncRequest, sync_event, sync_request};
+use pod_service::contract::{Pod, PodRef, Subscribe, SyncRequest, sync_event, sync_request};
 use pod_service::server::ServerConfig;
 use pod_service::store::StoreConfig;
 use tonic::Code;

@@ -7,11 +7,11 @@ mod common;
 use std::collections::{BTreeMap, HashSet};
 
 use common::{Backend, Session, TestServer, list_request, pod, within};
-use pod_service::client::watch::{EventKind, PodWatch, WatchUpdate};
-use pod_service::pb::{Pod, PodServiceClient, sync_request};
+use pod_service::client::{EventKind, PodWatch, WatchUpdate};
+use pod_service::contract::LAST_VERSION_KEY;
+use pod_service::contract::{Pod, PodServiceClient, sync_request};
 use pod_service::server::ServerConfig;
 use pod_service::store::StoreConfig;
-use pod_service::watch::WatchEnd;
 use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 
@@ -327,7 +327,7 @@ async fn a_slow_watcher_does_not_hold_up_writers(backend: Backend) {
         "{}",
         status.message()
     );
-    let trailer = status.metadata().get(WatchEnd::LAST_VERSION_KEY).unwrap();
+    let trailer = status.metadata().get(LAST_VERSION_KEY).unwrap();
     assert_eq!(trailer.to_str().unwrap(), received.to_string());
 
     let mut resumed = watch(&mut client, "", received).await.unwrap();
@@ -374,7 +374,7 @@ async fn shutdown_ends_open_watches_with_unavailable(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
-    let trailer = status.metadata().get(WatchEnd::LAST_VERSION_KEY).unwrap();
+    let trailer = status.metadata().get(LAST_VERSION_KEY).unwrap();
     assert_eq!(trailer.to_str().unwrap(), "1");
 }
 
@@ -392,7 +392,7 @@ async fn the_client_watch_rides_through_a_server_restart(backend: Backend) {
     let mut server = TestServer::start(backend).await;
     server.apply("a", "web", "Running", 1).await;
     let client =
-        pod_service::client::connect_lazy(&pod_service::client::ServerArgs::new(server.url()))
+        pod_service::client::connect_lazy(&pod_service::client::ClientConfig::new(server.url()))
             .unwrap();
     let mut watch = PodWatch::new(client, "");
     let WatchUpdate::Listed(listed) = next_update(&mut watch).await else {
@@ -447,7 +447,7 @@ async fn the_client_watch_relists_when_too_far_behind(backend: Backend) {
     server.apply("a", "changes", "Running", 1).await;
     server.apply("a", "goes", "Running", 1).await;
     let client =
-        pod_service::client::connect_lazy(&pod_service::client::ServerArgs::new(server.url()))
+        pod_service::client::connect_lazy(&pod_service::client::ClientConfig::new(server.url()))
             .unwrap();
     let mut watch = PodWatch::new(client, "a");
     assert!(matches!(next_update(&mut watch).await, WatchUpdate::Listed(l) if l.len() == 3));

@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use pod_service::client::sync::{Command, parse};
-use pod_service::pb::sync_request::Op;
+use pod_service::contract::sync_request::Op;
 
 fuzz_target!(|bytes: &[u8]| {
     let text = String::from_utf8_lossy(bytes);

@@ -4,25 +4,26 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pod_service::pb::{GetLogsRequest, ListPodsRequest, LogChunk, SyncRequest, sync_request};
-use pod_service::validate;
+use pod_service::contract::{GetLogsRequest, ListPodsRequest, LogChunk, SyncRequest, sync_request};
+use pod_service::domain;
+use pod_service::server::validate;
 use prost::Message;
 
 fuzz_target!(|bytes: &[u8]| {
     if let Ok(header) = std::str::from_utf8(bytes) {
-        let _ = pod_service::deadline::parse_timeout(header);
+        let _ = pod_service::server::parse_timeout(header);
     }
     if let Ok(request) = SyncRequest::decode(bytes) {
         match request.op {
             Some(sync_request::Op::Apply(pod)) => {
                 if let Ok(apply) = validate::apply(pod) {
-                    assert!(validate::dns_label("namespace", &apply.key.namespace).is_ok());
-                    assert!(validate::dns_label("name", &apply.key.name).is_ok());
+                    assert!(domain::dns_label("namespace", &apply.key.namespace).is_ok());
+                    assert!(domain::dns_label("name", &apply.key.name).is_ok());
                 }
             }
             Some(sync_request::Op::Delete(pod)) => {
                 if let Ok(key) = validate::delete(&pod) {
-                    assert!(validate::dns_label("name", &key.name).is_ok());
+                    assert!(domain::dns_label("name", &key.name).is_ok());
                 }
             }
             Some(sync_request::Op::Subscribe(subscribe)) => {
@@ -34,7 +35,7 @@ fuzz_target!(|bytes: &[u8]| {
     if let Ok(request) = ListPodsRequest::decode(bytes)
         && let Ok(Some(namespace)) = validate::namespace_filter("namespace", &request.namespace)
     {
-        assert!(validate::dns_label("namespace", &namespace).is_ok());
+        assert!(domain::dns_label("namespace", &namespace).is_ok());
     }
     if let Ok(chunk) = LogChunk::decode(bytes) {
         let _ = validate::pod_key("", &chunk.namespace, "pod", &chunk.pod);

@@ -6,9 +6,10 @@ use std::time::Duration;
 use anyhow::Context;
 
 use clap::Parser;
-use pod_service::client::output::{self, Format, Style};
-use pod_service::client::{self, NamespaceArgs, ServerArgs};
-use pod_service::pb::ListPodsRequest;
+use pod_service::cli::output::{self, Format, Style};
+use pod_service::cli::{self, NamespaceArgs, ServerArgs};
+use pod_service::client;
+use pod_service::contract::ListPodsRequest;
 
 /// List pods (unary ListPods), sorted by namespace then name.
 #[derive(Parser)]
@@ -28,12 +29,12 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    client::exit(run(Args::parse()).await)
+    cli::exit(run(Args::parse()).await)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let timeout = Duration::try_from_secs_f64(args.timeout).context("invalid --timeout")?;
-    let mut client = client::connect(&args.server).await?;
+    let mut client = client::connect(&args.server.client_config()?).await?;
     let request = ListPodsRequest {
         namespace: args.filter.namespace,
         resource_version: 0,
@@ -42,7 +43,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if list.pods.is_empty() {
         eprintln!("no pods (store version {})", list.resource_version);
     } else {
-        client::print(&output::pods(&list.pods, Style::for_stdout(args.output)))?;
+        cli::print(&output::pods(&list.pods, Style::for_stdout(args.output)))?;
     }
     Ok(())
 }

@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use pod_service::client::{self, PodArgs, ServerArgs, status_error};
-use pod_service::pb::GetLogsRequest;
+use pod_service::cli::{self, PodArgs, ServerArgs};
+use pod_service::client::{self, status_error};
+use pod_service::contract::GetLogsRequest;
 
 /// Print a pod's uploaded log lines (GetLogs); with --follow, keep printing
 /// new lines as they are uploaded, until Ctrl-C or the pod is deleted.
@@ -25,11 +26,11 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    client::exit(run(Args::parse()).await)
+    cli::exit(run(Args::parse()).await)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let mut client = client::connect(&args.server).await?;
+    let mut client = client::connect(&args.server.client_config()?).await?;
     let mut chunks = client
         .get_logs(GetLogsRequest {
             namespace: args.target.namespace,
@@ -43,7 +44,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     while let Some(chunk) = chunks.message().await.map_err(status_error)? {
         let mut text = chunk.lines.join("\n");
         text.push('\n');
-        client::print(&text)?;
+        cli::print(&text)?;
     }
     Ok(())
 }

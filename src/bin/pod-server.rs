@@ -9,11 +9,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use pod_service::auth::{TOKEN_ENV, Token};
-use pod_service::server::{self, DEFAULT_ADDR, ServerConfig};
-use pod_service::shutdown::{self, Shutdown};
+use pod_service::contract::Token;
+use pod_service::server::{self, DEFAULT_ADDR, ServerConfig, Shutdown};
 use pod_service::store::{DurableStore, MemoryStore, PodStore, StoreConfig};
-use pod_service::{client, sample};
+use pod_service::{cli, sample};
 use tonic::transport::Identity;
 
 /// Serve the PodService (ListPods, WatchPods, UploadLogs, GetLogs, SyncPods).
@@ -71,17 +70,19 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
     /// Seconds that calls in flight may take to finish once shutdown begins.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = ServerConfig::DEFAULT_GRACE.as_secs_f64())]
     grace: f64,
     /// The most calls open at once on one connection; a client that opens
     /// more waits for one to end.
-    #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_STREAMS_PER_CONNECTION)]
+    #[arg(long, value_name = "N", default_value_t = ServerConfig::DEFAULT_MAX_STREAMS_PER_CONNECTION)]
     max_streams_per_connection: u32,
     /// Seconds between pings on a connection, and seconds an answer may
     /// take: a vanished client is noticed within their sum.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    #[arg(long, value_name = "SECONDS",
+          default_value_t = ServerConfig::DEFAULT_KEEPALIVE_INTERVAL.as_secs_f64())]
     keepalive_interval: f64,
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    #[arg(long, value_name = "SECONDS",
+          default_value_t = ServerConfig::DEFAULT_KEEPALIVE_TIMEOUT.as_secs_f64())]
     keepalive_timeout: f64,
 }
 
@@ -100,7 +101,7 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    client::exit(run(Args::parse()).await)
+    cli::exit(run(Args::parse()).await)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -136,14 +137,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let token = match (&args.token_file, std::env::var(TOKEN_ENV)) {
-        (Some(path), _) => Some(Token::from_file(path).map_err(anyhow::Error::msg)?),
-        (None, Ok(text)) => {
-            Some(Token::new(&text).map_err(|err| anyhow::anyhow!("{TOKEN_ENV}: {err}"))?)
-        }
-        (None, Err(_)) => None,
-    };
-    let signals = shutdown::signals().context("cannot install the signal handlers")?;
+    let token = Token::configured(args.token_file.as_deref()).map_err(anyhow::Error::msg)?;
+    let signals = server::signals().context("cannot install the signal handlers")?;
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
@@ -180,7 +175,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         token,
         ..ServerConfig::default()
     };
-    server::serve(listener, store, config, shutdown).await?;
+    let served = server::serve(listener, Arc::clone(&store), config, shutdown).await;
+    // Closed cleanly, the store opens at once next time (no repair).
+    let closed = store.close().await;
+    served?;
+    closed.context("cannot close the store")?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -4,8 +4,9 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
+use pod_service::cli::{self, ServerArgs};
+use pod_service::client;
 use pod_service::client::sync::{self, Mode};
-use pod_service::client::{self, ServerArgs};
 use tokio::io::BufReader;
 
 /// Apply and delete pods over one SyncPods stream, and see live what every
@@ -34,11 +35,11 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    client::exit(run(Args::parse()).await)
+    cli::exit(run(Args::parse()).await)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let mut client = client::connect(&args.server).await?;
+    let mut client = client::connect(&args.server.client_config()?).await?;
     let mode = if std::io::stdin().is_terminal() {
         eprintln!(
             "connected to {}; type 'help' for commands, 'quit' to leave",

@@ -8,14 +8,15 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use pod_service::client::output::{self, Format, Style, WatchPrinter};
+use pod_service::cli::output::{self, Format, Style, WatchPrinter};
+use pod_service::cli::{self, print};
 use pod_service::client::sync::{self, Mode};
-use pod_service::client::watch::{PodWatch, WatchUpdate};
-use pod_service::client::{self, ServerArgs, status_error, upload};
-use pod_service::pb::{GetLogsRequest, ListPodsRequest, Pod, SyncRequest, sync_request};
+use pod_service::client::{self, ClientConfig, PodWatch, WatchUpdate, status_error, upload};
+use pod_service::contract::{
+    GetLogsRequest, ListPodsRequest, Pod, PodRef, SyncRequest, sync_request,
+};
 use pod_service::sample;
-use pod_service::server::{self, ServerConfig};
-use pod_service::shutdown::Shutdown;
+use pod_service::server::{InProcessServer, ServerConfig};
 use pod_service::store::{MemoryStore, PodStore, StoreConfig};
 use tokio::io::BufReader;
 
@@ -31,23 +32,16 @@ struct Args {}
 #[tokio::main]
 async fn main() -> ExitCode {
     Args::parse();
-    client::exit(run().await)
+    cli::exit(run().await)
 }
 
 async fn run() -> anyhow::Result<()> {
     let store: Arc<dyn PodStore> = Arc::new(MemoryStore::new(StoreConfig::default()));
     sample::load(store.as_ref(), sample::sample()).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = format!("http://{}", listener.local_addr()?);
-    let shutdown = Shutdown::new();
-    let server = tokio::spawn(server::serve(
-        listener,
-        store,
-        ServerConfig::default(),
-        shutdown.clone(),
-    ));
-    let args = ServerArgs::new(addr.clone());
-    let mut client = client::connect(&args).await?;
+    let mut server = InProcessServer::start(store, ServerConfig::default())
+        .context("cannot start the tour's server")?;
+    let addr = server.url();
+    let mut client = client::connect(&ClientConfig::new(addr.clone())).await?;
     let style = Style::for_stdout(Format::Table);
 
     say(&format!(
@@ -64,7 +58,7 @@ async fn run() -> anyhow::Result<()> {
         .await
         .map_err(status_error)?
         .into_inner();
-    client::print(&output::pods(&list.pods, style))?;
+    print(&output::pods(&list.pods, style))?;
     say(&format!(
         "The list reflects store version {}; every change takes the next version.",
         list.resource_version
@@ -80,12 +74,12 @@ async fn run() -> anyhow::Result<()> {
     let WatchUpdate::Listed(listed) = watch.next().await? else {
         anyhow::bail!("the watch did not start with a list");
     };
-    client::print(&printer.rows(&listed))?;
+    print(&printer.rows(&listed))?;
     make_changes(&mut client).await?;
     let mut changes = 0;
     while changes < 3 {
         if let WatchUpdate::Changed(event) = watch.next().await? {
-            client::print(&printer.rows(std::slice::from_ref(&event)))?;
+            print(&printer.rows(std::slice::from_ref(&event)))?;
             changes += 1;
         }
     }
@@ -104,7 +98,7 @@ async fn run() -> anyhow::Result<()> {
         Box::new(Cursor::new(lines.into_bytes())),
     );
     let report = upload::upload(&mut client, "production", "web", vec![input], None).await?;
-    client::print(&format!(
+    print(&format!(
         "{}\n",
         upload::describe(&report, "production", "web")
     ))?;
@@ -120,7 +114,7 @@ async fn run() -> anyhow::Result<()> {
         .map_err(status_error)?
         .into_inner();
     while let Some(chunk) = logs.message().await.map_err(status_error)? {
-        client::print(&format!("{}\n", chunk.lines.join("\n")))?;
+        print(&format!("{}\n", chunk.lines.join("\n")))?;
     }
 
     step(
@@ -134,7 +128,7 @@ async fn run() -> anyhow::Result<()> {
                   apply staging/api replicas=3 version=1\n\
                   delete staging/web\n";
     for line in script.lines() {
-        client::print(&format!("  > {line}\n"))?;
+        print(&format!("  > {line}\n"))?;
     }
     let session = sync::run_session(
         &mut client,
@@ -153,8 +147,7 @@ async fn run() -> anyhow::Result<()> {
          cargo run --bin pod-server            # in one terminal\n  \
          cargo run --bin watch-pods            # in another\n  \
          cargo run --bin sync-pods             # and type 'help'")?;
-    shutdown.cancel();
-    server.await.context("the tour's server failed")??;
+    server.stop().await.context("the tour's server failed")?;
     Ok(())
 }
 
@@ -172,7 +165,7 @@ async fn make_changes(client: &mut client::Client) -> anyhow::Result<()> {
     let ops = [
         apply("web", "Running", 6),
         apply("cache", "Pending", 1),
-        sync_request::Op::Delete(pod_service::pb::PodRef {
+        sync_request::Op::Delete(PodRef {
             namespace: "production".into(),
             name: "postgres".into(),
         }),
@@ -196,6 +189,6 @@ fn step(title: &str, text: &str) -> anyhow::Result<()> {
 }
 
 fn say(text: &str) -> anyhow::Result<()> {
-    client::print(&format!("{text}\n"))?;
+    print(&format!("{text}\n"))?;
     Ok(())
 }

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use pod_service::client::{self, PodArgs, ServerArgs, upload};
+use pod_service::cli::{self, PodArgs, ServerArgs};
+use pod_service::client::{self, upload};
 
 /// Stream log lines to a pod (UploadLogs) and print the server's summary.
 ///
@@ -27,15 +28,22 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    client::exit(run(Args::parse()).await)
+    cli::exit(run(Args::parse()).await)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let mut client = client::connect(&args.server).await?;
+    let mut client = client::connect(&args.server.client_config()?).await?;
     let (inputs, total) = upload::open_inputs(&args.files).await?;
     let progress = std::io::stderr().is_terminal().then(|| progress_bar(total));
     let (namespace, pod) = (&args.target.namespace, &args.target.pod);
-    let report = upload::upload(&mut client, namespace, pod, inputs, progress.clone()).await;
+    let report = upload::upload(
+        &mut client,
+        namespace,
+        pod,
+        inputs,
+        progress.clone().map(show),
+    )
+    .await;
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
@@ -46,8 +54,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
             report.lossy_lines
         );
     }
-    client::print(&format!("{}\n", upload::describe(&report, namespace, pod)))?;
+    cli::print(&format!("{}\n", upload::describe(&report, namespace, pod)))?;
     Ok(())
+}
+
+/// Advances `bar` by the bytes read and shows the lines and their rate.
+fn show(bar: ProgressBar) -> upload::OnProgress {
+    Box::new(move |progress: upload::Progress| {
+        bar.inc(progress.bytes_read);
+        let rate = progress.lines as f64 / progress.elapsed.as_secs_f64().max(1e-3);
+        bar.set_message(format!("{} lines, {rate:.0} lines/s", progress.lines));
+    })
 }
 
 /// Bytes of bytes and lines/s on a terminal; a spinner when the size is

@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use pod_service::client::output::{Format, Style, WatchPrinter};
-use pod_service::client::watch::{PodWatch, WatchUpdate};
-use pod_service::client::{self, NamespaceArgs, ServerArgs};
+use pod_service::cli::output::{Format, Style, WatchPrinter};
+use pod_service::cli::{self, NamespaceArgs, ServerArgs};
+use pod_service::client::{self, PodWatch, WatchUpdate};
 
 /// Print the pods, then every change as it happens (WatchPods), until Ctrl-C.
 ///
@@ -25,13 +25,13 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    client::exit(run(Args::parse()).await)
+    cli::exit(run(Args::parse()).await)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
     // Connect first so that a wrong address fails at once; after that the
     // channel reconnects by itself whenever the watch resumes.
-    let client = client::connect(&args.server).await?;
+    let client = client::connect(&args.server.client_config()?).await?;
     let mut watch = PodWatch::new(client, args.filter.namespace);
     let mut printer = WatchPrinter::new(Style::for_stdout(args.output));
     loop {
@@ -47,6 +47,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 continue;
             }
         };
-        client::print(&rows)?;
+        cli::print(&rows)?;
     }
 }

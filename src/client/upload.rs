@@ -6,20 +6,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
-use indicatif::ProgressBar;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use crate::client::{Client, status_error};
-use crate::pb::{LogChunk, UploadLogsResponse};
-use crate::service::STORED_BEFORE_ERROR;
+use super::connect::{Client, status_error};
+use crate::contract::{DEFAULT_NAMESPACE, LogChunk, STORED_BEFORE_ERROR, UploadLogsResponse};
 
 /// A chunk is sent when it holds this many bytes of lines...
-pub const CHUNK_BYTES: usize = 256 << 10;
+const CHUNK_BYTES: usize = 256 << 10;
 /// ...or this many lines, whichever comes first: far below the 4 MiB message limit.
-pub const CHUNK_LINES: usize = 4_096;
+const CHUNK_LINES: usize = 4_096;
 
 /// Chunks read ahead of the network: bounds the client's memory.
 const READ_AHEAD: usize = 4;
@@ -36,6 +34,20 @@ pub struct UploadReport {
 
 /// A named source of lines.
 pub type Input = (String, Box<dyn AsyncRead + Send + Unpin>);
+
+/// How far an upload has got, reported as each chunk is queued.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Bytes read from the inputs since the previous report.
+    pub bytes_read: u64,
+    /// Lines read so far.
+    pub lines: u64,
+    /// Time since the upload began.
+    pub elapsed: std::time::Duration,
+}
+
+/// Called with each [`Progress`] report (a progress bar, say).
+pub type OnProgress = Box<dyn FnMut(Progress) + Send>;
 
 /// Opens the files to upload (stdin when there are none), so that a typo
 /// fails before anything is sent. Also returns their total size, when known.
@@ -56,14 +68,14 @@ pub async fn open_inputs(files: &[PathBuf]) -> anyhow::Result<(Vec<Input>, Optio
     Ok((inputs, Some(total)))
 }
 
-/// Uploads the lines of `inputs`, in order, to one pod's log. `progress`,
-/// if given, advances by the bytes read and shows the lines sent.
+/// Uploads the lines of `inputs`, in order, to one pod's log, reporting
+/// its progress to `progress`, if given.
 pub async fn upload(
     client: &mut Client,
     namespace: &str,
     pod: &str,
     inputs: Vec<Input>,
-    progress: Option<ProgressBar>,
+    progress: Option<OnProgress>,
 ) -> anyhow::Result<UploadReport> {
     let (chunks, outbound) = mpsc::channel(READ_AHEAD);
     let template = LogChunk {
@@ -94,7 +106,9 @@ pub async fn upload(
         let error = status_error(status).context("upload failed");
         if unconfirmed && queued > 0 {
             error.context(format!(
-                "the upload broke off after {queued} lines were sent and before the server                  confirmed any of them: none, some or all of those lines may be stored                  (check with pod-logs before sending them again)"
+                "the upload broke off after {queued} lines were sent and before the server \
+                 confirmed any of them: none, some or all of those lines may be stored \
+                 (check with pod-logs before sending them again)"
             ))
         } else {
             error
@@ -128,15 +142,17 @@ async fn read_chunks(
     template: LogChunk,
     chunks: mpsc::Sender<LogChunk>,
     queued: Arc<AtomicU64>,
-    progress: Option<ProgressBar>,
+    mut progress: Option<OnProgress>,
 ) -> anyhow::Result<ReadStats> {
     let started = std::time::Instant::now();
     let mut read_bytes = 0;
-    let show = |read_bytes: &mut u64, lines: u64| {
-        if let Some(bar) = &progress {
-            bar.inc(std::mem::take(read_bytes));
-            let rate = lines as f64 / started.elapsed().as_secs_f64().max(1e-3);
-            bar.set_message(format!("{lines} lines, {rate:.0} lines/s"));
+    let mut show = |read_bytes: &mut u64, lines: u64| {
+        if let Some(report) = &mut progress {
+            report(Progress {
+                bytes_read: std::mem::take(read_bytes),
+                lines,
+                elapsed: started.elapsed(),
+            });
         }
     };
     let mut stats = ReadStats::default();
@@ -206,7 +222,7 @@ pub fn describe(report: &UploadReport, namespace: &str, pod: &str) -> String {
         s.bytes,
         s.chunks,
         if namespace.is_empty() {
-            crate::validate::DEFAULT_NAMESPACE
+            DEFAULT_NAMESPACE
         } else {
             namespace
         },

@@ -9,39 +9,16 @@
 //! (`OUT_OF_RANGE`), it lists again and reports only the difference from its
 //! cache. So no change is reported twice and none is missed.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::fmt;
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tonic::{Code, Status, Streaming};
 
-use crate::client::{Client, code_name, status_error};
-use crate::pb::{ListPodsRequest, Pod};
-
-/// What happened to a pod.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventKind {
-    Added,
-    Modified,
-    Deleted,
-}
-
-impl fmt::Display for EventKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            EventKind::Added => "ADDED",
-            EventKind::Modified => "MODIFIED",
-            EventKind::Deleted => "DELETED",
-        })
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct PodEvent {
-    pub kind: EventKind,
-    pub pod: Pod,
-}
+use super::cache::{PodCache, PodEvent};
+use super::connect::{Client, status_error};
+use super::retry::{Backoff, is_fatal};
+use crate::contract::{ListPodsRequest, Pod, code_name};
 
 /// What [`PodWatch::next`] reports.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,14 +29,19 @@ pub enum WatchUpdate {
     /// One change from the watch stream.
     Changed(PodEvent),
     /// The stream ended; the watch resumes by itself after `retry_in`.
-    Interrupted { reason: String, retry_in: Duration },
+    Interrupted {
+        /// The status that ended it, as `CODE: message`.
+        reason: String,
+        /// How long until the watch resumes.
+        retry_in: Duration,
+    },
 }
 
 /// See the module docs.
 pub struct PodWatch {
     client: Client,
     namespace: String,
-    cache: BTreeMap<(String, String), Pod>,
+    cache: PodCache,
     /// The version the view reflects: where a resumed watch continues from.
     version: u64,
     listed: bool,
@@ -75,7 +57,7 @@ impl PodWatch {
         PodWatch {
             client,
             namespace: namespace.into(),
-            cache: BTreeMap::new(),
+            cache: PodCache::default(),
             version: 0,
             listed: false,
             stream: None,
@@ -92,7 +74,7 @@ impl PodWatch {
 
     /// The pods as currently known, sorted by namespace then name.
     pub fn pods(&self) -> impl Iterator<Item = &Pod> {
-        self.cache.values()
+        self.cache.pods()
     }
 
     /// The next update. Errors only when the server refuses the watch for a
@@ -112,10 +94,7 @@ impl PodWatch {
                         // Too far behind for the history: list again, now.
                         self.listed = false;
                     }
-                    Code::InvalidArgument
-                    | Code::Unimplemented
-                    | Code::Unauthenticated
-                    | Code::PermissionDenied => return Err(status_error(status)),
+                    code if is_fatal(code) => return Err(status_error(status)),
                     code => {
                         let retry_in = self.backoff.next_delay();
                         self.retry_at = Some(Instant::now() + retry_in);
@@ -140,7 +119,8 @@ impl PodWatch {
                 })
                 .await?
                 .into_inner();
-            let events = self.replace(list.pods, list.resource_version);
+            let events = self.cache.replace(list.pods, list.resource_version);
+            self.version = list.resource_version;
             self.listed = true;
             self.backoff.reset();
             self.pending.push_back(WatchUpdate::Listed(events));
@@ -160,111 +140,13 @@ impl PodWatch {
         match stream.message().await? {
             Some(pod) => {
                 self.backoff.reset();
-                if let Some(event) = self.observe(pod) {
+                self.version = self.version.max(pod.resource_version);
+                if let Some(event) = self.cache.observe(pod) {
                     self.pending.push_back(WatchUpdate::Changed(event));
                 }
                 Ok(())
             }
             None => Err(Status::unavailable("the server ended the watch")),
         }
-    }
-
-    /// Records one pod from the stream; returns the event it makes, if any.
-    fn observe(&mut self, pod: Pod) -> Option<PodEvent> {
-        self.version = self.version.max(pod.resource_version);
-        let key = (pod.namespace.clone(), pod.name.clone());
-        if pod.deleted {
-            self.cache.remove(&key);
-            return Some(PodEvent {
-                kind: EventKind::Deleted,
-                pod,
-            });
-        }
-        let kind = self.kind_of(&key, &pod)?;
-        self.cache.insert(key, pod.clone());
-        Some(PodEvent { kind, pod })
-    }
-
-    /// Replaces the cache with a fresh list; returns the differences.
-    fn replace(&mut self, pods: Vec<Pod>, version: u64) -> Vec<PodEvent> {
-        let fresh: BTreeMap<(String, String), Pod> = pods
-            .into_iter()
-            .map(|pod| ((pod.namespace.clone(), pod.name.clone()), pod))
-            .collect();
-        let mut events: Vec<PodEvent> = self
-            .cache
-            .iter()
-            .filter(|(key, _)| !fresh.contains_key(*key))
-            .map(|(_, gone)| PodEvent {
-                kind: EventKind::Deleted,
-                pod: Pod {
-                    resource_version: version,
-                    deleted: true,
-                    ..gone.clone()
-                },
-            })
-            .collect();
-        for (key, pod) in &fresh {
-            if let Some(kind) = self.kind_of(key, pod) {
-                events.push(PodEvent {
-                    kind,
-                    pod: pod.clone(),
-                });
-            }
-        }
-        self.cache = fresh;
-        self.version = version;
-        events
-    }
-
-    /// How a live pod differs from the cache: new, changed, or (`None`) known.
-    fn kind_of(&self, key: &(String, String), pod: &Pod) -> Option<EventKind> {
-        match self.cache.get(key) {
-            None => Some(EventKind::Added),
-            Some(known) if known.resource_version == pod.resource_version => None,
-            Some(_) => Some(EventKind::Modified),
-        }
-    }
-}
-
-/// Capped exponential backoff with jitter, so that many clients of a
-/// restarted server do not reconnect in lockstep.
-#[derive(Debug, Clone, Default)]
-pub struct Backoff {
-    attempt: u32,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(100);
-    const CAP: Duration = Duration::from_secs(5);
-
-    /// The next delay: 100 ms doubling up to 5 s, each drawn at random from
-    /// the upper half of its range.
-    pub fn next_delay(&mut self) -> Duration {
-        let ceiling = Self::FIRST
-            .saturating_mul(1 << self.attempt.min(16))
-            .min(Self::CAP);
-        self.attempt = self.attempt.saturating_add(1);
-        ceiling.mul_f64(0.5 + fastrand::f64() / 2.0)
-    }
-
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_to_a_cap_with_jitter() {
-        let mut backoff = Backoff::default();
-        let delays: Vec<Duration> = (0..12).map(|_| backoff.next_delay()).collect();
-        assert!(delays[0] >= Duration::from_millis(50) && delays[0] <= Duration::from_millis(100));
-        assert!(delays.iter().all(|d| *d <= Backoff::CAP));
-        assert!(delays[11] >= Backoff::CAP / 2);
-        backoff.reset();
-        assert!(backoff.next_delay() <= Duration::from_millis(100));
     }
 }

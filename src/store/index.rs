@@ -9,7 +9,7 @@
 //! each change in order, updates the pods, records it in the history and
 //! sends it to watchers. So readers and watchers only ever see durable
 //! changes, the history and the channel carry changes in strictly
-//! increasing, gap-free version order, and a watcher that registers under
+//! increasing version order, and a watcher that registers under
 //! the same lock (see [`Index::watch`]) sees exactly the changes after the
 //! version it registered at.
 //!
@@ -21,19 +21,16 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::broadcast;
 
-use super::{ApplyPod, PodKey, StoreConfig, StoreError, matches};
-use crate::logs::PodLog;
-use crate::pb::Pod;
-use crate::watch::Watcher;
+use super::config::StoreConfig;
+use super::error::StoreError;
+use super::pod_log::PodLog;
+use super::pod_store::PodList;
+use super::watcher::{Watcher, matches};
+use crate::contract::Pod;
+use crate::domain::{ApplyPod, PodKey};
 
-/// The current pods matching a filter and the version they were read at.
-#[derive(Debug, Clone)]
-pub struct PodList {
-    pub pods: Vec<Arc<Pod>>,
-    pub version: u64,
-}
-
-pub struct Index {
+/// See the module docs.
+pub(super) struct Index {
     state: RwLock<State>,
     changes: broadcast::Sender<Arc<Pod>>,
     config: StoreConfig,
@@ -43,8 +40,12 @@ struct State {
     pods: BTreeMap<PodKey, Entry>,
     /// The version of the newest change; 0 for a store that never changed.
     version: u64,
-    /// The newest changes, oldest first, with contiguous versions ending at `version`.
+    /// The newest changes, oldest first, ending at `version`.
     history: VecDeque<Arc<Pod>>,
+    /// The oldest version a watch can continue from: that of the newest
+    /// change no longer in `history` (0 while nothing was dropped). Kept,
+    /// not computed from `history`, so that versions need not be consecutive.
+    continues_from: u64,
 }
 
 struct Entry {
@@ -54,7 +55,7 @@ struct Entry {
 
 /// Operations planned against the published state, to be published together.
 #[derive(Default)]
-pub struct Batch {
+pub(super) struct Batch {
     /// The version the batch has reached.
     version: u64,
     /// The state of each pod the batch touched (`None`: deleted).
@@ -63,7 +64,7 @@ pub struct Batch {
 }
 
 /// One planned operation.
-pub enum Step {
+pub(super) enum Step {
     /// A pod (or tombstone) with its new version.
     Change(Arc<Pod>),
     /// Lines for the log of an existing pod.
@@ -80,14 +81,32 @@ impl Batch {
     }
 }
 
+/// What a store loaded from disk, to restore an index from.
+#[derive(Default)]
+pub(super) struct Restored {
+    /// The current pods.
+    pub pods: Vec<Pod>,
+    /// The version of the newest change.
+    pub version: u64,
+    /// The retained changes, oldest first, ending at `version`.
+    pub history: Vec<Pod>,
+    /// The oldest version a watch can continue from.
+    pub continues_from: u64,
+}
+
 impl Index {
     pub fn new(config: StoreConfig) -> Self {
-        Self::restore(config, Vec::new(), 0, Vec::new())
+        Self::restore(config, Restored::default())
     }
 
-    /// An index holding pods, history and version loaded from disk. The
-    /// history must be contiguous and end at `version`.
-    pub fn restore(config: StoreConfig, pods: Vec<Pod>, version: u64, history: Vec<Pod>) -> Self {
+    /// An index holding what a store loaded from disk.
+    pub fn restore(config: StoreConfig, restored: Restored) -> Self {
+        let Restored {
+            pods,
+            version,
+            history,
+            continues_from,
+        } = restored;
         let (changes, _) = broadcast::channel(config.watch_buffer.max(1));
         let pods = pods
             .into_iter()
@@ -104,6 +123,7 @@ impl Index {
                 pods,
                 version,
                 history: history.into_iter().map(Arc::new).collect(),
+                continues_from,
             }),
             changes,
             config,
@@ -119,7 +139,7 @@ impl Index {
         self.read().version
     }
 
-    /// See [`super::PodStore::list`].
+    /// See [`super::pod_store::PodStore::list`].
     pub fn list(&self, namespace: Option<&str>) -> PodList {
         let state = self.read();
         PodList {
@@ -128,7 +148,7 @@ impl Index {
         }
     }
 
-    /// See [`super::PodStore::log`].
+    /// See [`super::pod_store::PodStore::log`].
     pub fn log(&self, key: &PodKey) -> Result<Arc<PodLog>, StoreError> {
         self.read()
             .pods
@@ -137,7 +157,7 @@ impl Index {
             .ok_or_else(|| StoreError::NotFound(key.clone()))
     }
 
-    /// See [`super::PodStore::watch`].
+    /// See [`super::pod_store::PodStore::watch`].
     pub fn watch(&self, namespace: Option<String>, from: u64) -> Result<Watcher, StoreError> {
         // The read lock keeps publishers out between reading the backlog and
         // subscribing, so the watcher neither misses nor repeats a change.
@@ -145,19 +165,19 @@ impl Index {
         let backlog: Vec<Arc<Pod>> = if from == 0 {
             state.matching(namespace.as_deref()).cloned().collect()
         } else {
-            let oldest = state.version - state.history.len() as u64;
-            if from < oldest || from > state.version {
+            if from < state.continues_from || from > state.version {
                 return Err(StoreError::VersionOutOfRange {
                     requested: from,
-                    oldest,
+                    oldest: state.continues_from,
                     current: state.version,
                 });
             }
-            let skip = (from - oldest) as usize;
+            let after = state
+                .history
+                .partition_point(|pod| pod.resource_version <= from);
             state
                 .history
-                .iter()
-                .skip(skip)
+                .range(after..)
                 .filter(|pod| matches(namespace.as_deref(), pod))
                 .cloned()
                 .collect()
@@ -276,11 +296,11 @@ impl Index {
             state.pods.insert(key, entry);
         }
         state.version = change.resource_version;
-        if self.config.history > 0 {
-            if state.history.len() >= self.config.history {
-                state.history.pop_front();
+        state.history.push_back(Arc::clone(&change));
+        while state.history.len() > self.config.history {
+            if let Some(dropped) = state.history.pop_front() {
+                state.continues_from = dropped.resource_version;
             }
-            state.history.push_back(Arc::clone(&change));
         }
         // An error only means that nobody is watching.
         let _ = self.changes.send(change);

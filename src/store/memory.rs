@@ -1,27 +1,36 @@
 //! The volatile store: the [`Index`] alone. Writes are planned and published
 //! one at a time under a writer lock; nothing survives a restart.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
 
-use super::{ApplyPod, Index, Pending, PodKey, PodList, PodStore, StoreConfig, StoreError};
-use crate::logs::PodLog;
-use crate::pb::Pod;
-use crate::store::index::Batch;
-use crate::watch::Watcher;
+use super::config::StoreConfig;
+use super::error::StoreError;
+use super::index::{Batch, Index};
+use super::pod_log::PodLog;
+use super::pod_store::{Pending, PodList, PodStore};
+use super::watcher::Watcher;
+use crate::contract::Pod;
+use crate::domain::{ApplyPod, PodKey};
 
+/// A store that keeps everything in memory, for tests and demos.
 pub struct MemoryStore {
     index: Index,
     /// Serialises writers between planning and publishing.
     writer: Mutex<()>,
+    /// Set by [`PodStore::close`]: later writes are refused.
+    closed: AtomicBool,
 }
 
 impl MemoryStore {
+    /// An empty store.
     pub fn new(config: StoreConfig) -> Self {
         MemoryStore {
             index: Index::new(config),
             writer: Mutex::new(()),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -30,6 +39,9 @@ impl MemoryStore {
         plan: impl FnOnce(&Index, &mut Batch) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(StoreError::Storage("the store is closed".into()));
+        }
         let mut batch = self.index.batch();
         let result = plan(&self.index, &mut batch)?;
         self.index.publish(batch);
@@ -64,6 +76,11 @@ impl PodStore for MemoryStore {
     }
 
     fn sync(&self) -> Pending<()> {
+        ready(Ok(()))
+    }
+
+    fn close(&self) -> Pending<()> {
+        self.closed.store(true, Ordering::Relaxed);
         ready(Ok(()))
     }
 

@@ -9,16 +9,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pod_service::pb::{
+use pod_service::contract::{
     ListPodsRequest, Pod, PodRef, PodServiceClient, SyncAck, SyncEvent, SyncRequest, sync_event,
     sync_request,
 };
-use pod_service::server::{self, ServerConfig};
-use pod_service::shutdown::Shutdown;
-use pod_service::store::{ApplyPod, DurableStore, MemoryStore, PodKey, PodStore, StoreConfig};
-use tokio::net::TcpListener;
+use pod_service::domain::{ApplyPod, PodKey};
+use pod_service::server::{InProcessServer, ServerConfig};
+use pod_service::store::{DurableStore, MemoryStore, PodStore, StoreConfig};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 use tonic::transport::Channel;
@@ -60,15 +58,12 @@ macro_rules! on_both_stores {
 #[allow(unused_imports)]
 pub(crate) use on_both_stores;
 
+/// The server of a test: the real server in this process
+/// ([`InProcessServer`]), and the directory of its store if durable.
 pub struct TestServer {
     pub addr: SocketAddr,
-    /// Held for the server's whole life, across restarts, so that no other
-    /// socket of a test running alongside can take the port while it is down.
-    listener: std::net::TcpListener,
     pub store: Arc<dyn PodStore>,
-    config: ServerConfig,
-    shutdown: Shutdown,
-    task: Option<JoinHandle<()>>,
+    server: InProcessServer,
     /// The data directory of a durable store, removed with the server.
     data: Option<tempfile::TempDir>,
 }
@@ -94,34 +89,13 @@ impl TestServer {
 
     /// A server on a given store.
     pub async fn start_on(store: Arc<dyn PodStore>, config: ServerConfig) -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("non-blocking");
-        let mut server = TestServer {
-            addr: listener.local_addr().expect("local addr"),
-            listener,
+        let server = InProcessServer::start(Arc::clone(&store), config).expect("start the server");
+        TestServer {
+            addr: server.addr(),
             store,
-            config,
-            shutdown: Shutdown::new(),
-            task: None,
+            server,
             data: None,
-        };
-        server.spawn();
-        server
-    }
-
-    fn spawn(&mut self) {
-        let listener = self.listener.try_clone().expect("clone listener");
-        let listener = TcpListener::from_std(listener).expect("listener");
-        let (store, config, shutdown) = (
-            Arc::clone(&self.store),
-            self.config.clone(),
-            self.shutdown.clone(),
-        );
-        self.task = Some(tokio::spawn(async move {
-            server::serve(listener, store, config, shutdown)
-                .await
-                .expect("server failed");
-        }));
+        }
     }
 
     /// The data directory of a durable store.
@@ -130,7 +104,7 @@ impl TestServer {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     pub async fn client(&self) -> PodServiceClient<Channel> {
@@ -141,22 +115,17 @@ impl TestServer {
 
     /// Shuts the server down (streams end with UNAVAILABLE) and waits for it.
     pub async fn stop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(PATIENCE, task)
-                .await
-                .expect("server did not stop")
-                .expect("server task panicked");
-        }
+        within("the server to stop", self.server.stop())
+            .await
+            .expect("server failed");
     }
 
     /// Serves the same store again on the same port, as a restarted server
-    /// would. (Connections attempted while it was down wait in the listen
-    /// backlog and are served now.)
+    /// would.
     pub async fn restart(&mut self) {
-        self.stop().await;
-        self.shutdown = Shutdown::new();
-        self.spawn();
+        within("the server to restart", self.server.restart())
+            .await
+            .expect("server failed");
     }
 
     /// Applies a pod directly to the store (bypassing gRPC).
@@ -189,12 +158,6 @@ impl TestServer {
     /// Waits until the store has exactly `n` watchers (registered or freed).
     pub async fn await_watchers(&self, n: usize) {
         eventually(|| self.store.watcher_count() == n, "watcher count").await;
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
     }
 }
 
@@ -351,7 +314,7 @@ pub async fn await_log_line(client: &mut PodServiceClient<Channel>, namespace: &
     within("a line in the log", async {
         loop {
             let mut logs = client
-                .get_logs(pod_service::pb::GetLogsRequest {
+                .get_logs(pod_service::contract::GetLogsRequest {
                     namespace: namespace.into(),
                     pod: pod.into(),
                     tail_lines: 1,
@@ -376,7 +339,7 @@ pub async fn read_log(
     pod: &str,
 ) -> Vec<String> {
     let mut stream = client
-        .get_logs(pod_service::pb::GetLogsRequest {
+        .get_logs(pod_service::contract::GetLogsRequest {
             namespace: namespace.into(),
             pod: pod.into(),
             follow: false,
@@ -393,4 +356,18 @@ pub async fn read_log(
         lines.extend(chunk.lines);
     }
     lines
+}
+
+/// Resident memory of a process, in bytes (Linux: `VmRSS` in `/proc/PID/status`).
+pub fn resident_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kib * 1024)
 }

@@ -1,0 +1,76 @@
+//! The command-line options the client binaries share, parsed by clap.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::client::{ClientConfig, DEFAULT_ADDR};
+use crate::contract::{DEFAULT_NAMESPACE, Token};
+
+/// The environment variable that overrides the default server address.
+pub const ADDR_ENV: &str = "POD_SERVICE_ADDR";
+
+/// The environment variable that names the CA file.
+pub const CA_ENV: &str = "POD_SERVICE_CA";
+
+/// The connection options every client binary takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// Server address: http://HOST:PORT, or https://HOST:PORT for TLS.
+    #[arg(long, default_value = DEFAULT_ADDR, env = ADDR_ENV)]
+    pub addr: String,
+    /// PEM file of the CA that signed the server's TLS certificate (https).
+    #[arg(long, value_name = "FILE", env = CA_ENV)]
+    pub ca: Option<PathBuf>,
+    /// File holding the server's token (or set POD_SERVICE_TOKEN to the token).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Seconds between pings while a call is open, and seconds an answer
+    /// may take: a server (or network path) that died silently is noticed
+    /// within their sum, and the long-running clients reconnect.
+    #[arg(long, value_name = "SECONDS",
+          default_value_t = ClientConfig::DEFAULT_KEEPALIVE_INTERVAL.as_secs_f64())]
+    pub keepalive_interval: f64,
+    #[allow(missing_docs)] // documented with the interval above, as clap shows them
+    #[arg(long, value_name = "SECONDS",
+          default_value_t = ClientConfig::DEFAULT_KEEPALIVE_TIMEOUT.as_secs_f64())]
+    pub keepalive_timeout: f64,
+}
+
+impl ServerArgs {
+    /// The client configuration these options describe (the token as
+    /// [`Token::configured`] finds it).
+    pub fn client_config(&self) -> anyhow::Result<ClientConfig> {
+        let token = Token::configured(self.token_file.as_deref()).map_err(anyhow::Error::msg)?;
+        let seconds = |value: f64, flag: &str| {
+            Duration::try_from_secs_f64(value).with_context(|| format!("invalid {flag}"))
+        };
+        Ok(ClientConfig {
+            addr: self.addr.clone(),
+            ca: self.ca.clone(),
+            token,
+            keepalive_interval: seconds(self.keepalive_interval, "--keepalive-interval")?,
+            keepalive_timeout: seconds(self.keepalive_timeout, "--keepalive-timeout")?,
+        })
+    }
+}
+
+/// Names one pod, for the log clients.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PodArgs {
+    /// The pod's namespace.
+    #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// The pod's name.
+    #[arg(short, long)]
+    pub pod: String,
+}
+
+/// The namespace filter of the list and watch clients.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NamespaceArgs {
+    /// Only this namespace (default: every namespace).
+    #[arg(short, long, default_value = "", hide_default_value = true)]
+    pub namespace: String,
+}

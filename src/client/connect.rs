@@ -1,0 +1,179 @@
+//! Connecting to a server: where it is, how to trust it, the token to
+//! send, and one-line reports of what it answered.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use tonic::Status;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+use crate::contract::{PodServiceClient, Token, code_name};
+
+/// The server address clients use by default.
+pub const DEFAULT_ADDR: &str = "http://127.0.0.1:50051";
+
+/// How long a client waits for a TCP connection to the server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where a server is and how to talk to it.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `http://HOST:PORT`, or `https://HOST:PORT` for TLS.
+    pub addr: String,
+    /// For https: the PEM file of the CA that signed the server's certificate.
+    pub ca: Option<PathBuf>,
+    /// Sent with every call, if set.
+    pub token: Option<Token>,
+    /// How often an open connection is pinged...
+    pub keepalive_interval: Duration,
+    /// ...and how long an answer may take: a server (or network path) that
+    /// died silently is noticed within their sum, and the long-running
+    /// clients reconnect.
+    pub keepalive_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// The default of [`ClientConfig::keepalive_interval`] (the server's too).
+    pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+    /// The default of [`ClientConfig::keepalive_timeout`] (the server's too).
+    pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// Plain options for an address (no TLS, no token).
+    pub fn new(addr: impl Into<String>) -> Self {
+        ClientConfig {
+            addr: addr.into(),
+            ca: None,
+            token: None,
+            keepalive_interval: Self::DEFAULT_KEEPALIVE_INTERVAL,
+            keepalive_timeout: Self::DEFAULT_KEEPALIVE_TIMEOUT,
+        }
+    }
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig::new(DEFAULT_ADDR)
+    }
+}
+
+/// A PodService client that sends the token, if any, with every call.
+pub type Client = PodServiceClient<InterceptedService<Channel, Auth>>;
+
+/// Adds `authorization: Bearer <token>` to every request.
+#[derive(Clone, Debug, Default)]
+pub struct Auth {
+    header: Option<MetadataValue<Ascii>>,
+}
+
+impl Interceptor for Auth {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(header) = &self.header {
+            request
+                .metadata_mut()
+                .insert("authorization", header.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// Connects to the server now, failing if it is unreachable.
+pub async fn connect(config: &ClientConfig) -> anyhow::Result<Client> {
+    let (endpoint, auth) = endpoint(config)?;
+    let channel = endpoint
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {}", config.addr))?;
+    Ok(PodServiceClient::with_interceptor(channel, auth))
+}
+
+/// A client that connects on first use and reconnects after a failure, for
+/// long-running clients that ride through server restarts.
+pub fn connect_lazy(config: &ClientConfig) -> anyhow::Result<Client> {
+    let (endpoint, auth) = endpoint(config)?;
+    Ok(PodServiceClient::with_interceptor(
+        endpoint.connect_lazy(),
+        auth,
+    ))
+}
+
+fn endpoint(config: &ClientConfig) -> anyhow::Result<(Endpoint, Auth)> {
+    let addr = &config.addr;
+    let mut endpoint = Endpoint::from_shared(addr.clone()).with_context(|| {
+        format!("invalid server address {addr:?} (expected e.g. {DEFAULT_ADDR})")
+    })?;
+    let https = addr.starts_with("https://");
+    match (&config.ca, https) {
+        (Some(ca), true) => {
+            let pem = std::fs::read(ca)
+                .with_context(|| format!("cannot read CA file {}", ca.display()))?;
+            let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
+            endpoint = endpoint.tls_config(tls).context("invalid TLS settings")?;
+        }
+        (None, true) => anyhow::bail!(
+            "{addr} uses TLS: give the CA that signed the server's certificate with --ca FILE"
+        ),
+        (Some(_), false) => anyhow::bail!("--ca is for https:// addresses; {addr} is plaintext"),
+        (None, false) => {}
+    }
+    let header = config
+        .token
+        .as_ref()
+        .map(|token| token.header_value().parse())
+        .transpose()
+        .context("the token cannot be sent as a header")?;
+    let endpoint = endpoint
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(config.keepalive_interval)
+        .keep_alive_timeout(config.keepalive_timeout);
+    Ok((endpoint, Auth { header }))
+}
+
+/// How long a one-shot call (a list) may take, by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs a one-shot call with a deadline: sent to the server as
+/// `grpc-timeout`, so that it stops working on a call nobody waits for, and
+/// enforced here too, so that a server that never answers cannot hang the
+/// client.
+pub async fn with_deadline<Req, Res, F>(
+    timeout: Duration,
+    request: Req,
+    call: impl FnOnce(tonic::Request<Req>) -> F,
+) -> anyhow::Result<Res>
+where
+    F: std::future::Future<Output = Result<tonic::Response<Res>, Status>>,
+{
+    let mut request = tonic::Request::new(request);
+    request.set_timeout(timeout);
+    let started = std::time::Instant::now();
+    // tonic's channel ends a call at its deadline itself, as CANCELLED.
+    match tokio::time::timeout(timeout, call(request)).await {
+        Ok(Ok(answer)) => return Ok(answer.into_inner()),
+        Ok(Err(status))
+            if status.code() != tonic::Code::Cancelled || started.elapsed() < timeout =>
+        {
+            return Err(status_error(status));
+        }
+        Ok(Err(_)) | Err(_) => {}
+    }
+    anyhow::bail!(
+        "the server did not answer within {:.1}s (--timeout)",
+        timeout.as_secs_f64()
+    )
+}
+
+/// An error status from the server as one readable line, e.g.
+/// `server answered NOT_FOUND: pod default/web not found`.
+pub fn status_error(status: Status) -> anyhow::Error {
+    let message: Vec<&str> = status.message().split_whitespace().collect();
+    anyhow::anyhow!(
+        "server answered {}: {}",
+        code_name(status.code()),
+        message.join(" ")
+    )
+}

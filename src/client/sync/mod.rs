@@ -1,0 +1,8 @@
+//! The client side of `SyncPods`: the `sync-pods` command language
+//! ([`parse`]) and the session that runs it ([`run_session`]).
+
+mod commands;
+mod session;
+
+pub use commands::{Command, HELP, parse};
+pub use session::{Mode, SessionReport, run_session};

@@ -1,0 +1,403 @@
+//! The session of `sync-pods`: each command read is sent as a stream
+//! message, while acks and other clients' changes are printed as they
+//! arrive, one line each:
+//!
+//! ```text
+//! ack 2 OK staging/api status=Running replicas=2 v9
+//! ack 3 ABORTED: version conflict on pod staging/api: ...
+//! change MODIFIED staging/api status=Running replicas=3 v10
+//! ```
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+
+use anyhow::Context;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Status, Streaming};
+
+use super::commands::{Command, HELP, parse};
+use crate::client::cache::{PodCache, PodEvent};
+use crate::client::connect::{Client, status_error};
+use crate::client::retry::{Backoff, is_fatal};
+use crate::contract::{
+    ListPodsRequest, Pod, Subscribe, SyncAck, SyncEvent, SyncRequest, ack, code_name, sync_event,
+    sync_request,
+};
+
+/// How a session treats its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A person at a terminal: a bad line is reported and the session goes on.
+    Interactive,
+    /// A script: a bad line ends the session (after the acks of what was
+    /// already sent) with an error.
+    Script,
+}
+
+/// What a finished session did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SessionReport {
+    /// Ops sent.
+    pub ops: u64,
+    /// Ops refused, or whose ack was lost with the connection.
+    pub failed: u64,
+}
+
+/// The id of the subscribe a session sends by itself to resume its watch
+/// after a reconnection; the ops typed by the user are numbered from 1.
+const RESUME_ID: u64 = 0;
+
+/// Runs a session: reads commands from `input`, writes acks and changes to
+/// `output` as they arrive, and returns once the input has ended (or `quit`)
+/// and every op sent has been acknowledged.
+///
+/// `watch` lists first and subscribes from the list's version, so the
+/// session always knows the version its view reflects. If the connection
+/// breaks while commands may still come, the session reconnects with
+/// backoff and resumes its watch from that version (re-listing, and
+/// printing only the differences, if the server cannot continue from it).
+/// Ops that were in flight are reported as failed: whether they were
+/// applied is unknown. Progress notes go to `notice`, not to `output`.
+pub async fn run_session(
+    client: &mut Client,
+    input: impl AsyncBufRead + Unpin,
+    output: impl AsyncWrite + Unpin,
+    mode: Mode,
+    notice: impl FnMut(&str),
+) -> anyhow::Result<SessionReport> {
+    let (requests, events) = open_stream(client);
+    let mut session = Session {
+        client: client.clone(),
+        output,
+        notice,
+        requests: Some(requests),
+        events,
+        unacked: VecDeque::new(),
+        snapshot: None,
+        subscription: None,
+        version: 0,
+        cache: PodCache::default(),
+        report: SessionReport::default(),
+        backoff: Backoff::default(),
+    };
+    let mut lines = input.lines();
+    let mut line_number = 0;
+    let mut input_error = None;
+
+    loop {
+        tokio::select! {
+            line = lines.next_line(), if session.requests.is_some() => {
+                line_number += 1;
+                let line = line.context("cannot read the commands")?;
+                match line.as_deref().map(parse) {
+                    None | Some(Ok(Some(Command::Quit))) => {
+                        // Half-close: the server sends the last acks, then ends.
+                        session.requests = None;
+                    }
+                    Some(Ok(None)) => {}
+                    Some(Ok(Some(Command::Help))) => session.write(HELP).await?,
+                    Some(Ok(Some(Command::Op(op)))) => session.send_op(op).await?,
+                    Some(Err(message)) if mode == Mode::Interactive => {
+                        session.write(&format!("error: {message}")).await?;
+                    }
+                    Some(Err(message)) => {
+                        input_error = Some(format!("line {line_number}: {message}"));
+                        session.requests = None;
+                    }
+                }
+            }
+            event = session.events.message() => match event {
+                Ok(Some(event)) => session.on_event(event).await?,
+                Ok(None) if session.requests.is_none() && session.unacked.is_empty() => break,
+                Ok(None) => {
+                    let ended = Status::unavailable("the server ended the session");
+                    if !session.reconnect(ended).await? {
+                        break;
+                    }
+                }
+                Err(status) => {
+                    if !session.reconnect(status).await? {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    session.output.flush().await?;
+    if let Some(message) = input_error {
+        anyhow::bail!("{message}");
+    }
+    Ok(session.report)
+}
+
+type Outbound = mpsc::Sender<SyncRequest>;
+
+/// Opens a SyncPods call. The call is not awaited here: servers need not
+/// send the response headers before the first event (grpc-go sends them
+/// with it), and the first event may only come after our first request, so
+/// waiting for the headers before sending anything could wait forever.
+fn open_stream(client: &Client) -> (Outbound, Events) {
+    let (requests, outbound) = mpsc::channel::<SyncRequest>(64);
+    let mut client = client.clone();
+    let opening = Box::pin(async move {
+        let response = client.sync_pods(ReceiverStream::new(outbound)).await?;
+        Ok(response.into_inner())
+    });
+    (requests, Events::Opening(opening))
+}
+
+/// The events of a SyncPods call that may still be opening.
+enum Events {
+    Opening(futures::future::BoxFuture<'static, Result<Streaming<SyncEvent>, Status>>),
+    Open(Box<Streaming<SyncEvent>>),
+}
+
+impl Events {
+    /// The next event. Cancel-safe: an interrupted open resumes on the next call.
+    async fn message(&mut self) -> Result<Option<SyncEvent>, Status> {
+        if let Events::Opening(opening) = self {
+            *self = Events::Open(Box::new(opening.await?));
+        }
+        match self {
+            Events::Open(events) => events.message().await,
+            Events::Opening(_) => unreachable!("opened just above"),
+        }
+    }
+}
+
+struct Session<W, N> {
+    client: Client,
+    output: W,
+    notice: N,
+    /// `None` once the input has ended.
+    requests: Option<Outbound>,
+    events: Events,
+    /// Ids sent and not yet acknowledged, oldest first.
+    unacked: VecDeque<u64>,
+    /// The id of a subscribe in flight and the listed pods to show when it
+    /// is acknowledged (none when it names its own version).
+    snapshot: Option<(u64, Vec<Pod>)>,
+    /// The namespace filter of the subscription ("" = all), once sent.
+    subscription: Option<String>,
+    /// The version the watched view reflects.
+    version: u64,
+    /// The pods the session has shown.
+    cache: PodCache,
+    report: SessionReport,
+    backoff: Backoff,
+}
+
+impl<W: AsyncWrite + Unpin, N: FnMut(&str)> Session<W, N> {
+    async fn write(&mut self, line: &str) -> anyhow::Result<()> {
+        write_line(&mut self.output, line).await
+    }
+
+    async fn send(&mut self, request: SyncRequest) {
+        if let Some(sender) = &self.requests {
+            // A failed send means the stream is gone; the event side notices
+            // and reconnects.
+            let _ = sender.send(request).await;
+        }
+    }
+
+    async fn send_op(&mut self, op: sync_request::Op) -> anyhow::Result<()> {
+        self.report.ops += 1;
+        let id = self.report.ops;
+        let op = match op {
+            sync_request::Op::Subscribe(subscribe)
+                if subscribe.resource_version == 0 && self.subscription.is_none() =>
+            {
+                // List, then subscribe from the list's version.
+                let request = ListPodsRequest {
+                    namespace: subscribe.namespace.clone(),
+                    resource_version: 0,
+                };
+                match self.client.list_pods(request).await {
+                    Ok(list) => {
+                        let list = list.into_inner();
+                        self.snapshot = Some((id, list.pods));
+                        self.version = list.resource_version;
+                        self.subscription = Some(subscribe.namespace.clone());
+                        sync_request::Op::Subscribe(Subscribe {
+                            namespace: subscribe.namespace,
+                            resource_version: list.resource_version,
+                        })
+                    }
+                    Err(status) => {
+                        self.report.failed += 1;
+                        return self.write(&ack_line(&ack(id, Err(status)))).await;
+                    }
+                }
+            }
+            sync_request::Op::Subscribe(subscribe) if self.subscription.is_none() => {
+                self.snapshot = Some((id, Vec::new()));
+                self.version = subscribe.resource_version;
+                self.subscription = Some(subscribe.namespace.clone());
+                sync_request::Op::Subscribe(subscribe)
+            }
+            op => op,
+        };
+        self.unacked.push_back(id);
+        self.send(SyncRequest { id, op: Some(op) }).await;
+        Ok(())
+    }
+
+    async fn on_event(&mut self, event: SyncEvent) -> anyhow::Result<()> {
+        match event.event {
+            Some(sync_event::Event::Ack(ack)) if ack.id == RESUME_ID => self.on_resumed(ack).await,
+            Some(sync_event::Event::Ack(ack)) => {
+                if self.unacked.pop_front() != Some(ack.id) {
+                    anyhow::bail!("the server acknowledged op {} out of order", ack.id);
+                }
+                self.backoff.reset();
+                if ack.code != 0 {
+                    self.report.failed += 1;
+                }
+                self.write(&ack_line(&ack)).await?;
+                match self.snapshot.take_if(|(id, _)| *id == ack.id) {
+                    Some((_, pods)) if ack.code == 0 => {
+                        for pod in pods {
+                            self.show_change(pod).await?;
+                        }
+                    }
+                    Some(_) => self.subscription = None,
+                    None => {}
+                }
+                Ok(())
+            }
+            Some(sync_event::Event::Change(pod)) => {
+                self.backoff.reset();
+                self.version = self.version.max(pod.resource_version);
+                self.show_change(pod).await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Prints a change, naming it after what the session has shown before.
+    async fn show_change(&mut self, pod: Pod) -> anyhow::Result<()> {
+        match self.cache.observe(pod) {
+            Some(event) => self.write(&change_line(&event)).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The answer to a resumed subscription.
+    async fn on_resumed(&mut self, ack: SyncAck) -> anyhow::Result<()> {
+        if ack.code == 0 {
+            (self.notice)(&format!("resumed the watch from version {}", self.version));
+            return Ok(());
+        }
+        if ack.code != i32::from(tonic::Code::OutOfRange) as u32 {
+            anyhow::bail!("cannot resume the watch: {}", ack.message);
+        }
+        // Too far behind: list again, show what changed, and subscribe from there.
+        let namespace = self.subscription.clone().unwrap_or_default();
+        let list = self
+            .client
+            .list_pods(ListPodsRequest {
+                namespace,
+                resource_version: 0,
+            })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        (self.notice)(&format!(
+            "the watch was too far behind to resume; listed again at version {}",
+            list.resource_version
+        ));
+        for event in self.cache.replace(list.pods, list.resource_version) {
+            self.write(&change_line(&event)).await?;
+        }
+        self.version = list.resource_version;
+        self.resubscribe().await;
+        Ok(())
+    }
+
+    async fn resubscribe(&mut self) {
+        if let Some(namespace) = self.subscription.clone() {
+            let resume = sync_request::Op::Subscribe(Subscribe {
+                namespace,
+                resource_version: self.version,
+            });
+            self.send(SyncRequest {
+                id: RESUME_ID,
+                op: Some(resume),
+            })
+            .await;
+        }
+    }
+
+    /// After the stream broke: reports the ops in flight as failed and,
+    /// if commands may still come, reconnects and resumes the watch.
+    /// Returns whether the session goes on.
+    async fn reconnect(&mut self, status: Status) -> anyhow::Result<bool> {
+        if is_fatal(status.code()) {
+            return Err(status_error(status).context("the session failed"));
+        }
+        let reason = format!("{}: {}", code_name(status.code()), status.message());
+        while let Some(id) = self.unacked.pop_front() {
+            self.report.failed += 1;
+            let line = format!(
+                "ack {id} UNAVAILABLE: the connection was lost before the ack ({reason}); \
+                 the op may or may not have been applied"
+            );
+            self.write(&line).await?;
+        }
+        if self.requests.is_none() {
+            return Ok(false);
+        }
+        let delay = self.backoff.next_delay();
+        (self.notice)(&format!(
+            "session interrupted ({reason}); reconnecting in {:.1}s",
+            delay.as_secs_f64()
+        ));
+        tokio::time::sleep(delay).await;
+        // A failed reopening shows up as the new stream's first error and
+        // brings the session back here, with a longer delay.
+        let (requests, events) = open_stream(&self.client);
+        self.requests = Some(requests);
+        self.events = events;
+        self.resubscribe().await;
+        Ok(true)
+    }
+}
+
+async fn write_line(output: &mut (impl AsyncWrite + Unpin), line: &str) -> anyhow::Result<()> {
+    output.write_all(line.as_bytes()).await?;
+    output.write_all(b"\n").await?;
+    output.flush().await?;
+    Ok(())
+}
+
+fn ack_line(ack: &SyncAck) -> String {
+    let code = code_name(tonic::Code::from(ack.code as i32));
+    let mut line = format!("ack {} {code}", ack.id);
+    if let Some(pod) = &ack.pod {
+        let _ = write!(line, " {}", describe_pod(pod));
+    }
+    if !ack.message.is_empty() {
+        let _ = write!(line, ": {}", ack.message);
+    }
+    line
+}
+
+fn change_line(event: &PodEvent) -> String {
+    format!("change {} {}", event.kind, describe_pod(&event.pod))
+}
+
+fn describe_pod(pod: &Pod) -> String {
+    if pod.deleted {
+        format!(
+            "{}/{} deleted v{}",
+            pod.namespace, pod.name, pod.resource_version
+        )
+    } else {
+        format!(
+            "{}/{} status={} replicas={} v{}",
+            pod.namespace, pod.name, pod.status, pod.replicas, pod.resource_version
+        )
+    }
+}

@@ -1,0 +1,31 @@
+//! The wire contract, `proto/pod.proto`: its messages and stubs, and the
+//! conventions that are part of it without being in the proto (trailer
+//! keys, error wording that clients parse, the token's header, defaults).
+//!
+//! Everything that crosses the network is one of these types; the server
+//! turns them into domain values once, at its edge. Client code needs
+//! nothing but this module.
+
+mod list;
+mod messages;
+mod services;
+mod status;
+mod token;
+
+pub use list::ListPodsResponse;
+pub use messages::*;
+pub use services::pod_service_client::{self, PodServiceClient};
+pub use services::pod_service_server::{self, PodService, PodServiceServer};
+pub use status::{LAST_VERSION_KEY, STORED_BEFORE_ERROR, ack, code_name};
+pub use token::{TOKEN_ENV, Token};
+
+/// The encoded descriptors of `proto/pod.proto`, for the reflection service
+/// (and for tests that enumerate the service's methods).
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("pod_descriptor");
+
+/// The PodService's full name (`package.Service`), as the generated server
+/// reports it: the first segment of the path of every PodService call.
+pub const POD_SERVICE: &str = services::pod_service_server::SERVICE_NAME;
+
+/// The namespace of a pod whose request leaves the namespace empty.
+pub const DEFAULT_NAMESPACE: &str = "default";

@@ -1,0 +1,40 @@
+//! The server: the PodService's handlers, the layers every call passes, and
+//! the wiring that serves them on a listener until shutdown.
+//!
+//! A call arrives at [`serve`]'s listener and passes, in order:
+//!
+//! 1. the panic guard (`panic_guard`), which answers a panicking handler
+//!    `INTERNAL` and, through `oversize`, gives oversized messages
+//!    `RESOURCE_EXHAUSTED`;
+//! 2. the token check (`token_check`), for PodService calls when a token is
+//!    configured;
+//! 3. the service: `service` (and `sync_session` for `SyncPods`), which
+//!    validates the request once (`validate`), calls the store once, and
+//!    answers refusals with the codes chosen in `status`; its response
+//!    streams end at their client's deadline (`deadline`) and log one line
+//!    per call (`call_log`).
+//!
+//! Beside it run the standard health service (`health`) and reflection;
+//! `signals` holds the shutdown token and the Ctrl-C/SIGTERM handlers.
+//! [`InProcessServer`] runs all of it in this process on a free port.
+
+mod call_log;
+mod deadline;
+mod health;
+mod in_process;
+mod list_cache;
+mod oversize;
+mod panic_guard;
+mod serve;
+mod service;
+mod signals;
+mod status;
+mod sync_session;
+mod token_check;
+pub mod validate;
+
+pub use deadline::parse_timeout;
+pub use in_process::InProcessServer;
+pub use serve::{DEFAULT_ADDR, ServeError, ServerConfig, exposure_warnings, serve};
+pub use service::DEFAULT_MAX_LINE_BYTES;
+pub use signals::{Shutdown, signals};

@@ -1,0 +1,239 @@
+//! Wiring: a store, the services and a listener, served until shutdown.
+//!
+//! [`serve`] is what `pod-server` runs and what the tests start on an
+//! ephemeral port (through [`InProcessServer`](super::InProcessServer)), so
+//! the tests exercise exactly the server users run. Besides the PodService
+//! it serves the standard health service and server reflection (v1 and
+//! v1alpha), so generic tools such as `grpcurl` work without a copy of the
+//! proto. Every call passes the panic guard, then the token check.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Identity, ServerTlsConfig};
+
+use super::health;
+use super::panic_guard::GuardCalls;
+use super::service::{DEFAULT_MAX_LINE_BYTES, PodService};
+use super::signals::Shutdown;
+use super::token_check::RequireToken;
+use crate::contract::{self, PodServiceServer, Token};
+use crate::store::PodStore;
+
+/// The address `pod-server` listens on by default (the tutorial's port).
+pub const DEFAULT_ADDR: &str = "127.0.0.1:50051";
+
+/// Limits, security and shutdown of a server.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// The longest accepted log line, in bytes.
+    pub max_line_bytes: usize,
+    /// The largest accepted request message, in bytes.
+    pub max_message_bytes: usize,
+    /// How long in-flight calls may take to finish after shutdown begins.
+    pub grace: Duration,
+    /// The most calls open at once on one connection (HTTP/2
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`). A client that opens more waits
+    /// for one to end; it needs more connections to hold more streams.
+    pub max_streams_per_connection: u32,
+    /// How often an idle connection is pinged...
+    pub keepalive_interval: Duration,
+    /// ...and how long the answer may take before the connection is closed:
+    /// a peer that vanished without closing its connection is noticed
+    /// within their sum.
+    pub keepalive_timeout: Duration,
+    /// Serve over TLS with this certificate and key.
+    pub tls: Option<Identity>,
+    /// Require this token on every PodService call.
+    pub token: Option<Token>,
+}
+
+/// Written by hand: tonic's `Identity` would print the private key.
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("max_line_bytes", &self.max_line_bytes)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("grace", &self.grace)
+            .field(
+                "max_streams_per_connection",
+                &self.max_streams_per_connection,
+            )
+            .field("keepalive_interval", &self.keepalive_interval)
+            .field("keepalive_timeout", &self.keepalive_timeout)
+            .field("tls", &self.tls.is_some())
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+impl ServerConfig {
+    /// The default of [`ServerConfig::max_message_bytes`]: gRPC's usual 4 MiB.
+    pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
+    /// The default of [`ServerConfig::grace`].
+    pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+    /// The default of [`ServerConfig::max_streams_per_connection`]. Kept
+    /// below the number of small unread request messages after which h2
+    /// closes a connection as a flood (`ENHANCE_YOUR_CALM`): a burst of new
+    /// watches brings one each, and with no limit a client opening thousands
+    /// of watches at once on one connection had it cut instead of made to
+    /// wait (RELIABILITY.md).
+    pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 1_000;
+    /// The default of [`ServerConfig::keepalive_interval`].
+    pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+    /// The default of [`ServerConfig::keepalive_timeout`].
+    pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            max_message_bytes: Self::DEFAULT_MAX_MESSAGE_BYTES,
+            grace: Self::DEFAULT_GRACE,
+            max_streams_per_connection: Self::DEFAULT_MAX_STREAMS_PER_CONNECTION,
+            keepalive_interval: Self::DEFAULT_KEEPALIVE_INTERVAL,
+            keepalive_timeout: Self::DEFAULT_KEEPALIVE_TIMEOUT,
+            tls: None,
+            token: None,
+        }
+    }
+}
+
+/// The warnings for a server that can be reached beyond this machine without
+/// TLS or without a token.
+pub fn exposure_warnings(addr: std::net::SocketAddr, tls: bool, token: bool) -> Vec<&'static str> {
+    let mut warnings = Vec::new();
+    if !addr.ip().is_loopback() {
+        if !tls {
+            warnings.push("listening beyond loopback without TLS: traffic can be read and changed");
+        }
+        if !token {
+            warnings.push(
+                "listening beyond loopback without a token: anyone who can connect can write",
+            );
+        }
+    }
+    warnings
+}
+
+/// Why the server could not serve.
+#[derive(Debug)]
+pub struct ServeError(String);
+
+impl ServeError {
+    pub(super) fn new(reason: impl Into<String>) -> Self {
+        ServeError(reason.into())
+    }
+}
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+/// Serves on `listener` until `shutdown` is cancelled, then lets calls in
+/// flight finish for up to `config.grace`.
+pub async fn serve(
+    listener: TcpListener,
+    store: Arc<dyn PodStore>,
+    config: ServerConfig,
+    shutdown: Shutdown,
+) -> Result<(), ServeError> {
+    let pods = PodServiceServer::new(PodService::new(
+        Arc::clone(&store),
+        config.max_line_bytes,
+        shutdown.clone(),
+    ))
+    .max_decoding_message_size(config.max_message_bytes)
+    .max_encoding_message_size(config.max_message_bytes);
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(contract::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .map_err(|err| ServeError(format!("reflection: {err}")))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|err| ServeError(format!("reflection: {err}")))?;
+
+    let mut builder = tonic::transport::Server::builder()
+        .max_concurrent_streams(config.max_streams_per_connection)
+        // Notice peers that vanished without closing their connection.
+        .http2_keepalive_interval(Some(config.keepalive_interval))
+        .http2_keepalive_timeout(Some(config.keepalive_timeout));
+    if let Some(identity) = config.tls.clone() {
+        builder = builder
+            .tls_config(ServerTlsConfig::new().identity(identity))
+            .map_err(|err| ServeError(format!("TLS: {err}")))?;
+    }
+    // Streams send many small messages: don't let Nagle hold them back.
+    // (The builder's `tcp_nodelay` only applies to listeners it binds itself.)
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let server = builder
+        .layer(GuardCalls)
+        .layer(RequireToken::new(config.token.clone()))
+        .add_service(health::service(shutdown.clone()).await)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(pods)
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+    tokio::pin!(server);
+    let result = tokio::select! {
+        result = &mut server => result,
+        _ = shutdown.cancelled() => match tokio::time::timeout(config.grace, server).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!(
+                    grace = ?config.grace,
+                    "calls still open after the grace period; closing their connections"
+                );
+                Ok(())
+            }
+        },
+    };
+    // Whatever was written without an fsync (chunks of uploads that did not
+    // finish) is made durable too before the server is gone.
+    if let Err(err) = store.sync().await {
+        tracing::error!(%err, "the final flush of the store failed");
+    }
+    result.map_err(|err| ServeError(format!("server failed: {err}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let config = ServerConfig {
+            tls: Some(Identity::from_pem("CERT", "PRIVATE-KEY-BYTES")),
+            token: Some(Token::new("s3cret").unwrap()),
+            ..ServerConfig::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("PRIVATE") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+        assert!(shown.contains("tls: true"), "{shown}");
+    }
+
+    #[test]
+    fn warns_only_beyond_loopback() {
+        let loopback = "127.0.0.1:50051".parse().unwrap();
+        let everywhere = "0.0.0.0:50051".parse().unwrap();
+        assert!(exposure_warnings(loopback, false, false).is_empty());
+        assert_eq!(exposure_warnings(everywhere, false, false).len(), 2);
+        assert_eq!(exposure_warnings(everywhere, true, false).len(), 1);
+        assert!(exposure_warnings(everywhere, false, true)[0].contains("without TLS"));
+        assert!(exposure_warnings(everywhere, true, true).is_empty());
+    }
+}

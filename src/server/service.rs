@@ -1,0 +1,276 @@
+//! The `PodService` gRPC handlers: one method per RPC, each validating its
+//! request at the edge (see [`crate::validate`]), calling the store once, and
+//! turning the result into wire messages.
+//!
+//! Streaming responses are `async_stream` generators polled by tonic: when a
+//! client cancels or disconnects, tonic drops the generator, which drops its
+//! watcher or log cursor, so nothing is left behind. Every endless stream
+//! also ends when the server begins to shut down, so shutdown never waits on
+//! a watcher.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::call_log::{CallLog, Counter};
+use super::deadline;
+use super::list_cache::ListCache;
+use super::signals::Shutdown;
+use super::sync_session;
+use super::validate;
+use crate::contract::{
+    self as pb, GetLogsRequest, ListPodsRequest, ListPodsResponse, LogChunk, Pod,
+    STORED_BEFORE_ERROR, SyncEvent, SyncRequest, UploadLogsResponse,
+};
+use crate::domain::PodKey;
+use crate::store::{PodStore, WatchEnd};
+
+/// The longest log line accepted by default, in bytes.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 64 << 10;
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The service: a handle on the shared store plus per-request limits.
+#[derive(Clone)]
+pub struct PodService {
+    store: Arc<dyn PodStore>,
+    max_line_bytes: usize,
+    shutdown: Shutdown,
+    lists: Arc<ListCache>,
+}
+
+impl PodService {
+    /// The service over `store`, refusing log lines longer than
+    /// `max_line_bytes`, ending its endless streams when `shutdown` is cancelled.
+    pub fn new(store: Arc<dyn PodStore>, max_line_bytes: usize, shutdown: Shutdown) -> Self {
+        PodService {
+            store,
+            max_line_bytes,
+            shutdown,
+            lists: Arc::default(),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::PodService for PodService {
+    async fn list_pods(
+        &self,
+        request: Request<ListPodsRequest>,
+    ) -> Result<Response<ListPodsResponse>, Status> {
+        let mut log = CallLog::start("ListPods", &request);
+        log.received_one();
+        let result = self.list(request.into_inner());
+        log.finish(&result);
+        result.map(Response::new)
+    }
+
+    type WatchPodsStream = ResponseStream<Pod>;
+
+    async fn watch_pods(
+        &self,
+        request: Request<ListPodsRequest>,
+    ) -> Result<Response<Self::WatchPodsStream>, Status> {
+        let mut log = CallLog::start("WatchPods", &request);
+        let deadline = deadline::of(&request);
+        match self.watch(request.into_inner()) {
+            Ok(stream) => Ok(Response::new(
+                log.stream(deadline::bounded(stream, deadline)),
+            )),
+            Err(status) => Err(log.fail(status)),
+        }
+    }
+
+    async fn upload_logs(
+        &self,
+        request: Request<Streaming<LogChunk>>,
+    ) -> Result<Response<UploadLogsResponse>, Status> {
+        let mut log = CallLog::start("UploadLogs", &request);
+        let result = self.upload(request.into_inner(), log.received()).await;
+        log.finish(&result);
+        result.map(Response::new)
+    }
+
+    type GetLogsStream = ResponseStream<LogChunk>;
+
+    async fn get_logs(
+        &self,
+        request: Request<GetLogsRequest>,
+    ) -> Result<Response<Self::GetLogsStream>, Status> {
+        let mut log = CallLog::start("GetLogs", &request);
+        let deadline = deadline::of(&request);
+        match self.logs(request.into_inner()) {
+            Ok(stream) => Ok(Response::new(
+                log.stream(deadline::bounded(stream, deadline)),
+            )),
+            Err(status) => Err(log.fail(status)),
+        }
+    }
+
+    type SyncPodsStream = ResponseStream<SyncEvent>;
+
+    async fn sync_pods(
+        &self,
+        request: Request<Streaming<SyncRequest>>,
+    ) -> Result<Response<Self::SyncPodsStream>, Status> {
+        let mut log = CallLog::start("SyncPods", &request);
+        let deadline = deadline::of(&request);
+        let stream = sync_session::session(
+            Arc::clone(&self.store),
+            self.shutdown.clone(),
+            request.into_inner(),
+            log.received(),
+        );
+        Ok(Response::new(
+            log.stream(deadline::bounded(stream, deadline)),
+        ))
+    }
+}
+
+/// The RPCs' work, apart from logging.
+impl PodService {
+    /// A list is a function of the namespace and the store version, so it is
+    /// encoded once per pair and shared (see [`crate::wire`]).
+    fn list(&self, request: ListPodsRequest) -> Result<ListPodsResponse, Status> {
+        let namespace = validate::namespace_filter("namespace", &request.namespace)?;
+        if let Some(cached) = self.lists.get(&request.namespace, self.store.version()) {
+            return Ok(cached);
+        }
+        let list = self.store.list(namespace.as_deref());
+        let pods = list.pods.iter().map(|pod| Pod::clone(pod)).collect();
+        let response = ListPodsResponse::encoded(pods, list.version);
+        self.lists.put(request.namespace, response.clone());
+        Ok(response)
+    }
+
+    fn watch(
+        &self,
+        request: ListPodsRequest,
+    ) -> Result<impl Stream<Item = Result<Pod, Status>> + Send + 'static, Status> {
+        let namespace = validate::namespace_filter("namespace", &request.namespace)?;
+        let mut watcher = self.store.watch(namespace, request.resource_version)?;
+        let shutdown = self.shutdown.clone();
+        let stream = async_stream::stream! {
+            // One shutdown wait for the whole stream, not one per change:
+            // this loop runs for every watcher on every change.
+            let stopping = shutdown.cancelled();
+            tokio::pin!(stopping);
+            loop {
+                let next = tokio::select! {
+                    biased;
+                    _ = &mut stopping => Err(WatchEnd::Closed { last_version: watcher.last_version() }),
+                    next = watcher.next() => next,
+                };
+                match next {
+                    Ok(pod) => yield Ok(Pod::clone(&pod)),
+                    Err(end) => {
+                        yield Err(end.into());
+                        break;
+                    }
+                }
+            }
+        };
+        Ok(stream)
+    }
+
+    async fn upload(
+        &self,
+        mut chunks: Streaming<LogChunk>,
+        received: Counter,
+    ) -> Result<UploadLogsResponse, Status> {
+        let mut summary = UploadLogsResponse::default();
+        let mut stored = async {
+            while let Some(chunk) = chunks.message().await? {
+                received.add();
+                let (key, bytes) = self.check_chunk(&chunk)?;
+                let lines = chunk.lines.len() as u64;
+                self.store.append_log(key, chunk.lines).await?;
+                summary.chunks += 1;
+                summary.lines += lines;
+                summary.bytes += bytes;
+            }
+            Ok::<_, Status>(())
+        }
+        .await;
+        // Whether the upload ended or failed, the lines it reports as stored
+        // are made durable before the answer leaves.
+        let mut durable = true;
+        if summary.chunks > 0
+            && let Err(err) = self.store.sync().await
+        {
+            durable = false;
+            stored = stored.and(Err(err.into()));
+        }
+        // An error says how much of the upload was stored before it, so the
+        // client can tell exactly which lines made it; unless the store
+        // itself failed, when nobody can.
+        stored.map_err(|status| {
+            let before = if durable {
+                format!("{} {STORED_BEFORE_ERROR}", summary.lines)
+            } else {
+                format!(
+                    "the {} lines accepted before it are not confirmed stored: \
+                     none, some or all of them may be there after a restart",
+                    summary.lines
+                )
+            };
+            Status::new(
+                status.code(),
+                format!(
+                    "chunk {}: {}; {before}",
+                    summary.chunks + 1,
+                    status.message()
+                ),
+            )
+        })?;
+        Ok(summary)
+    }
+
+    fn logs(
+        &self,
+        request: GetLogsRequest,
+    ) -> Result<impl Stream<Item = Result<LogChunk, Status>> + Send + 'static, Status> {
+        let key = validate::pod_key("", &request.namespace, "pod", &request.pod)?;
+        let log = self.store.log(&key)?;
+        let shutdown = self.shutdown.clone();
+        let stream = async_stream::stream! {
+            let mut updates = log.updates();
+            let mut cursor = log.tail_cursor(request.tail_lines);
+            loop {
+                updates.borrow_and_update();
+                let batch = log.read(cursor);
+                cursor = batch.next;
+                let caught_up = batch.lines.is_empty();
+                if !caught_up {
+                    yield Ok(LogChunk {
+                        namespace: key.namespace.clone(),
+                        pod: key.name.clone(),
+                        lines: batch.lines,
+                    });
+                }
+                if batch.at_end_of_closed_log || (caught_up && !request.follow) {
+                    break;
+                }
+                if caught_up {
+                    let stopping = tokio::select! {
+                        _ = shutdown.cancelled() => true,
+                        _ = updates.changed() => false,
+                    };
+                    if stopping {
+                        yield Err(Status::unavailable("server is stopping"));
+                        break;
+                    }
+                }
+            }
+        };
+        Ok(stream)
+    }
+
+    fn check_chunk(&self, chunk: &LogChunk) -> Result<(PodKey, u64), Status> {
+        let key = validate::pod_key("", &chunk.namespace, "pod", &chunk.pod)?;
+        let bytes = validate::log_lines(&chunk.lines, self.max_line_bytes)?;
+        Ok((key, bytes))
+    }
+}

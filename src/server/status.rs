@@ -1,0 +1,47 @@
+//! How the domain's refusals become gRPC statuses: one place that picks
+//! each code, so every call answers the same refusal the same way.
+
+use tonic::Status;
+
+use crate::contract::LAST_VERSION_KEY;
+use crate::domain::Invalid;
+use crate::store::{StoreError, WatchEnd};
+
+impl From<Invalid> for Status {
+    fn from(err: Invalid) -> Self {
+        Status::invalid_argument(err.to_string())
+    }
+}
+
+impl From<StoreError> for Status {
+    fn from(err: StoreError) -> Self {
+        let code = match err {
+            StoreError::NotFound(_) => tonic::Code::NotFound,
+            StoreError::Conflict { .. } => tonic::Code::Aborted,
+            StoreError::VersionOutOfRange { .. } => tonic::Code::OutOfRange,
+            StoreError::Storage(_) => tonic::Code::Internal,
+        };
+        Status::new(code, err.to_string())
+    }
+}
+
+/// The end of a watch, with the version to resume from in the message and
+/// in the `last-resource-version` trailer.
+impl From<WatchEnd> for Status {
+    fn from(end: WatchEnd) -> Self {
+        let mut status = match end {
+            WatchEnd::Overflow { last_version } => Status::resource_exhausted(format!(
+                "watcher fell too far behind and was dropped; last delivered \
+                 resource_version {last_version}: watch again from it"
+            )),
+            WatchEnd::Closed { last_version } => Status::unavailable(format!(
+                "server is stopping; last delivered resource_version {last_version}: \
+                 watch again from it"
+            )),
+        };
+        status
+            .metadata_mut()
+            .insert(LAST_VERSION_KEY, end.last_version().into());
+        status
+    }
+}

@@ -1,0 +1,218 @@
+//! One `SyncPods` session: a stream of ops in, a stream of acks and
+//! changes out.
+//!
+//! A session's ops are validated once and submitted to the store in order
+//! as they arrive; their acks go out in the same order, each once its op is
+//! durable. Ops share commits instead of waiting in turn, up to
+//! [`MAX_IN_FLIGHT`] at a time. A subscribed session also receives every
+//! change of its namespace, and sees its own change just before the ack of
+//! the op that made it, after everyone else's earlier changes.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
+use futures::{FutureExt, Stream, StreamExt};
+use tonic::{Status, Streaming};
+
+use super::call_log::Counter;
+use super::signals::Shutdown;
+use super::validate;
+use crate::contract::{Pod, SyncAck, SyncEvent, SyncRequest, ack, sync_event, sync_request};
+use crate::domain::Invalid;
+use crate::store::{PodStore, WatchEnd, Watcher};
+
+/// Runs a session over `requests`; the stream ends after the last ack once
+/// the client half-closes, or with the status that ended it.
+pub(super) fn session(
+    store: Arc<dyn PodStore>,
+    shutdown: Shutdown,
+    mut requests: Streaming<SyncRequest>,
+    received: Counter,
+) -> impl Stream<Item = Result<SyncEvent, Status>> + Send + 'static {
+    let ops = Ops { store, shutdown };
+    let stream = async_stream::stream! {
+        let mut subscription: Option<Watcher> = None;
+        // Ops submitted to the store, in order, awaiting their commit:
+        // one session's ops share commits instead of waiting in turn.
+        let mut in_flight = FuturesOrdered::new();
+        // A subscribe waits until every earlier op is acknowledged, so
+        // its backlog never comes after a change it already reflects.
+        let mut subscribe: Option<SyncRequest> = None;
+        let mut half_closed = false;
+        loop {
+            if in_flight.is_empty() {
+                if let Some(request) = subscribe.take() {
+                    let ack = ops.subscribe(request, &mut subscription);
+                    yield Ok(ack_event(ack));
+                    continue;
+                }
+                if half_closed {
+                    break; // every op has been acknowledged
+                }
+            }
+            let read = !half_closed && subscribe.is_none() && in_flight.len() < MAX_IN_FLIGHT;
+            // While ops are in flight, changes go out with the acks (each
+            // ack is preceded by the changes up to its version), so that
+            // no change of a later op overtakes an earlier op's ack.
+            let live = subscription.as_mut().filter(|_| in_flight.is_empty());
+            let next = tokio::select! {
+                Some(ack) = in_flight.next() => Next::Ack(ack),
+                change = next_change(live, &ops.shutdown) => Next::Change(change),
+                request = requests.message(), if read => Next::Request(request),
+            };
+            match next {
+                Next::Ack(ack) => {
+                    // A subscribed session sees its own change just before
+                    // the ack of the op that made it, after everyone else's
+                    // earlier changes.
+                    let mut ended = None;
+                    let version = ack.pod.as_ref().map(|pod| pod.resource_version);
+                    if let (Some(watcher), Some(version)) = (subscription.as_mut(), version) {
+                        while let Some(change) = watcher.try_next_up_to(version) {
+                            match change {
+                                Ok(pod) => yield Ok(change_event(&pod)),
+                                Err(end) => {
+                                    ended = Some(end);
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    yield Ok(ack_event(ack));
+                    if let Some(end) = ended {
+                        yield Err(end.into());
+                        break;
+                    }
+                }
+                Next::Change(Ok(pod)) => yield Ok(change_event(&pod)),
+                Next::Change(Err(end)) => {
+                    yield Err(end);
+                    break;
+                }
+                // Half-close: the remaining acks, then OK.
+                Next::Request(Ok(None)) => half_closed = true,
+                // A message that could not be read (too large, or the
+                // client is gone, in which case nobody reads this).
+                Next::Request(Err(status)) => {
+                    yield Err(status);
+                    break;
+                }
+                Next::Request(Ok(Some(request))) => {
+                    received.add();
+                    if let Some(sync_request::Op::Subscribe(_)) = request.op {
+                        subscribe = Some(request);
+                    } else {
+                        in_flight.push_back(ops.submit(request));
+                    }
+                }
+            }
+        }
+    };
+    stream
+}
+
+/// What a session's ops need: the store, and the shutdown that ends it.
+struct Ops {
+    store: Arc<dyn PodStore>,
+    shutdown: Shutdown,
+}
+
+impl Ops {
+    /// Submits an apply or delete to the store now; the future resolves to
+    /// its ack once it is durable (or refused).
+    fn submit(&self, request: SyncRequest) -> BoxFuture<'static, SyncAck> {
+        let submitted = match request.op {
+            Some(sync_request::Op::Apply(pod)) => validate::apply(pod).map(|a| self.store.apply(a)),
+            Some(sync_request::Op::Delete(pod)) => {
+                validate::delete(&pod).map(|key| self.store.delete(key))
+            }
+            Some(sync_request::Op::Subscribe(_)) | None => Err(Invalid::new(
+                "op",
+                "must be one of apply, delete or subscribe",
+            )),
+        };
+        let id = request.id;
+        async move {
+            let result = match submitted {
+                Ok(pending) => pending
+                    .await
+                    .map(|pod| Some(Pod::clone(&pod)))
+                    .map_err(Status::from),
+                Err(invalid) => Err(invalid.into()),
+            };
+            ack(id, result)
+        }
+        .boxed()
+    }
+
+    /// Registers the session's watcher; returns the subscribe's ack.
+    fn subscribe(&self, request: SyncRequest, subscription: &mut Option<Watcher>) -> SyncAck {
+        let Some(sync_request::Op::Subscribe(subscribe)) = request.op else {
+            return ack(request.id, Err(Status::internal("not a subscribe")));
+        };
+        if subscription.is_some() {
+            return ack(
+                request.id,
+                Err(Status::failed_precondition(
+                    "subscribe: this session is already subscribed; open a new session to \
+                     watch another namespace",
+                )),
+            );
+        }
+        let watcher = validate::namespace_filter("subscribe.namespace", &subscribe.namespace)
+            .map_err(Status::from)
+            .and_then(|namespace| {
+                self.store
+                    .watch(namespace, subscribe.resource_version)
+                    .map_err(Status::from)
+            });
+        match watcher {
+            Ok(watcher) => {
+                *subscription = Some(watcher);
+                ack(request.id, Ok(None))
+            }
+            Err(status) => ack(request.id, Err(status)),
+        }
+    }
+}
+
+/// The most ops one sync session may have waiting for their commit; beyond
+/// it the session's requests are not read (HTTP/2 flow control holds the
+/// client back).
+const MAX_IN_FLIGHT: usize = 256;
+
+fn ack_event(ack: SyncAck) -> SyncEvent {
+    SyncEvent {
+        event: Some(sync_event::Event::Ack(ack)),
+    }
+}
+
+enum Next {
+    Ack(SyncAck),
+    Change(Result<Arc<Pod>, Status>),
+    Request(Result<Option<SyncRequest>, Status>),
+}
+
+/// The next change for a watch, or the status that ends it; for a session
+/// that is not subscribed, only the end (at shutdown).
+async fn next_change(
+    watcher: Option<&mut Watcher>,
+    shutdown: &Shutdown,
+) -> Result<Arc<Pod>, Status> {
+    let Some(watcher) = watcher else {
+        shutdown.cancelled().await;
+        return Err(Status::unavailable("server is stopping"));
+    };
+    tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => Err(WatchEnd::Closed { last_version: watcher.last_version() }.into()),
+        next = watcher.next() => next.map_err(Status::from),
+    }
+}
+
+fn change_event(pod: &Pod) -> SyncEvent {
+    SyncEvent {
+        event: Some(sync_event::Event::Change(pod.clone())),
+    }
+}

@@ -1,0 +1,164 @@
+//! Request validation: the one place where wire messages become domain values.
+//!
+//! Every handler calls these functions first, so the store only ever sees
+//! well-formed names and values. Each error names the field (as a path into
+//! the request, e.g. `apply.name`) and the rule it broke, and is answered
+//! `INVALID_ARGUMENT`.
+
+use crate::contract::{self as pb, DEFAULT_NAMESPACE};
+use crate::domain::{ApplyPod, Invalid, PodKey, describe, dns_label};
+
+/// The status given to a pod applied without one.
+pub const DEFAULT_STATUS: &str = "Pending";
+
+/// Longest accepted pod status, in bytes.
+pub const MAX_STATUS_BYTES: usize = 32;
+
+/// A namespace on a write or a single-pod read: empty means [`DEFAULT_NAMESPACE`].
+pub fn namespace(field: &str, value: &str) -> Result<String, Invalid> {
+    if value.is_empty() {
+        return Ok(DEFAULT_NAMESPACE.to_owned());
+    }
+    dns_label(field, value)?;
+    Ok(value.to_owned())
+}
+
+/// A namespace filter on a list or watch: empty means every namespace.
+pub fn namespace_filter(field: &str, value: &str) -> Result<Option<String>, Invalid> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    dns_label(field, value)?;
+    Ok(Some(value.to_owned()))
+}
+
+/// Names one pod: `prefix.namespace` (empty = default) and `prefix.<name_field>`.
+pub fn pod_key(
+    prefix: &str,
+    namespace_value: &str,
+    name_field: &str,
+    name_value: &str,
+) -> Result<PodKey, Invalid> {
+    let namespace = namespace(&join(prefix, "namespace"), namespace_value)?;
+    dns_label(&join(prefix, name_field), name_value)?;
+    Ok(PodKey::new(namespace, name_value))
+}
+
+/// Validates the `apply` of a SyncRequest.
+pub fn apply(pod: pb::Pod) -> Result<ApplyPod, Invalid> {
+    let key = pod_key("apply", &pod.namespace, "name", &pod.name)?;
+    let status = if pod.status.is_empty() {
+        DEFAULT_STATUS.to_owned()
+    } else {
+        status("apply.status", &pod.status)?;
+        pod.status
+    };
+    if pod.replicas < 0 {
+        return Err(Invalid::new(
+            "apply.replicas",
+            format!("must be >= 0 (got {})", pod.replicas),
+        ));
+    }
+    if pod.deleted {
+        return Err(Invalid::new(
+            "apply.deleted",
+            "must be false: use a delete op to delete a pod",
+        ));
+    }
+    Ok(ApplyPod {
+        key,
+        status,
+        replicas: pod.replicas,
+        expected_version: (pod.resource_version != 0).then_some(pod.resource_version),
+    })
+}
+
+/// Validates the `delete` of a SyncRequest.
+pub fn delete(pod: &pb::PodRef) -> Result<PodKey, Invalid> {
+    pod_key("delete", &pod.namespace, "name", &pod.name)
+}
+
+/// Checks the lines of an upload chunk; returns their total size in bytes.
+pub fn log_lines(lines: &[String], max_line_bytes: usize) -> Result<u64, Invalid> {
+    let mut bytes = 0;
+    for (i, line) in lines.iter().enumerate() {
+        if line.len() > max_line_bytes {
+            return Err(Invalid::new(
+                format!("lines[{i}]"),
+                format!(
+                    "must be at most {max_line_bytes} bytes (got {})",
+                    line.len()
+                ),
+            ));
+        }
+        if line.contains('\n') {
+            return Err(Invalid::new(
+                format!("lines[{i}]"),
+                "must not contain a line break (send one line per entry)",
+            ));
+        }
+        bytes += line.len() as u64;
+    }
+    Ok(bytes)
+}
+
+/// A pod status such as `Running` or `CrashLoopBackOff`.
+fn status(field: &str, value: &str) -> Result<(), Invalid> {
+    let ok = value.len() <= MAX_STATUS_BYTES
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Invalid::new(
+            field,
+            format!(
+                "must be 1 to {MAX_STATUS_BYTES} ASCII letters, digits or '-' ({})",
+                describe(value)
+            ),
+        ))
+    }
+}
+
+fn join(prefix: &str, field: &str) -> String {
+    if prefix.is_empty() {
+        field.to_owned()
+    } else {
+        format!("{prefix}.{field}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apply_defaults_and_rules() {
+        let ok = apply(pb::Pod {
+            name: "web".into(),
+            replicas: 2,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(ok.key, PodKey::new("default", "web"));
+        assert_eq!(ok.status, DEFAULT_STATUS);
+        assert_eq!(ok.expected_version, None);
+
+        let err = apply(pb::Pod {
+            name: "web".into(),
+            replicas: -1,
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(err.field, "apply.replicas");
+
+        let err = apply(pb::Pod {
+            name: "web".into(),
+            status: "Run ning".into(),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(err.field, "apply.status");
+    }
+}

@@ -1,0 +1,34 @@
+//! The store's limits and their defaults.
+
+/// Limits of the store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// How many recent changes are kept for watches that resume from a version.
+    pub history: usize,
+    /// How many changes a watcher may fall behind the newest before its
+    /// stream ends with `RESOURCE_EXHAUSTED`.
+    pub watch_buffer: usize,
+    /// Bytes of log kept per pod, each line counted by
+    /// [`line_cost`](super::pod_log::line_cost); the oldest lines are
+    /// dropped beyond it.
+    pub log_bytes_per_pod: usize,
+}
+
+impl StoreConfig {
+    /// The default of [`StoreConfig::history`].
+    pub const DEFAULT_HISTORY: usize = 10_000;
+    /// The default of [`StoreConfig::watch_buffer`].
+    pub const DEFAULT_WATCH_BUFFER: usize = 4_096;
+    /// The default of [`StoreConfig::log_bytes_per_pod`]: 16 MiB.
+    pub const DEFAULT_LOG_BYTES_PER_POD: usize = 16 << 20;
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            history: Self::DEFAULT_HISTORY,
+            watch_buffer: Self::DEFAULT_WATCH_BUFFER,
+            log_bytes_per_pod: Self::DEFAULT_LOG_BYTES_PER_POD,
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! [`DurableStore`]: opening a data directory, and the store's calls, which
+//! reads answer from the index and writes submit to the committer.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use futures::FutureExt;
+use tokio::sync::{mpsc, oneshot};
+
+use super::committer::{Committer, Op, Request, closed};
+use super::error::{Corruption, Incompatibility, OpenError};
+use super::load::load;
+use super::schema::{self, DATABASE_FILE, Fault, Schema, stored_version};
+use crate::contract::Pod;
+use crate::domain::{ApplyPod, PodKey};
+use crate::store::config::StoreConfig;
+use crate::store::error::StoreError;
+use crate::store::index::Index;
+use crate::store::pod_log::PodLog;
+use crate::store::pod_store::{Pending, PodList, PodStore};
+use crate::store::watcher::Watcher;
+
+/// The default store: everything in memory for reading, and every write
+/// committed to a `redb` database in a data directory before it is
+/// published or acknowledged. See the [module docs](crate::store).
+pub struct DurableStore {
+    index: Arc<Index>,
+    /// The data directory, as opened.
+    dir: PathBuf,
+    /// `None` only while dropping. Unbounded, so that submitting never
+    /// waits and keeps the callers' order; callers bound what they have in
+    /// flight (a sync session its pipeline, an upload one chunk).
+    ops: Option<mpsc::UnboundedSender<Op>>,
+    committer: Option<JoinHandle<()>>,
+}
+
+/// The committers of stores dropped in this process that may still be
+/// closing their database, by directory: opening the same directory again
+/// waits for its committer, so dropping a store never has to.
+static CLOSING: Mutex<Vec<(PathBuf, JoinHandle<()>)>> = Mutex::new(Vec::new());
+
+impl DurableStore {
+    /// Opens (or creates) the store in `dir`, loading everything in it.
+    /// This reads the whole database: call it before serving, or from a
+    /// blocking thread.
+    ///
+    /// An existing database is first checked read-only, so that a file that
+    /// is not ours, from another version, or damaged is refused without a
+    /// single byte of it being written.
+    pub fn open(dir: &Path, config: StoreConfig) -> Result<Self, OpenError> {
+        let io = |err: std::io::Error| OpenError::Io(dir.into(), err);
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let dir = dir.canonicalize().map_err(io)?;
+        await_closed(&dir);
+        let path = dir.join(DATABASE_FILE);
+        let exists = std::fs::metadata(&path).is_ok_and(|meta| meta.len() > 0);
+        let fault = |fault: Fault| match fault {
+            Fault::Corrupt(corruption) => OpenError::Corrupt(dir.clone(), corruption),
+            Fault::Incompatible(why) => OpenError::Incompatible(dir.clone(), why),
+        };
+        let corrupt = |corruption: Corruption| OpenError::Corrupt(dir.clone(), corruption);
+        let mut loaded = None;
+        if exists {
+            match redb::ReadOnlyDatabase::open(&path) {
+                Ok(db) => {
+                    if schema::check(&db).map_err(fault)? == Schema::Current {
+                        loaded = Some(load(&db, config.clone()).map_err(corrupt)?);
+                    }
+                    db.close().map_err(|err| open_error(&dir, err))?;
+                }
+                // After a crash redb must repair the file, which a read-only
+                // open cannot do: the read-write open below does it.
+                Err(redb::DatabaseError::RepairAborted) => {}
+                Err(err) => return Err(open_error(&dir, err)),
+            }
+        }
+        let db = redb::Database::create(&path).map_err(|err| open_error(&dir, err))?;
+        if schema::check(&db).map_err(fault)? == Schema::New {
+            schema::initialise(&db).map_err(corrupt)?;
+        }
+        // What was read before the read-write open is current unless
+        // another process wrote in between (or a repair was needed).
+        let (index, logs) = match loaded {
+            Some(loaded) if stored_version(&db).ok() == Some(loaded.0.version()) => loaded,
+            _ => load(&db, config).map_err(corrupt)?,
+        };
+        let index = Arc::new(index);
+        let (ops, queue) = mpsc::unbounded_channel();
+        let committer = Committer {
+            db,
+            index: Arc::clone(&index),
+            logs,
+            failed: None,
+        };
+        let committer = std::thread::Builder::new()
+            .name("pod-store-committer".into())
+            .spawn(move || committer.run(queue))
+            .map_err(io)?;
+        Ok(DurableStore {
+            index,
+            dir,
+            ops: Some(ops),
+            committer: Some(committer),
+        })
+    }
+
+    /// Queues a request now; the future resolves with its answer.
+    fn submit(&self, request: Request) -> Pending<Option<Arc<Pod>>> {
+        let (reply, answer) = oneshot::channel();
+        let queued = self
+            .ops
+            .as_ref()
+            .is_some_and(|ops| ops.send(Op { request, reply }).is_ok());
+        async move {
+            if !queued {
+                return Err(closed());
+            }
+            answer.await.map_err(|_| closed())?
+        }
+        .boxed()
+    }
+}
+
+/// Dropping the store lets the committer finish the ops already queued and
+/// close the database on its own thread: the drop itself never waits, so it
+/// is safe anywhere, a runtime worker included. Opening the directory again
+/// in this process waits for that close; [`PodStore::close`] awaits it.
+impl Drop for DurableStore {
+    fn drop(&mut self) {
+        self.ops = None;
+        if let Some(committer) = self.committer.take() {
+            let mut closing = CLOSING.lock().unwrap_or_else(|e| e.into_inner());
+            closing.retain(|(_, committer)| !committer.is_finished());
+            closing.push((self.dir.clone(), committer));
+        }
+    }
+}
+
+/// Waits for the committers of dropped stores of `dir` to close it.
+fn await_closed(dir: &Path) {
+    let committers: Vec<JoinHandle<()>> = {
+        let mut closing = CLOSING.lock().unwrap_or_else(|e| e.into_inner());
+        let (ours, others) = closing.drain(..).partition(|(path, _)| path == dir);
+        *closing = others;
+        ours.into_iter().map(|(_, committer)| committer).collect()
+    };
+    for committer in committers {
+        if committer.join().is_err() {
+            tracing::error!(dir = %dir.display(), "a store's committer thread panicked");
+        }
+    }
+}
+
+impl PodStore for DurableStore {
+    fn list(&self, namespace: Option<&str>) -> PodList {
+        self.index.list(namespace)
+    }
+
+    fn watch(&self, namespace: Option<String>, from: u64) -> Result<Watcher, StoreError> {
+        self.index.watch(namespace, from)
+    }
+
+    fn log(&self, key: &PodKey) -> Result<Arc<PodLog>, StoreError> {
+        self.index.log(key)
+    }
+
+    fn apply(&self, apply: ApplyPod) -> Pending<Arc<Pod>> {
+        let pod = self.submit(Request::Apply(apply));
+        async move {
+            pod.await?
+                .ok_or_else(|| StoreError::Storage("apply returned no pod".into()))
+        }
+        .boxed()
+    }
+
+    fn delete(&self, key: PodKey) -> Pending<Arc<Pod>> {
+        let pod = self.submit(Request::Delete(key));
+        async move {
+            pod.await?
+                .ok_or_else(|| StoreError::Storage("delete returned no tombstone".into()))
+        }
+        .boxed()
+    }
+
+    fn append_log(&self, key: PodKey, lines: Vec<String>) -> Pending<()> {
+        self.submit(Request::Append(key, lines))
+            .map(|r| r.map(|_| ()))
+            .boxed()
+    }
+
+    fn sync(&self) -> Pending<()> {
+        self.submit(Request::Sync).map(|r| r.map(|_| ())).boxed()
+    }
+
+    fn close(&self) -> Pending<()> {
+        self.submit(Request::Close).map(|r| r.map(|_| ())).boxed()
+    }
+
+    fn version(&self) -> u64 {
+        self.index.version()
+    }
+
+    fn watcher_count(&self) -> usize {
+        self.index.watcher_count()
+    }
+}
+
+fn open_error(dir: &Path, err: redb::DatabaseError) -> OpenError {
+    match err {
+        redb::DatabaseError::DatabaseAlreadyOpen => OpenError::Locked(dir.into()),
+        redb::DatabaseError::UpgradeRequired(version) => {
+            OpenError::Incompatible(dir.into(), Incompatibility::FileFormat(version))
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Io(err))
+            if err.kind() != std::io::ErrorKind::InvalidData =>
+        {
+            OpenError::Io(dir.into(), err)
+        }
+        other => OpenError::Corrupt(dir.into(), Corruption::Database(other.into())),
+    }
+}

@@ -1,0 +1,72 @@
+//! Why a store operation was refused.
+
+use std::fmt;
+
+use crate::domain::PodKey;
+
+/// Why a store operation was refused. Nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// No pod has this key.
+    NotFound(PodKey),
+    /// The pod is not at the version the apply expected (`current` is `None`
+    /// when the pod does not exist).
+    Conflict {
+        /// The pod applied.
+        key: PodKey,
+        /// The version the apply asked for.
+        expected: u64,
+        /// The version the pod is at.
+        current: Option<u64>,
+    },
+    /// A watch asked to continue from a version the history cannot continue
+    /// from without a gap.
+    VersionOutOfRange {
+        /// The version asked for.
+        requested: u64,
+        /// The oldest version the history can continue from.
+        oldest: u64,
+        /// The newest version.
+        current: u64,
+    },
+    /// The store could not make the write durable; it did not happen.
+    Storage(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::NotFound(key) => write!(f, "pod {key} not found"),
+            StoreError::Conflict {
+                key,
+                expected,
+                current: Some(current),
+            } => write!(
+                f,
+                "version conflict on pod {key}: resource_version {expected} expected, \
+                 but the pod is at {current}"
+            ),
+            StoreError::Conflict {
+                key,
+                expected,
+                current: None,
+            } => write!(
+                f,
+                "version conflict on pod {key}: resource_version {expected} expected, \
+                 but the pod does not exist"
+            ),
+            StoreError::VersionOutOfRange {
+                requested,
+                oldest,
+                current,
+            } => write!(
+                f,
+                "resource_version {requested} is out of range: the history can continue \
+                 from {oldest} to {current}; list again and watch from the list's version"
+            ),
+            StoreError::Storage(reason) => write!(f, "storage failure: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}

@@ -1,0 +1,75 @@
+//! The trait every store implements, and what its calls return.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use super::error::StoreError;
+use super::pod_log::PodLog;
+use super::watcher::Watcher;
+use crate::contract::Pod;
+use crate::domain::{ApplyPod, PodKey};
+
+/// A write in flight. Writes are ordered by when they are *submitted* (the
+/// call that returns this), not when the future is polled, so a caller can
+/// submit several and await them in order: that is how one sync session
+/// pipelines its ops into shared commits.
+pub type Pending<T> = BoxFuture<'static, Result<T, StoreError>>;
+
+/// The current pods matching a filter and the version they were read at.
+#[derive(Debug, Clone)]
+pub struct PodList {
+    /// Sorted by namespace, then name.
+    pub pods: Vec<Arc<Pod>>,
+    /// The store version the list reflects.
+    pub version: u64,
+}
+
+/// Everything the service needs from a store.
+///
+/// Versions: every change takes a version strictly larger than every
+/// earlier one. They need not be consecutive (a cluster store's revisions
+/// also count writes to other keys), so nothing outside a store may compute
+/// a position from a difference of versions.
+pub trait PodStore: Send + Sync + 'static {
+    /// The pods of one namespace (or all), sorted by namespace then name,
+    /// and the version they were read at.
+    fn list(&self, namespace: Option<&str>) -> PodList;
+
+    /// Registers a watcher of one namespace (or all). With `from == 0` it
+    /// yields every current matching pod, then every later change; with
+    /// `from > 0`, exactly the changes with versions strictly larger than
+    /// `from`, which must lie within the retained history.
+    fn watch(&self, namespace: Option<String>, from: u64) -> Result<Watcher, StoreError>;
+
+    /// The log of an existing pod, for reading and following.
+    fn log(&self, key: &PodKey) -> Result<Arc<PodLog>, StoreError>;
+
+    /// Creates or replaces a pod; resolves to the stored pod with its new
+    /// version once the change is durable and published.
+    fn apply(&self, apply: ApplyPod) -> Pending<Arc<Pod>>;
+
+    /// Deletes a pod and its log; resolves to its tombstone once durable.
+    fn delete(&self, key: PodKey) -> Pending<Arc<Pod>>;
+
+    /// Appends lines to an existing pod's log, in order. They are visible
+    /// to readers when this resolves, and durable after the next [`sync`].
+    ///
+    /// [`sync`]: PodStore::sync
+    fn append_log(&self, key: PodKey, lines: Vec<String>) -> Pending<()>;
+
+    /// Resolves once everything submitted before it is durable.
+    fn sync(&self) -> Pending<()>;
+
+    /// Resolves once everything submitted before it is done and the store
+    /// has let go of what it holds outside this process's memory (a durable
+    /// store closes its database, so its directory can be opened again).
+    /// Writes submitted after it are refused; reads go on.
+    fn close(&self) -> Pending<()>;
+
+    /// The version of the newest change.
+    fn version(&self) -> u64;
+
+    /// How many watchers are registered (for tests and metrics).
+    fn watcher_count(&self) -> usize;
+}

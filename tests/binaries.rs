@@ -1,4 +1,9 @@
 //! Each binary run as a process, as a user runs it.
+//!
+//! These tests run on the embedded stores, which number changes
+//! consecutively; where a test expects exact versions (`+ 1` between two
+//! changes), it tests that property of the embedded stores: a cluster
+//! store only promises that versions strictly increase.
 
 mod common;
 

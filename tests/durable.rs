@@ -1,6 +1,11 @@
 //! The durable store: what is acknowledged survives a restart, with the same
 //! versions; limits hold across restarts; bad data directories are refused
 //! and left untouched.
+//!
+//! These tests run on the embedded stores, which number changes
+//! consecutively; where a test expects exact versions (`+ 1` between two
+//! changes), it tests that property of the embedded stores: a cluster
+//! store only promises that versions strictly increase.
 
 mod common;
 
@@ -301,6 +306,7 @@ async fn the_store_version_of_a_key_is_never_reused() {
     store.delete(PodKey::new("a", "x")).await.unwrap();
     drop(store);
     let store = open(dir.path(), StoreConfig::default());
+    // The delete took the next version (this store numbers consecutively).
     assert_eq!(store.version(), pod.resource_version + 1);
     assert!(store.list(None).pods.is_empty());
 }

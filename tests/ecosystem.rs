@@ -5,8 +5,9 @@ mod common;
 
 use common::{Backend, Session, TestServer, list_request, pod, within};
 use pod_service::client::{self, ClientConfig};
-use pod_service::contract::Token;
-use pod_service::contract::{GetLogsRequest, LogChunk, PodServiceClient, sync_request};
+use pod_service::contract::{
+    GetLogsRequest, LogChunk, POD_SERVICE, PodServiceClient, Token, sync_request,
+};
 use pod_service::server::ServerConfig;
 use pod_service::store::StoreConfig;
 use tonic::Code;
@@ -134,6 +135,72 @@ fn with_token(token: &str) -> ServerConfig {
         token: Some(Token::new(token).unwrap()),
         ..ServerConfig::default()
     }
+}
+
+/// The PodService's methods, as the compiled descriptor lists them.
+fn pod_service_methods() -> Vec<String> {
+    use prost::Message;
+    let descriptors =
+        prost_types::FileDescriptorSet::decode(pod_service::contract::FILE_DESCRIPTOR_SET).unwrap();
+    descriptors
+        .file
+        .iter()
+        .flat_map(|file| {
+            file.service
+                .iter()
+                .filter(move |service| {
+                    format!("{}.{}", file.package(), service.name()) == POD_SERVICE
+                })
+                .flat_map(|service| service.method.iter().map(|m| m.name().to_owned()))
+        })
+        .collect()
+}
+
+/// Calls `/PodService/method` with one empty message, as a stream both
+/// ways (which every kind of method accepts on the wire), and returns the
+/// status it was refused with, if any.
+async fn call_raw(url: String, method: &str, token: Option<&str>) -> Option<Code> {
+    use tonic::codegen::http;
+    let mut grpc = tonic::client::Grpc::new(channel(url).await);
+    grpc.ready().await.unwrap();
+    let mut request = tonic::Request::new(tokio_stream::iter([()]));
+    if let Some(token) = token {
+        let header = format!("Bearer {token}").parse().unwrap();
+        request.metadata_mut().insert("authorization", header);
+    }
+    let path = http::uri::PathAndQuery::try_from(format!("/{POD_SERVICE}/{method}")).unwrap();
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    match grpc.streaming(request, path, codec).await {
+        Ok(_) => None,
+        Err(status) => Some(status.code()),
+    }
+}
+
+/// Every method of the service, found in the compiled descriptor (so that
+/// a new RPC is covered without a change here), is refused without the
+/// token and with a wrong one, and passes the check with the right one.
+#[tokio::test]
+async fn with_a_token_every_method_of_the_descriptor_is_guarded() {
+    let server = TestServer::start_with(
+        Backend::Memory,
+        StoreConfig::default(),
+        with_token("s3cret"),
+    )
+    .await;
+    let methods = pod_service_methods();
+    assert_eq!(methods.len(), 5, "{methods:?}");
+    for method in &methods {
+        for token in [None, Some("wrong")] {
+            assert_eq!(
+                call_raw(server.url(), method, token).await,
+                Some(Code::Unauthenticated),
+                "{method} with token {token:?}"
+            );
+        }
+        let with_token = call_raw(server.url(), method, Some("s3cret")).await;
+        assert_ne!(with_token, Some(Code::Unauthenticated), "{method}");
+    }
+    assert_eq!(server.store.version(), 0, "nothing was changed");
 }
 
 #[tokio::test]

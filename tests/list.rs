@@ -1,5 +1,10 @@
 //! ListPods (unary) end to end, and compatibility with clients generated
 //! from the original tutorial's proto.
+//!
+//! These tests run on the embedded stores, which number changes
+//! consecutively; where a test expects exact versions (`+ 1` between two
+//! changes), it tests that property of the embedded stores: a cluster
+//! store only promises that versions strictly increase.
 
 mod common;
 
@@ -228,6 +233,7 @@ async fn a_list_after_a_change_shows_it(backend: Backend) {
     assert_eq!(list(&mut client).await, first);
     server.apply("dev", "new", "Running", 1).await;
     let second = list(&mut client).await;
+    // (Embedded stores: the next version.)
     assert_eq!(second.resource_version, first.resource_version + 1);
     let names: Vec<&str> = second.pods.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["new", "scratchpad"]);

@@ -1,5 +1,10 @@
 //! SyncPods (bidirectional) end to end: acks, optimistic concurrency,
 //! validation, subscriptions and half-close.
+//!
+//! These tests run on the embedded stores, which number changes
+//! consecutively; where a test expects exact versions (`+ 1` between two
+//! changes), it tests that property of the embedded stores: a cluster
+//! store only promises that versions strictly increase.
 
 mod common;
 

@@ -1,6 +1,11 @@
 //! WatchPods end to end: snapshot, resume, ordering under concurrent writers,
 //! OUT_OF_RANGE, slow watchers, departed clients, shutdown, and the
 //! resumable client watch.
+//!
+//! These tests run on the embedded stores, which number changes
+//! consecutively; where a test expects exact versions (`+ 1` between two
+//! changes), it tests that property of the embedded stores: a cluster
+//! store only promises that versions strictly increase.
 
 mod common;
 
@@ -186,6 +191,7 @@ async fn list_then_watch_is_a_consistent_cache(backend: Backend) {
     let mut version = list.resource_version;
     while version < end {
         let change = next(&mut stream).await;
+        // Embedded stores number changes consecutively: +1 is "no gap".
         assert_eq!(change.resource_version, version + 1, "no gap, no repeat");
         version = change.resource_version;
         if change.deleted {

@@ -26,6 +26,8 @@ use tokio::io::BufReader;
 /// When stdin is not a terminal, the commands are run as a script: the
 /// session ends after the last ack, and a bad line or a failed op makes the
 /// exit status non-zero.
+// The doc comment above is the --help text: [NS] there is usage, not a link.
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Parser)]
 #[command(version, verbatim_doc_comment)]
 struct Args {

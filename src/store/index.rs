@@ -475,4 +475,38 @@ mod tests {
         assert!(index.watch(None, 5).is_ok());
         assert!(index.watch(None, 6).is_err());
     }
+
+    #[test]
+    fn a_history_with_gaps_between_versions_resumes_by_version() {
+        // As a cluster store's would be: versions increase, with gaps.
+        let change = |name: &str, version: u64| Pod {
+            name: name.into(),
+            namespace: "a".into(),
+            status: "Running".into(),
+            replicas: 1,
+            resource_version: version,
+            deleted: false,
+        };
+        let index = Index::restore(
+            StoreConfig::default(),
+            Restored {
+                pods: vec![change("x", 10), change("y", 14), change("z", 20)],
+                version: 20,
+                history: vec![change("x", 10), change("y", 14), change("z", 20)],
+                continues_from: 7,
+            },
+        );
+        let backlog = |from: u64| -> Vec<u64> {
+            let mut watcher = index.watch(None, from).unwrap();
+            std::iter::from_fn(|| watcher.try_next_up_to(u64::MAX))
+                .map(|pod| pod.unwrap().resource_version)
+                .collect()
+        };
+        assert_eq!(backlog(7), [10, 14, 20]);
+        assert_eq!(backlog(12), [14, 20]);
+        assert_eq!(backlog(14), [20]);
+        assert_eq!(backlog(20), Vec::<u64>::new());
+        assert!(index.watch(None, 6).is_err());
+        assert!(index.watch(None, 21).is_err());
+    }
 }

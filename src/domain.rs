@@ -82,7 +82,7 @@ impl fmt::Display for Invalid {
 impl std::error::Error for Invalid {}
 
 /// Longest accepted DNS-1123 label, in bytes.
-pub const MAX_LABEL_BYTES: usize = 63;
+const MAX_LABEL_BYTES: usize = 63;
 
 /// Checks that `value` is a DNS-1123 label, as Kubernetes requires of
 /// namespace and pod names.

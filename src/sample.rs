@@ -19,7 +19,7 @@ pub const SAMPLE_PODS: &[(&str, &str, &str, i32)] = &[
 ];
 
 /// The namespaces of the numbered set, in round-robin order.
-pub const NUMBERED_NAMESPACES: [&str; 3] = ["production", "staging", "dev"];
+const NUMBERED_NAMESPACES: [&str; 3] = ["production", "staging", "dev"];
 
 /// The sample set as validated applies.
 pub fn sample() -> impl Iterator<Item = ApplyPod> {

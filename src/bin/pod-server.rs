@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use pod_service::contract::Token;
-use pod_service::server::{self, DEFAULT_ADDR, ServerConfig, Shutdown};
+use pod_service::contract::{DEFAULT_SERVER_ADDR, Token};
+use pod_service::server::{self, ServerConfig, Shutdown};
 use pod_service::store::{DurableStore, MemoryStore, PodStore, StoreConfig};
 use pod_service::{cli, sample};
 use tonic::transport::Identity;
@@ -25,7 +25,7 @@ use tonic::transport::Identity;
 #[command(version)]
 struct Args {
     /// Address to listen on (port 0 picks a free port; the address is printed).
-    #[arg(long, default_value = DEFAULT_ADDR, env = "POD_SERVER_ADDR")]
+    #[arg(long, default_value = DEFAULT_SERVER_ADDR, env = "POD_SERVER_ADDR")]
     addr: SocketAddr,
     /// Where the store keeps its data (created if missing).
     #[arg(

@@ -5,20 +5,20 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::client::{ClientConfig, DEFAULT_ADDR};
-use crate::contract::{DEFAULT_NAMESPACE, Token};
+use crate::client::ClientConfig;
+use crate::contract::{DEFAULT_NAMESPACE, DEFAULT_SERVER_URL, Token};
 
 /// The environment variable that overrides the default server address.
-pub const ADDR_ENV: &str = "POD_SERVICE_ADDR";
+const ADDR_ENV: &str = "POD_SERVICE_ADDR";
 
 /// The environment variable that names the CA file.
-pub const CA_ENV: &str = "POD_SERVICE_CA";
+const CA_ENV: &str = "POD_SERVICE_CA";
 
 /// The connection options every client binary takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
     /// Server address: http://HOST:PORT, or https://HOST:PORT for TLS.
-    #[arg(long, default_value = DEFAULT_ADDR, env = ADDR_ENV)]
+    #[arg(long, default_value = DEFAULT_SERVER_URL, env = ADDR_ENV)]
     pub addr: String,
     /// PEM file of the CA that signed the server's TLS certificate (https).
     #[arg(long, value_name = "FILE", env = CA_ENV)]

@@ -6,5 +6,5 @@ mod args;
 mod exit;
 pub mod output;
 
-pub use args::{ADDR_ENV, CA_ENV, NamespaceArgs, PodArgs, ServerArgs};
+pub use args::{NamespaceArgs, PodArgs, ServerArgs};
 pub use exit::{exit, print};

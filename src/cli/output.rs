@@ -52,7 +52,7 @@ fn cells(pod: &Pod) -> [String; 5] {
 }
 
 /// A pod as one JSON object.
-pub fn pod_json(pod: &Pod) -> serde_json::Value {
+fn pod_json(pod: &Pod) -> serde_json::Value {
     json!({
         "namespace": pod.namespace,
         "name": pod.name,

@@ -11,10 +11,7 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
-use crate::contract::{PodServiceClient, Token, code_name};
-
-/// The server address clients use by default.
-pub const DEFAULT_ADDR: &str = "http://127.0.0.1:50051";
+use crate::contract::{DEFAULT_SERVER_URL, PodServiceClient, Token, code_name};
 
 /// How long a client waits for a TCP connection to the server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -56,7 +53,7 @@ impl ClientConfig {
 
 impl Default for ClientConfig {
     fn default() -> Self {
-        ClientConfig::new(DEFAULT_ADDR)
+        ClientConfig::new(DEFAULT_SERVER_URL)
     }
 }
 
@@ -103,7 +100,7 @@ pub fn connect_lazy(config: &ClientConfig) -> anyhow::Result<Client> {
 fn endpoint(config: &ClientConfig) -> anyhow::Result<(Endpoint, Auth)> {
     let addr = &config.addr;
     let mut endpoint = Endpoint::from_shared(addr.clone()).with_context(|| {
-        format!("invalid server address {addr:?} (expected e.g. {DEFAULT_ADDR})")
+        format!("invalid server address {addr:?} (expected e.g. {DEFAULT_SERVER_URL})")
     })?;
     let https = addr.starts_with("https://");
     match (&config.ca, https) {

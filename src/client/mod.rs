@@ -12,10 +12,8 @@ pub mod sync;
 pub mod upload;
 mod watch;
 
-pub use cache::{EventKind, PodCache, PodEvent};
+pub use cache::{EventKind, PodEvent};
 pub use connect::{
-    Auth, Client, ClientConfig, DEFAULT_ADDR, DEFAULT_TIMEOUT, connect, connect_lazy, status_error,
-    with_deadline,
+    Auth, Client, ClientConfig, DEFAULT_TIMEOUT, connect, connect_lazy, status_error, with_deadline,
 };
-pub use retry::{Backoff, is_fatal};
 pub use watch::{PodWatch, WatchUpdate};

@@ -27,5 +27,22 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("pod_
 /// reports it: the first segment of the path of every PodService call.
 pub const POD_SERVICE: &str = services::pod_service_server::SERVICE_NAME;
 
+/// Where `pod-server` listens by default: the tutorial's port, on loopback.
+pub const DEFAULT_SERVER_ADDR: &str = "127.0.0.1:50051";
+
+/// Where clients look for the server by default: [`DEFAULT_SERVER_ADDR`]
+/// as a URL (a unit test keeps the two together).
+pub const DEFAULT_SERVER_URL: &str = "http://127.0.0.1:50051";
+
 /// The namespace of a pod whose request leaves the namespace empty.
 pub const DEFAULT_NAMESPACE: &str = "default";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_url_is_the_default_address() {
+        assert_eq!(DEFAULT_SERVER_URL, format!("http://{DEFAULT_SERVER_ADDR}"));
+    }
+}

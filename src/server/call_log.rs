@@ -21,7 +21,7 @@ use tonic::{Code, Request, Status};
 use crate::contract::code_name;
 
 /// See the module docs.
-pub struct CallLog {
+pub(super) struct CallLog {
     method: &'static str,
     peer: Option<SocketAddr>,
     started: Instant,
@@ -155,7 +155,7 @@ impl<T> Stream for Logged<T> {
 
 /// A shared message counter.
 #[derive(Clone, Debug, Default)]
-pub struct Counter(Arc<AtomicU64>);
+pub(super) struct Counter(Arc<AtomicU64>);
 
 impl Counter {
     /// Counts one message.

@@ -14,13 +14,13 @@ use tokio::time::Instant;
 use tonic::{Request, Status};
 
 /// The deadline a request carries, if any.
-pub fn of<T>(request: &Request<T>) -> Option<Instant> {
+pub(super) fn of<T>(request: &Request<T>) -> Option<Instant> {
     let header = request.metadata().get("grpc-timeout")?.to_str().ok()?;
     parse_timeout(header).map(|timeout| Instant::now() + timeout)
 }
 
 /// `stream`, ended with `DEADLINE_EXCEEDED` once `deadline` passes.
-pub fn bounded<S, T>(
+pub(super) fn bounded<S, T>(
     stream: S,
     deadline: Option<Instant>,
 ) -> impl Stream<Item = Result<T, Status>> + Send + 'static

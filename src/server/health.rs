@@ -21,7 +21,7 @@ use crate::contract::POD_SERVICE;
 
 /// Builds the health service, reporting `SERVING` until `shutdown` is
 /// cancelled and `NOT_SERVING` from then on.
-pub async fn service(shutdown: Shutdown) -> HealthServer<StoppingHealth> {
+pub(super) async fn service(shutdown: Shutdown) -> HealthServer<StoppingHealth> {
     let reporter = HealthReporter::new();
     reporter
         .set_service_status(POD_SERVICE, ServingStatus::Serving)
@@ -42,7 +42,7 @@ pub async fn service(shutdown: Shutdown) -> HealthServer<StoppingHealth> {
 }
 
 /// `tonic-health`'s service, with `Watch` streams that end at shutdown.
-pub struct StoppingHealth {
+pub(super) struct StoppingHealth {
     inner: HealthService,
     shutdown: Shutdown,
 }

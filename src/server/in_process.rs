@@ -79,11 +79,6 @@ impl InProcessServer {
         format!("http://{}", self.addr)
     }
 
-    /// The store it serves.
-    pub fn store(&self) -> &Arc<dyn PodStore> {
-        &self.store
-    }
-
     /// Shuts the server down (endless streams end with `UNAVAILABLE`) and
     /// waits until it has stopped.
     pub async fn stop(&mut self) -> Result<(), ServeError> {

@@ -35,6 +35,5 @@ pub mod validate;
 
 pub use deadline::parse_timeout;
 pub use in_process::InProcessServer;
-pub use serve::{DEFAULT_ADDR, ServeError, ServerConfig, exposure_warnings, serve};
-pub use service::DEFAULT_MAX_LINE_BYTES;
+pub use serve::{ServeError, ServerConfig, exposure_warnings, serve};
 pub use signals::{Shutdown, signals};

@@ -30,7 +30,7 @@ use super::oversize;
 
 /// The layer. See the module docs.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct GuardCalls;
+pub(super) struct GuardCalls;
 
 impl<S> Layer<S> for GuardCalls {
     type Service = GuardCallsService<S>;
@@ -42,7 +42,7 @@ impl<S> Layer<S> for GuardCalls {
 
 /// The layer's service, in front of `S`.
 #[derive(Clone, Debug)]
-pub struct GuardCallsService<S> {
+pub(super) struct GuardCallsService<S> {
     inner: S,
 }
 

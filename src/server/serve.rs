@@ -22,9 +22,6 @@ use super::token_check::RequireToken;
 use crate::contract::{self, PodServiceServer, Token};
 use crate::store::PodStore;
 
-/// The address `pod-server` listens on by default (the tutorial's port).
-pub const DEFAULT_ADDR: &str = "127.0.0.1:50051";
-
 /// Limits, security and shutdown of a server.
 #[derive(Clone)]
 pub struct ServerConfig {

@@ -28,13 +28,13 @@ use crate::domain::PodKey;
 use crate::store::{PodStore, WatchEnd};
 
 /// The longest log line accepted by default, in bytes.
-pub const DEFAULT_MAX_LINE_BYTES: usize = 64 << 10;
+pub(super) const DEFAULT_MAX_LINE_BYTES: usize = 64 << 10;
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// The service: a handle on the shared store plus per-request limits.
 #[derive(Clone)]
-pub struct PodService {
+pub(super) struct PodService {
     store: Arc<dyn PodStore>,
     max_line_bytes: usize,
     shutdown: Shutdown,

@@ -21,7 +21,7 @@ use crate::contract::{POD_SERVICE, TOKEN_ENV, Token};
 
 /// The layer; with no token it lets everything through.
 #[derive(Clone, Debug, Default)]
-pub struct RequireToken {
+pub(super) struct RequireToken {
     token: Option<Token>,
 }
 
@@ -45,7 +45,7 @@ impl<S> Layer<S> for RequireToken {
 
 /// The layer's service, in front of `S`.
 #[derive(Clone, Debug)]
-pub struct RequireTokenService<S> {
+pub(super) struct RequireTokenService<S> {
     inner: S,
     token: Option<Token>,
 }

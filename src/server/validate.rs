@@ -9,10 +9,10 @@ use crate::contract::{self as pb, DEFAULT_NAMESPACE};
 use crate::domain::{ApplyPod, Invalid, PodKey, describe, dns_label};
 
 /// The status given to a pod applied without one.
-pub const DEFAULT_STATUS: &str = "Pending";
+const DEFAULT_STATUS: &str = "Pending";
 
 /// Longest accepted pod status, in bytes.
-pub const MAX_STATUS_BYTES: usize = 32;
+const MAX_STATUS_BYTES: usize = 32;
 
 /// A namespace on a write or a single-pod read: empty means [`DEFAULT_NAMESPACE`].
 pub fn namespace(field: &str, value: &str) -> Result<String, Invalid> {

@@ -39,27 +39,8 @@ keep_logs="--log-bytes-per-pod 4294967296"
 bench memory "$parts" "$root/target/release/pod-server --in-memory $keep_logs --addr {addr} --pods {pods}"
 bench durable "$parts" "$root/scripts/durable-server.sh {addr} {pods} $keep_logs"
 
-python3 - "$results/$stamp-go.txt" "$results/$stamp-memory.txt" "$results/$stamp-durable.txt" <<'PY'
-import re, sys
-def medians(path):
-    rows = {}
-    for line in open(path):
-        if line.startswith('MEDIAN '):
-            tag = line.split()[1]
-            rows[tag] = {k: float(v) for k, v in re.findall(r'([\w/]+)=(-?[0-9.e+]+) \(runs', line)}
-    return rows
-go, ours = medians(sys.argv[1]), {'memory': medians(sys.argv[2]), 'durable': medians(sys.argv[3])}
-lower_is_better = {'p50', 'p90', 'p99', 'max', 'elapsed', 'first_pod', 'all_p50', 'all_max', 'send_p50', 'ready'}
-print('\n# ratios ours/Go (rates: higher is better; latencies and times: lower is better)')
-print('%-10s %-18s %12s %12s %8s %12s %8s' % ('tag', 'metric', 'go', 'memory', 'x', 'durable', 'x'))
-for tag, metrics in go.items():
-    for key, g in metrics.items():
-        row = [tag, key, '%g' % g]
-        for store in ('memory', 'durable'):
-            v = ours[store].get(tag, {}).get(key)
-            row += ['-', '-'] if v is None else ['%g' % v, '%.2f' % (v / g) if g else '-']
-        print('%-10s %-18s %12s %12s %8s %12s %8s' % tuple(row))
-PY
+"$root/scripts/ratios.py" go "$results/$stamp-go.txt" \
+  memory "$results/$stamp-memory.txt" durable "$results/$stamp-durable.txt"
 echo "logs: $results/$stamp-*.txt and $out/results/"
 
 # Cost growth, fan-out at 100 / 1,000 / 10,000 watchers and memory per

@@ -55,8 +55,8 @@ struct Args {
     /// Longest accepted log line, in bytes.
     #[arg(long, default_value_t = ServerConfig::default().max_line_bytes)]
     max_line_bytes: usize,
-    /// Bytes of log kept per pod (each line counts its length plus 40); the
-    /// oldest lines are dropped beyond it.
+    /// Bytes of log kept per pod (each line counts its length plus its
+    /// bookkeeping); the oldest lines are dropped beyond it.
     #[arg(long, default_value_t = StoreConfig::default().log_bytes_per_pod)]
     log_bytes_per_pod: usize,
     /// Serve over TLS with this certificate chain (PEM); needs --tls-key.

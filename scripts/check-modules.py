@@ -9,7 +9,9 @@
 
 A module is one file of src/ (the binaries are not part of the library).
 Every `crate::...` and `super::...` path in code (comments aside) is
-resolved to the deepest module file it names.
+resolved to the deepest module file it names. Paths inside generated code
+(`include!`d from OUT_DIR) are not seen: build.rs gives them, and they name
+only `crate::contract::messages` and `crate::contract::list`.
 """
 import re
 import sys

@@ -109,7 +109,7 @@ pub fn dns_label(field: &str, value: &str) -> Result<(), Invalid> {
 
 /// Quotes a rejected value for an error message, shortened and escaped so that
 /// a hostile value cannot flood or garble the message.
-pub fn describe(value: &str) -> String {
+pub(crate) fn describe(value: &str) -> String {
     const SHOWN: usize = 40;
     if value.is_empty() {
         return "got an empty string".to_owned();

@@ -22,8 +22,8 @@
 //! - [`sample`]: the pods a new server starts with.
 //!
 //! Dependencies point one way: binaries → cli → client → contract, and
-//! server → store → domain → contract. The client never uses the server,
-//! nor the server the client.
+//! server → store → domain → contract (`sample` loads a store). The client
+//! never uses the server or the store, nor the server the client.
 //!
 //! The data path: a request arrives at the server, is validated once at its
 //! edge, applied once to the store, and the store publishes each change to

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use pod_service::contract::{DEFAULT_SERVER_ADDR, Token};
+use pod_service::contract::{self, DEFAULT_SERVER_ADDR, Token};
 use pod_service::server::{self, ServerConfig, Shutdown};
 use pod_service::store::{DurableStore, MemoryStore, PodStore, StoreConfig};
 use pod_service::{cli, sample};
@@ -79,10 +79,10 @@ struct Args {
     /// Seconds between pings on a connection, and seconds an answer may
     /// take: a vanished client is noticed within their sum.
     #[arg(long, value_name = "SECONDS",
-          default_value_t = ServerConfig::DEFAULT_KEEPALIVE_INTERVAL.as_secs_f64())]
+          default_value_t = contract::DEFAULT_KEEPALIVE_INTERVAL.as_secs_f64())]
     keepalive_interval: f64,
     #[arg(long, value_name = "SECONDS",
-          default_value_t = ServerConfig::DEFAULT_KEEPALIVE_TIMEOUT.as_secs_f64())]
+          default_value_t = contract::DEFAULT_KEEPALIVE_TIMEOUT.as_secs_f64())]
     keepalive_timeout: f64,
 }
 
@@ -105,18 +105,62 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let config = StoreConfig {
-        history: args.history,
-        watch_buffer: args.watch_buffer,
-        log_bytes_per_pod: args.log_bytes_per_pod,
-    };
+    // Every option is checked before the store is opened.
+    let config = server_config(&args)?;
     let store: Arc<dyn PodStore> = if args.in_memory {
-        Arc::new(MemoryStore::new(config))
+        Arc::new(MemoryStore::new(store_config(&args)))
     } else {
-        let store = DurableStore::open(&args.data_dir, config)?;
+        let store = DurableStore::open(&args.data_dir, store_config(&args))?;
         tracing::info!(data_dir = %args.data_dir.display(), version = store.version(), "store opened");
         Arc::new(store)
     };
+    let served = serve(&args, Arc::clone(&store), config).await;
+    // However serving ended, the store is closed cleanly, so that it opens
+    // at once next time (no repair).
+    if let Err(err) = store.close().await {
+        tracing::error!(%err, "the store did not close cleanly");
+    }
+    served?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn store_config(args: &Args) -> StoreConfig {
+    StoreConfig {
+        history: args.history,
+        watch_buffer: args.watch_buffer,
+        log_bytes_per_pod: args.log_bytes_per_pod,
+    }
+}
+
+fn server_config(args: &Args) -> anyhow::Result<ServerConfig> {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let read = |path: &PathBuf| {
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+            };
+            Some(Identity::from_pem(read(cert)?, read(key)?))
+        }
+        _ => None,
+    };
+    let seconds = |value: f64, flag: &str| {
+        Duration::try_from_secs_f64(value).with_context(|| format!("invalid {flag}"))
+    };
+    Ok(ServerConfig {
+        max_line_bytes: args.max_line_bytes,
+        grace: seconds(args.grace, "--grace")?,
+        max_streams_per_connection: args.max_streams_per_connection.max(1),
+        keepalive_interval: seconds(args.keepalive_interval, "--keepalive-interval")?,
+        keepalive_timeout: seconds(args.keepalive_timeout, "--keepalive-timeout")?,
+        tls,
+        token: Token::configured(args.token_file.as_deref()).map_err(anyhow::Error::msg)?,
+        ..ServerConfig::default()
+    })
+}
+
+/// Loads the starting pods into a new store, then listens and serves until
+/// Ctrl-C or SIGTERM.
+async fn serve(args: &Args, store: Arc<dyn PodStore>, config: ServerConfig) -> anyhow::Result<()> {
     // Only a store that has never changed gets the starting pods.
     if store.version() == 0 {
         let pods: Vec<_> = match args.pods {
@@ -128,28 +172,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } else if args.pods.is_some() {
         tracing::warn!("the store is not new: --pods is ignored");
     }
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => {
-            let read = |path: &PathBuf| {
-                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
-            };
-            Some(Identity::from_pem(read(cert)?, read(key)?))
-        }
-        _ => None,
-    };
-    let token = Token::configured(args.token_file.as_deref()).map_err(anyhow::Error::msg)?;
     let signals = server::signals().context("cannot install the signal handlers")?;
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let addr = listener.local_addr()?;
-    for warning in server::exposure_warnings(addr, tls.is_some(), token.is_some()) {
+    let (tls, token) = (config.tls.is_some(), config.token.is_some());
+    for warning in server::exposure_warnings(addr, tls, token) {
         tracing::warn!(%addr, "{warning}");
     }
     tracing::info!(
         %addr,
-        tls = tls.is_some(),
-        token = token.is_some(),
+        tls,
+        token,
         pods = store.list(None).pods.len(),
         "pod-server listening"
     );
@@ -163,23 +198,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
             shutdown.cancel();
         }
     });
-    let config = ServerConfig {
-        max_line_bytes: args.max_line_bytes,
-        grace: Duration::try_from_secs_f64(args.grace).context("invalid --grace")?,
-        max_streams_per_connection: args.max_streams_per_connection.max(1),
-        keepalive_interval: Duration::try_from_secs_f64(args.keepalive_interval)
-            .context("invalid --keepalive-interval")?,
-        keepalive_timeout: Duration::try_from_secs_f64(args.keepalive_timeout)
-            .context("invalid --keepalive-timeout")?,
-        tls,
-        token,
-        ..ServerConfig::default()
-    };
-    let served = server::serve(listener, Arc::clone(&store), config, shutdown).await;
-    // Closed cleanly, the store opens at once next time (no repair).
-    let closed = store.close().await;
-    served?;
-    closed.context("cannot close the store")?;
-    tracing::info!("stopped");
+    server::serve(listener, store, config, shutdown).await?;
     Ok(())
 }

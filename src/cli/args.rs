@@ -6,7 +6,10 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::client::ClientConfig;
-use crate::contract::{DEFAULT_NAMESPACE, DEFAULT_SERVER_URL, Token};
+use crate::contract::{
+    DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_NAMESPACE, DEFAULT_SERVER_URL,
+    Token,
+};
 
 /// The environment variable that overrides the default server address.
 const ADDR_ENV: &str = "POD_SERVICE_ADDR";
@@ -30,11 +33,11 @@ pub struct ServerArgs {
     /// may take: a server (or network path) that died silently is noticed
     /// within their sum, and the long-running clients reconnect.
     #[arg(long, value_name = "SECONDS",
-          default_value_t = ClientConfig::DEFAULT_KEEPALIVE_INTERVAL.as_secs_f64())]
+          default_value_t = DEFAULT_KEEPALIVE_INTERVAL.as_secs_f64())]
     pub keepalive_interval: f64,
     #[allow(missing_docs)] // documented with the interval above, as clap shows them
     #[arg(long, value_name = "SECONDS",
-          default_value_t = ClientConfig::DEFAULT_KEEPALIVE_TIMEOUT.as_secs_f64())]
+          default_value_t = DEFAULT_KEEPALIVE_TIMEOUT.as_secs_f64())]
     pub keepalive_timeout: f64,
 }
 

@@ -11,7 +11,10 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
-use crate::contract::{DEFAULT_SERVER_URL, PodServiceClient, Token, code_name};
+use crate::contract::{
+    DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_SERVER_URL, PodServiceClient,
+    Token, code_name,
+};
 
 /// How long a client waits for a TCP connection to the server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -34,19 +37,14 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// The default of [`ClientConfig::keepalive_interval`] (the server's too).
-    pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
-    /// The default of [`ClientConfig::keepalive_timeout`] (the server's too).
-    pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
-
     /// Plain options for an address (no TLS, no token).
     pub fn new(addr: impl Into<String>) -> Self {
         ClientConfig {
             addr: addr.into(),
             ca: None,
             token: None,
-            keepalive_interval: Self::DEFAULT_KEEPALIVE_INTERVAL,
-            keepalive_timeout: Self::DEFAULT_KEEPALIVE_TIMEOUT,
+            keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
         }
     }
 }

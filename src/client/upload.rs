@@ -35,7 +35,8 @@ pub struct UploadReport {
 /// A named source of lines.
 pub type Input = (String, Box<dyn AsyncRead + Send + Unpin>);
 
-/// How far an upload has got, reported as each chunk is queued.
+/// How far an upload has got: reported before each chunk is sent, and once
+/// more when the input ends.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
     /// Bytes read from the inputs since the previous report.

@@ -6,6 +6,8 @@
 //! turns them into domain values once, at its edge. Client code needs
 //! nothing but this module.
 
+use std::time::Duration;
+
 mod list;
 mod messages;
 mod services;
@@ -16,7 +18,8 @@ pub use list::ListPodsResponse;
 pub use messages::*;
 pub use services::pod_service_client::{self, PodServiceClient};
 pub use services::pod_service_server::{self, PodService, PodServiceServer};
-pub use status::{LAST_VERSION_KEY, STORED_BEFORE_ERROR, ack, code_name};
+pub use status::{LAST_VERSION_KEY, STORED_BEFORE_ERROR};
+pub(crate) use status::{ack, code_name};
 pub use token::{TOKEN_ENV, Token};
 
 /// The encoded descriptors of `proto/pod.proto`, for the reflection service
@@ -33,6 +36,13 @@ pub const DEFAULT_SERVER_ADDR: &str = "127.0.0.1:50051";
 /// Where clients look for the server by default: [`DEFAULT_SERVER_ADDR`]
 /// as a URL (a unit test keeps the two together).
 pub const DEFAULT_SERVER_URL: &str = "http://127.0.0.1:50051";
+
+/// How often both ends ping an open connection by default...
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// ...and how long the answer may take before the connection is given up:
+/// a peer that vanished without closing it is noticed within their sum.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The namespace of a pod whose request leaves the namespace empty.
 pub const DEFAULT_NAMESPACE: &str = "default";

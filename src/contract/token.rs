@@ -57,7 +57,7 @@ impl Token {
 
     /// Whether an `authorization` header carries this token. The comparison
     /// takes the same time wherever the tokens differ.
-    pub fn accepts(&self, header: Option<&HeaderValue>) -> bool {
+    pub(crate) fn accepts(&self, header: Option<&HeaderValue>) -> bool {
         let Some(presented) = header.and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
         else {
             return false;

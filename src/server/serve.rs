@@ -78,10 +78,6 @@ impl ServerConfig {
     /// of watches at once on one connection had it cut instead of made to
     /// wait (RELIABILITY.md).
     pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 1_000;
-    /// The default of [`ServerConfig::keepalive_interval`].
-    pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
-    /// The default of [`ServerConfig::keepalive_timeout`].
-    pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 }
 
 impl Default for ServerConfig {
@@ -91,8 +87,8 @@ impl Default for ServerConfig {
             max_message_bytes: Self::DEFAULT_MAX_MESSAGE_BYTES,
             grace: Self::DEFAULT_GRACE,
             max_streams_per_connection: Self::DEFAULT_MAX_STREAMS_PER_CONNECTION,
-            keepalive_interval: Self::DEFAULT_KEEPALIVE_INTERVAL,
-            keepalive_timeout: Self::DEFAULT_KEEPALIVE_TIMEOUT,
+            keepalive_interval: contract::DEFAULT_KEEPALIVE_INTERVAL,
+            keepalive_timeout: contract::DEFAULT_KEEPALIVE_TIMEOUT,
             tls: None,
             token: None,
         }

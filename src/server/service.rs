@@ -1,5 +1,5 @@
 //! The `PodService` gRPC handlers: one method per RPC, each validating its
-//! request at the edge (see [`crate::validate`]), calling the store once, and
+//! request at the edge (see [`validate`](super::validate)), calling the store once, and
 //! turning the result into wire messages.
 //!
 //! Streaming responses are `async_stream` generators polled by tonic: when a
@@ -132,7 +132,7 @@ impl pb::PodService for PodService {
 /// The RPCs' work, apart from logging.
 impl PodService {
     /// A list is a function of the namespace and the store version, so it is
-    /// encoded once per pair and shared (see [`crate::wire`]).
+    /// encoded once per pair and shared (see [`ListPodsResponse::encoded`]).
     fn list(&self, request: ListPodsRequest) -> Result<ListPodsResponse, Status> {
         let namespace = validate::namespace_filter("namespace", &request.namespace)?;
         if let Some(cached) = self.lists.get(&request.namespace, self.store.version()) {

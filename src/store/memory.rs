@@ -40,7 +40,7 @@ impl MemoryStore {
     ) -> Result<T, StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         if self.closed.load(Ordering::Relaxed) {
-            return Err(StoreError::Storage("the store is closed".into()));
+            return Err(StoreError::Storage("the store is shut down".into()));
         }
         let mut batch = self.index.batch();
         let result = plan(&self.index, &mut batch)?;

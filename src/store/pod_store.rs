@@ -64,7 +64,7 @@ pub trait PodStore: Send + Sync + 'static {
     /// Resolves once everything submitted before it is done and the store
     /// has let go of what it holds outside this process's memory (a durable
     /// store closes its database, so its directory can be opened again).
-    /// Writes submitted after it are refused; reads go on.
+    /// Writes submitted after it are refused (a second close too); reads go on.
     fn close(&self) -> Pending<()>;
 
     /// The version of the newest change.

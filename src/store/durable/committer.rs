@@ -115,12 +115,16 @@ impl Committer {
     /// database is closed.
     fn commit(&mut self, ops: Vec<Op>) -> Vec<Reply> {
         if let Some(reason) = &self.failed {
-            for op in ops {
+            // A close still closes: everything before it has been answered.
+            let (closing, refused): (Vec<Op>, Vec<Op>) = ops
+                .into_iter()
+                .partition(|op| matches!(op.request, Request::Close));
+            for op in refused {
                 let _ = op.reply.send(Err(StoreError::Storage(format!(
                     "writes are refused after an earlier failure ({reason}); restart the server"
                 ))));
             }
-            return Vec::new();
+            return closing.into_iter().map(|op| op.reply).collect();
         }
         let mut batch = self.index.batch();
         let mut durable = false;
@@ -243,5 +247,5 @@ impl Committer {
 
 /// The answer to a write after the store was closed.
 pub(super) fn closed() -> StoreError {
-    StoreError::Storage("the store is closed".into())
+    StoreError::Storage("the store is shut down".into())
 }

@@ -26,7 +26,7 @@ use crate::store::watcher::Watcher;
 /// published or acknowledged. See the [module docs](crate::store).
 pub struct DurableStore {
     index: Arc<Index>,
-    /// The data directory, as opened.
+    /// The data directory, canonical: the key of [`CLOSING`].
     dir: PathBuf,
     /// `None` only while dropping. Unbounded, so that submitting never
     /// waits and keeps the callers' order; callers bound what they have in
@@ -42,8 +42,9 @@ static CLOSING: Mutex<Vec<(PathBuf, JoinHandle<()>)>> = Mutex::new(Vec::new());
 
 impl DurableStore {
     /// Opens (or creates) the store in `dir`, loading everything in it.
-    /// This reads the whole database: call it before serving, or from a
-    /// blocking thread.
+    /// This reads the whole database, and first waits for a store of the
+    /// same directory dropped in this process to finish closing it: call it
+    /// before serving, or from a blocking thread.
     ///
     /// An existing database is first checked read-only, so that a file that
     /// is not ours, from another version, or damaged is refused without a
@@ -51,15 +52,16 @@ impl DurableStore {
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Self, OpenError> {
         let io = |err: std::io::Error| OpenError::Io(dir.into(), err);
         std::fs::create_dir_all(dir).map_err(io)?;
-        let dir = dir.canonicalize().map_err(io)?;
-        await_closed(&dir);
+        // The same directory, however it is named, for the wait on CLOSING.
+        let canonical = dir.canonicalize().map_err(io)?;
+        await_closed(&canonical);
         let path = dir.join(DATABASE_FILE);
         let exists = std::fs::metadata(&path).is_ok_and(|meta| meta.len() > 0);
         let fault = |fault: Fault| match fault {
-            Fault::Corrupt(corruption) => OpenError::Corrupt(dir.clone(), corruption),
-            Fault::Incompatible(why) => OpenError::Incompatible(dir.clone(), why),
+            Fault::Corrupt(corruption) => OpenError::Corrupt(dir.into(), corruption),
+            Fault::Incompatible(why) => OpenError::Incompatible(dir.into(), why),
         };
-        let corrupt = |corruption: Corruption| OpenError::Corrupt(dir.clone(), corruption);
+        let corrupt = |corruption: Corruption| OpenError::Corrupt(dir.into(), corruption);
         let mut loaded = None;
         if exists {
             match redb::ReadOnlyDatabase::open(&path) {
@@ -67,15 +69,15 @@ impl DurableStore {
                     if schema::check(&db).map_err(fault)? == Schema::Current {
                         loaded = Some(load(&db, config.clone()).map_err(corrupt)?);
                     }
-                    db.close().map_err(|err| open_error(&dir, err))?;
+                    db.close().map_err(|err| open_error(dir, err))?;
                 }
                 // After a crash redb must repair the file, which a read-only
                 // open cannot do: the read-write open below does it.
                 Err(redb::DatabaseError::RepairAborted) => {}
-                Err(err) => return Err(open_error(&dir, err)),
+                Err(err) => return Err(open_error(dir, err)),
             }
         }
-        let db = redb::Database::create(&path).map_err(|err| open_error(&dir, err))?;
+        let db = redb::Database::create(&path).map_err(|err| open_error(dir, err))?;
         if schema::check(&db).map_err(fault)? == Schema::New {
             schema::initialise(&db).map_err(corrupt)?;
         }
@@ -99,7 +101,7 @@ impl DurableStore {
             .map_err(io)?;
         Ok(DurableStore {
             index,
-            dir,
+            dir: canonical,
             ops: Some(ops),
             committer: Some(committer),
         })
@@ -130,9 +132,19 @@ impl Drop for DurableStore {
     fn drop(&mut self) {
         self.ops = None;
         if let Some(committer) = self.committer.take() {
-            let mut closing = CLOSING.lock().unwrap_or_else(|e| e.into_inner());
-            closing.retain(|(_, committer)| !committer.is_finished());
-            closing.push((self.dir.clone(), committer));
+            let finished = {
+                let mut closing = CLOSING.lock().unwrap_or_else(|e| e.into_inner());
+                closing.push((self.dir.clone(), committer));
+                let (finished, running) = closing
+                    .drain(..)
+                    .partition(|(_, committer)| committer.is_finished());
+                *closing = running;
+                finished
+            };
+            // Finished threads join at once: this only reports their panics.
+            for (dir, committer) in finished {
+                join(&dir, committer);
+            }
         }
     }
 }
@@ -146,9 +158,13 @@ fn await_closed(dir: &Path) {
         ours.into_iter().map(|(_, committer)| committer).collect()
     };
     for committer in committers {
-        if committer.join().is_err() {
-            tracing::error!(dir = %dir.display(), "a store's committer thread panicked");
-        }
+        join(dir, committer);
+    }
+}
+
+fn join(dir: &Path, committer: JoinHandle<()>) {
+    if committer.join().is_err() {
+        tracing::error!(dir = %dir.display(), "a store's committer thread panicked");
     }
 }
 

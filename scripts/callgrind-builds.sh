@@ -8,8 +8,8 @@
 # pod-bench (this checkout's) runs each load against it, and the server's
 # instructions are read after each one. Printed per unit of work: per
 # ListPods call (the 3,333 pods of `dev`), per pod of a WatchPods snapshot,
-# per SyncPods op (1 session, and 64 ops in flight), per change delivered
-# to a watcher, per uploaded line.
+# per SyncPods op (1 session, 64 ops in flight, 64 sessions), per change
+# delivered to a watcher, per uploaded line (1 and 4 streams).
 #
 # usage: scripts/callgrind-builds.sh BEFORE_BINARY [AFTER_BINARY]
 #        (AFTER defaults to this checkout's release build)
@@ -56,8 +56,10 @@ measure() { # NAME BINARY
   units=$(load pods watch --runs 10); ins=$(instructions $pid); row "WatchPods snapshot pod"
   units=$(load ops sync --sessions 1 --seconds 4); ins=$(instructions $pid); row "SyncPods op, 1 session"
   units=$(load ops sync --sessions 1 --in-flight 64 --seconds 4); ins=$(instructions $pid); row "SyncPods op, 64 in flight"
+  units=$(load ops sync --sessions 64 --seconds 4); ins=$(instructions $pid); row "SyncPods op, 64 sessions"
   units=$(load deliveries fanout --watchers 100 --changes 100 --rate 50); ins=$(instructions $pid); row "fan-out delivery"
-  units=$(load lines upload --streams 1 --lines 400000); ins=$(instructions $pid); row "uploaded line"
+  units=$(load lines upload --streams 1 --lines 400000); ins=$(instructions $pid); row "uploaded line, 1 stream"
+  units=$(load lines upload --streams 4 --lines 400000); ins=$(instructions $pid); row "uploaded line, 4 streams"
   kill -INT "$pid"
   wait "$pid" || true
 }

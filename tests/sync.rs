@@ -361,7 +361,71 @@ async fn shutdown_ends_a_subscribed_session_with_unavailable(backend: Backend) {
     assert_eq!(status.code(), Code::Unavailable);
 }
 
+/// Every status kubectl prints is stored and listed as sent; a status that
+/// would garble a terminal is refused, naming the field and the rule, and
+/// changes nothing.
+async fn kubectl_statuses_are_accepted_and_terminal_garbage_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut client = server.client().await;
+    let mut session = Session::open(&mut client).await;
+    let statuses = [
+        "Init:0/1",
+        "Init:CrashLoopBackOff",
+        "PodInitializing",
+        "ContainerCreating",
+        "CreateContainerConfigError",
+        "ImagePullBackOff",
+        "OOMKilled",
+        "Terminating",
+        "Completed",
+        "Evicted",
+        "SchedulingGated",
+    ];
+    for (i, status) in statuses.iter().enumerate() {
+        let ack = session
+            .apply(pod("kubectl", &format!("p{i}"), status, 1))
+            .await;
+        assert_eq!(ack.code, 0, "{status}: {}", ack.message);
+    }
+    let list = client
+        .list_pods(common::list_request("kubectl", 0))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut listed: Vec<(String, String)> =
+        list.pods.into_iter().map(|p| (p.name, p.status)).collect();
+    listed.sort();
+    let mut expected: Vec<(String, String)> = statuses
+        .iter()
+        .enumerate()
+        .map(|(i, status)| (format!("p{i}"), status.to_string()))
+        .collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    let version = server.store.version();
+    for bad in [
+        "Run\nning",
+        "\x1b[2J",
+        "Tab\t",
+        "Bell\x07",
+        "Del\x7f",
+        "Zero\u{200b}width",
+        "Ünï",
+    ] {
+        let ack = session.apply(pod("kubectl", "bad", bad, 1)).await;
+        assert_eq!(ack.code, Code::InvalidArgument as u32, "{bad:?}");
+        assert!(
+            ack.message.contains("invalid apply.status") && ack.message.contains("visible ASCII"),
+            "{bad:?}: {}",
+            ack.message
+        );
+    }
+    assert_eq!(server.store.version(), version, "nothing changed");
+}
+
 common::on_both_stores!(
+    kubectl_statuses_are_accepted_and_terminal_garbage_refused,
     every_op_gets_one_ack_in_order,
     apply_with_a_stale_version_is_aborted_and_changes_nothing,
     invalid_ops_are_refused_with_the_field_and_rule,

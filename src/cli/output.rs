@@ -123,10 +123,19 @@ enum Colour {
     Yellow = 33,
 }
 
+/// Green for a pod that is fine, yellow for one on its way (kubectl's
+/// `Init:1/3` included), red for everything else: the failing states.
 fn status_colour(status: &str) -> Colour {
+    let initialising = status.strip_prefix("Init:").is_some_and(|progress| {
+        progress
+            .split_once('/')
+            .is_some_and(|(done, all)| [done, all].iter().all(|n| n.parse::<u32>().is_ok()))
+    });
     match status {
         "Running" | "Succeeded" | "Completed" => Colour::Green,
-        "Pending" | "ContainerCreating" | "Unknown" => Colour::Yellow,
+        "Pending" | "ContainerCreating" | "PodInitializing" | "Terminating"
+        | "SchedulingGated" | "Unknown" => Colour::Yellow,
+        _ if initialising => Colour::Yellow,
         _ => Colour::Red,
     }
 }
@@ -288,6 +297,15 @@ mod tests {
         let stripped = coloured.replace("\x1b[32m", "").replace("\x1b[0m", "");
         assert_ne!(coloured, stripped);
         assert_eq!(stripped, pods(&pods_, PLAIN));
+    }
+
+    #[test]
+    fn statuses_are_coloured_by_what_they_mean() {
+        assert!(matches!(status_colour("Running"), Colour::Green));
+        assert!(matches!(status_colour("Init:1/3"), Colour::Yellow));
+        assert!(matches!(status_colour("Terminating"), Colour::Yellow));
+        assert!(matches!(status_colour("Init:CrashLoopBackOff"), Colour::Red));
+        assert!(matches!(status_colour("OOMKilled"), Colour::Red));
     }
 
     #[test]

@@ -11,8 +11,9 @@ use crate::domain::{ApplyPod, Invalid, PodKey, describe, dns_label};
 /// The status given to a pod applied without one.
 const DEFAULT_STATUS: &str = "Pending";
 
-/// Longest accepted pod status, in bytes.
-const MAX_STATUS_BYTES: usize = 32;
+/// Longest accepted pod status, in bytes: room for every status kubectl
+/// prints (`Init:CrashLoopBackOff`, `CreateContainerConfigError`, ...).
+const MAX_STATUS_BYTES: usize = 64;
 
 /// A namespace on a write or a single-pod read: empty means [`DEFAULT_NAMESPACE`].
 pub fn namespace(field: &str, value: &str) -> Result<String, Invalid> {
@@ -102,19 +103,19 @@ pub fn log_lines(lines: &[String], max_line_bytes: usize) -> Result<u64, Invalid
     Ok(bytes)
 }
 
-/// A pod status such as `Running` or `CrashLoopBackOff`.
+/// A pod status as kubectl shows it, such as `Running`, `Init:0/1` or
+/// `Init:CrashLoopBackOff`: visible ASCII, so that no control character,
+/// escape sequence, line break or invisible character reaches a terminal.
 fn status(field: &str, value: &str) -> Result<(), Invalid> {
-    let ok = value.len() <= MAX_STATUS_BYTES
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let ok = value.len() <= MAX_STATUS_BYTES && value.bytes().all(|b| b.is_ascii_graphic());
     if ok {
         Ok(())
     } else {
         Err(Invalid::new(
             field,
             format!(
-                "must be 1 to {MAX_STATUS_BYTES} ASCII letters, digits or '-' ({})",
+                "must be 1 to {MAX_STATUS_BYTES} visible ASCII characters, without spaces, \
+                 control characters or escape sequences ({})",
                 describe(value)
             ),
         ))
@@ -160,5 +161,48 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(err.field, "apply.status");
+    }
+
+    #[test]
+    fn statuses_as_kubectl_prints_them() {
+        let status_of = |status: &str| {
+            apply(pb::Pod {
+                name: "web".into(),
+                status: status.into(),
+                ..Default::default()
+            })
+        };
+        for good in [
+            "Init:0/1",
+            "Init:CrashLoopBackOff",
+            "PodInitializing",
+            "ContainerCreating",
+            "CreateContainerConfigError",
+            "ImagePullBackOff",
+            "OOMKilled",
+            "Terminating",
+            "Completed",
+            "Evicted",
+            "SchedulingGated",
+            "Init:ExitCode:137",
+            &"x".repeat(64),
+        ] {
+            assert_eq!(status_of(good).map(|a| a.status), Ok(good.to_owned()));
+        }
+        for bad in [
+            "Run\nning",
+            "\x1b[31mRed",
+            "Tab\there",
+            "Nul\0",
+            "Del\x7f",
+            "Zero\u{200b}width",
+            "Ünïcode",
+            &"x".repeat(65),
+        ] {
+            let err = status_of(bad).unwrap_err();
+            assert_eq!(err.field, "apply.status", "{bad:?}");
+            assert!(err.rule.contains("visible ASCII"), "{bad:?}: {err}");
+            assert!(!err.to_string().contains('\x1b'), "{err}");
+        }
     }
 }

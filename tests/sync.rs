@@ -18,6 +18,7 @@ fn subscribe(namespace: &str, resource_version: u64) -> sync_request::Op {
     sync_request::Op::Subscribe(Subscribe {
         namespace: namespace.into(),
         resource_version,
+        ..Subscribe::default()
     })
 }
 

@@ -37,7 +37,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut client = client::connect(&args.server.client_config()?).await?;
     let request = ListPodsRequest {
         namespace: args.filter.namespace,
-        resource_version: 0,
+        ..ListPodsRequest::default()
     };
     let list = client::with_deadline(timeout, request, |request| client.list_pods(request)).await?;
     if list.pods.is_empty() {

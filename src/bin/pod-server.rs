@@ -49,6 +49,11 @@ struct Args {
     /// Recent changes kept for watches that resume from a version.
     #[arg(long, default_value_t = StoreConfig::default().history)]
     history: usize,
+    /// Seconds a watch that asked for bookmarks may be sent nothing before it
+    /// gets one, so that a quiet watch keeps its place in the history.
+    #[arg(long, value_name = "SECONDS",
+          default_value_t = ServerConfig::DEFAULT_BOOKMARK_INTERVAL.as_secs_f64())]
+    bookmark_interval: f64,
     /// Changes a watcher may fall behind before its stream ends with RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = StoreConfig::default().watch_buffer)]
     watch_buffer: usize,
@@ -152,6 +157,10 @@ fn server_config(args: &Args) -> anyhow::Result<ServerConfig> {
         max_streams_per_connection: args.max_streams_per_connection.max(1),
         keepalive_interval: seconds(args.keepalive_interval, "--keepalive-interval")?,
         keepalive_timeout: seconds(args.keepalive_timeout, "--keepalive-timeout")?,
+        bookmark_interval: match seconds(args.bookmark_interval, "--bookmark-interval")? {
+            interval if interval.is_zero() => anyhow::bail!("--bookmark-interval must be above 0"),
+            interval => interval,
+        },
         tls,
         token: Token::configured(args.token_file.as_deref()).map_err(anyhow::Error::msg)?,
         ..ServerConfig::default()

@@ -38,6 +38,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let rows = match watch.next().await? {
             WatchUpdate::Listed(events) => printer.rows(&events),
             WatchUpdate::Changed(event) => printer.rows(std::slice::from_ref(&event)),
+            // A bookmark moves the resume point; there is nothing to print.
+            WatchUpdate::Progressed { .. } => continue,
             WatchUpdate::Interrupted { reason, retry_in } => {
                 eprintln!(
                     "watch interrupted ({reason}); resuming from version {} in {:.1}s",

@@ -133,8 +133,8 @@ fn status_colour(status: &str) -> Colour {
     });
     match status {
         "Running" | "Succeeded" | "Completed" => Colour::Green,
-        "Pending" | "ContainerCreating" | "PodInitializing" | "Terminating"
-        | "SchedulingGated" | "Unknown" => Colour::Yellow,
+        "Pending" | "ContainerCreating" | "PodInitializing" | "Terminating" | "SchedulingGated"
+        | "Unknown" => Colour::Yellow,
         _ if initialising => Colour::Yellow,
         _ => Colour::Red,
     }
@@ -259,6 +259,7 @@ mod tests {
             replicas,
             resource_version: version,
             deleted: false,
+            bookmark: false,
         }
     }
 
@@ -304,7 +305,10 @@ mod tests {
         assert!(matches!(status_colour("Running"), Colour::Green));
         assert!(matches!(status_colour("Init:1/3"), Colour::Yellow));
         assert!(matches!(status_colour("Terminating"), Colour::Yellow));
-        assert!(matches!(status_colour("Init:CrashLoopBackOff"), Colour::Red));
+        assert!(matches!(
+            status_colour("Init:CrashLoopBackOff"),
+            Colour::Red
+        ));
         assert!(matches!(status_colour("OOMKilled"), Colour::Red));
     }
 

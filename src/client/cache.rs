@@ -126,6 +126,7 @@ mod tests {
             replicas: 1,
             resource_version: version,
             deleted: false,
+            bookmark: false,
         }
     }
 

@@ -4,8 +4,9 @@
 //! (`ListPods`), then watches from the list's version (`WatchPods`), so the
 //! list and the changes together form a consistent view. When the stream
 //! ends (the server dropped a slow watcher, restarted, or the connection
-//! broke) it waits with capped, jittered backoff and resumes from the last
-//! version it saw; if the server can no longer continue from there
+//! broke) it waits with capped, jittered backoff and resumes from the
+//! newest version it holds: its last change, or the last bookmark, which the
+//! server sends to a quiet watch so that its place stays current; if the server can no longer continue from there
 //! (`OUT_OF_RANGE`), it lists again and reports only the difference from its
 //! cache. So no change is reported twice and none is missed.
 
@@ -28,6 +29,12 @@ pub enum WatchUpdate {
     Listed(Vec<PodEvent>),
     /// One change from the watch stream.
     Changed(PodEvent),
+    /// A bookmark: the view is complete up to `version`, where a resumed
+    /// watch will continue from, though nothing in it changed.
+    Progressed {
+        /// The version the view reflects now.
+        version: u64,
+    },
     /// The stream ended; the watch resumes by itself after `retry_in`.
     Interrupted {
         /// The status that ended it, as `CODE: message`.
@@ -49,6 +56,8 @@ pub struct PodWatch {
     pending: VecDeque<WatchUpdate>,
     retry_at: Option<Instant>,
     backoff: Backoff,
+    /// Whether the watch asks for bookmarks (the default).
+    bookmarks: bool,
 }
 
 impl PodWatch {
@@ -64,7 +73,15 @@ impl PodWatch {
             pending: VecDeque::new(),
             retry_at: None,
             backoff: Backoff::default(),
+            bookmarks: true,
         }
+    }
+
+    /// Without bookmarks: a watch of a quiet namespace then keeps the
+    /// version of its last change, and may have to list again to resume.
+    pub fn without_bookmarks(mut self) -> Self {
+        self.bookmarks = false;
+        self
     }
 
     /// The version the watch has reached.
@@ -115,7 +132,7 @@ impl PodWatch {
                 .client
                 .list_pods(ListPodsRequest {
                     namespace: self.namespace.clone(),
-                    resource_version: 0,
+                    ..ListPodsRequest::default()
                 })
                 .await?
                 .into_inner();
@@ -132,12 +149,21 @@ impl PodWatch {
                 let request = ListPodsRequest {
                     namespace: self.namespace.clone(),
                     resource_version: self.version,
+                    allow_bookmarks: self.bookmarks,
                 };
                 self.stream
                     .insert(self.client.watch_pods(request).await?.into_inner())
             }
         };
         match stream.message().await? {
+            Some(pod) if pod.bookmark => {
+                self.backoff.reset();
+                self.version = self.version.max(pod.resource_version);
+                self.pending.push_back(WatchUpdate::Progressed {
+                    version: self.version,
+                });
+                Ok(())
+            }
             Some(pod) => {
                 self.backoff.reset();
                 self.version = self.version.max(pod.resource_version);

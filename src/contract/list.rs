@@ -124,6 +124,7 @@ mod tests {
                 replicas: 2,
                 resource_version: 7,
                 deleted: false,
+                bookmark: false,
             };
             3
         ];

@@ -22,6 +22,16 @@ pub use status::{LAST_VERSION_KEY, STORED_BEFORE_ERROR};
 pub(crate) use status::{ack, code_name};
 pub use token::{TOKEN_ENV, Token};
 
+/// A bookmark at `version`: a `Pod` with `bookmark` set, that version, and
+/// no other field (see `Pod.bookmark` in the proto).
+pub fn bookmark(version: u64) -> Pod {
+    Pod {
+        resource_version: version,
+        bookmark: true,
+        ..Pod::default()
+    }
+}
+
 /// The encoded descriptors of `proto/pod.proto`, for the reflection service
 /// (and for tests that enumerate the service's methods).
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("pod_descriptor");

@@ -18,6 +18,7 @@
 //! `signals` holds the shutdown token and the Ctrl-C/SIGTERM handlers.
 //! [`InProcessServer`] runs all of it in this process on a free port.
 
+mod bookmarks;
 mod call_log;
 mod deadline;
 mod health;

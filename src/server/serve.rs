@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, ServerTlsConfig};
 
+use super::bookmarks::BookmarkClock;
 use super::health;
 use super::panic_guard::GuardCalls;
 use super::service::{DEFAULT_MAX_LINE_BYTES, PodService};
@@ -41,6 +42,9 @@ pub struct ServerConfig {
     /// a peer that vanished without closing its connection is noticed
     /// within their sum.
     pub keepalive_timeout: Duration,
+    /// How long a watch that asked for bookmarks may be sent nothing
+    /// before it gets one (see `bookmarks`).
+    pub bookmark_interval: Duration,
     /// Serve over TLS with this certificate and key.
     pub tls: Option<Identity>,
     /// Require this token on every PodService call.
@@ -60,6 +64,7 @@ impl std::fmt::Debug for ServerConfig {
             )
             .field("keepalive_interval", &self.keepalive_interval)
             .field("keepalive_timeout", &self.keepalive_timeout)
+            .field("bookmark_interval", &self.bookmark_interval)
             .field("tls", &self.tls.is_some())
             .field("token", &self.token)
             .finish()
@@ -71,6 +76,11 @@ impl ServerConfig {
     pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
     /// The default of [`ServerConfig::grace`].
     pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+    /// The default of [`ServerConfig::bookmark_interval`]: one tick for all
+    /// watchers every 2.5 s is nothing to a server, and a quiet watch keeps
+    /// its place through up to the default history of 10,000 changes as long
+    /// as the store takes fewer than 1,000 changes a second.
+    pub const DEFAULT_BOOKMARK_INTERVAL: Duration = Duration::from_secs(10);
     /// The default of [`ServerConfig::max_streams_per_connection`]. Kept
     /// below the number of small unread request messages after which h2
     /// closes a connection as a flood (`ENHANCE_YOUR_CALM`): a burst of new
@@ -89,6 +99,7 @@ impl Default for ServerConfig {
             max_streams_per_connection: Self::DEFAULT_MAX_STREAMS_PER_CONNECTION,
             keepalive_interval: contract::DEFAULT_KEEPALIVE_INTERVAL,
             keepalive_timeout: contract::DEFAULT_KEEPALIVE_TIMEOUT,
+            bookmark_interval: Self::DEFAULT_BOOKMARK_INTERVAL,
             tls: None,
             token: None,
         }
@@ -138,9 +149,11 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: Shutdown,
 ) -> Result<(), ServeError> {
+    let bookmarks = BookmarkClock::start(config.bookmark_interval, shutdown.clone());
     let pods = PodServiceServer::new(PodService::new(
         Arc::clone(&store),
         config.max_line_bytes,
+        bookmarks,
         shutdown.clone(),
     ))
     .max_decoding_message_size(config.max_message_bytes)

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::bookmarks::{self, BookmarkClock};
 use super::call_log::{CallLog, Counter};
 use super::deadline;
 use super::list_cache::ListCache;
@@ -22,7 +23,7 @@ use super::sync_session;
 use super::validate;
 use crate::contract::{
     self as pb, GetLogsRequest, ListPodsRequest, ListPodsResponse, LogChunk, Pod,
-    STORED_BEFORE_ERROR, SyncEvent, SyncRequest, UploadLogsResponse,
+    STORED_BEFORE_ERROR, SyncEvent, SyncRequest, UploadLogsResponse, bookmark,
 };
 use crate::domain::PodKey;
 use crate::store::{PodStore, WatchEnd};
@@ -38,16 +39,24 @@ pub(super) struct PodService {
     store: Arc<dyn PodStore>,
     max_line_bytes: usize,
     shutdown: Shutdown,
+    bookmarks: BookmarkClock,
     lists: Arc<ListCache>,
 }
 
 impl PodService {
     /// The service over `store`, refusing log lines longer than
-    /// `max_line_bytes`, ending its endless streams when `shutdown` is cancelled.
-    pub fn new(store: Arc<dyn PodStore>, max_line_bytes: usize, shutdown: Shutdown) -> Self {
+    /// `max_line_bytes`, sending bookmarks by `bookmarks`, ending its
+    /// endless streams when `shutdown` is cancelled.
+    pub fn new(
+        store: Arc<dyn PodStore>,
+        max_line_bytes: usize,
+        bookmarks: BookmarkClock,
+        shutdown: Shutdown,
+    ) -> Self {
         PodService {
             store,
             max_line_bytes,
+            bookmarks,
             shutdown,
             lists: Arc::default(),
         }
@@ -119,6 +128,7 @@ impl pb::PodService for PodService {
         let deadline = deadline::of(&request);
         let stream = sync_session::session(
             Arc::clone(&self.store),
+            self.bookmarks.clone(),
             self.shutdown.clone(),
             request.into_inner(),
             log.received(),
@@ -151,6 +161,10 @@ impl PodService {
     ) -> Result<impl Stream<Item = Result<Pod, Status>> + Send + 'static, Status> {
         let namespace = validate::namespace_filter("namespace", &request.namespace)?;
         let mut watcher = self.store.watch(namespace, request.resource_version)?;
+        if request.allow_bookmarks {
+            watcher = watcher.with_initial_bookmark();
+        }
+        let mut idle = request.allow_bookmarks.then(|| self.bookmarks.idle());
         let shutdown = self.shutdown.clone();
         let stream = async_stream::stream! {
             // One shutdown wait for the whole stream, not one per change:
@@ -161,14 +175,22 @@ impl PodService {
                 let next = tokio::select! {
                     biased;
                     _ = &mut stopping => Err(WatchEnd::Closed { last_version: watcher.last_version() }),
-                    next = watcher.next() => next,
+                    next = watcher.next() => next.map(Some),
+                    () = bookmarks::due(&mut idle) => Ok(None),
                 };
                 match next {
-                    Ok(pod) => yield Ok(Pod::clone(&pod)),
+                    Ok(Some(pod)) => yield Ok(Pod::clone(&pod)),
+                    Ok(None) => match watcher.caught_up() {
+                        Some(version) => yield Ok(bookmark(version)),
+                        None => continue,
+                    },
                     Err(end) => {
                         yield Err(end.into());
                         break;
                     }
+                }
+                if let Some(idle) = &mut idle {
+                    idle.sent();
                 }
             }
         };

@@ -15,10 +15,13 @@ use futures::stream::FuturesOrdered;
 use futures::{FutureExt, Stream, StreamExt};
 use tonic::{Status, Streaming};
 
+use super::bookmarks::{self, BookmarkClock, Idle};
 use super::call_log::Counter;
 use super::signals::Shutdown;
 use super::validate;
-use crate::contract::{Pod, SyncAck, SyncEvent, SyncRequest, ack, sync_event, sync_request};
+use crate::contract::{
+    Pod, SyncAck, SyncEvent, SyncRequest, ack, bookmark, sync_event, sync_request,
+};
 use crate::domain::Invalid;
 use crate::store::{PodStore, WatchEnd, Watcher};
 
@@ -26,6 +29,7 @@ use crate::store::{PodStore, WatchEnd, Watcher};
 /// the client half-closes, or with the status that ended it.
 pub(super) fn session(
     store: Arc<dyn PodStore>,
+    clock: BookmarkClock,
     shutdown: Shutdown,
     mut requests: Streaming<SyncRequest>,
     received: Counter,
@@ -33,6 +37,8 @@ pub(super) fn session(
     let ops = Ops { store, shutdown };
     let stream = async_stream::stream! {
         let mut subscription: Option<Watcher> = None;
+        // Set when a subscription asked for bookmarks.
+        let mut idle: Option<Idle> = None;
         // Ops submitted to the store, in order, awaiting their commit:
         // one session's ops share commits instead of waiting in turn.
         let mut in_flight = FuturesOrdered::new();
@@ -43,7 +49,14 @@ pub(super) fn session(
         loop {
             if in_flight.is_empty() {
                 if let Some(request) = subscribe.take() {
+                    let bookmarks = matches!(
+                        &request.op,
+                        Some(sync_request::Op::Subscribe(s)) if s.allow_bookmarks
+                    );
                     let ack = ops.subscribe(request, &mut subscription);
+                    if ack.code == 0 && bookmarks {
+                        idle = Some(clock.idle());
+                    }
                     yield Ok(ack_event(ack));
                     continue;
                 }
@@ -60,7 +73,11 @@ pub(super) fn session(
                 Some(ack) = in_flight.next() => Next::Ack(ack),
                 change = next_change(live, &ops.shutdown) => Next::Change(change),
                 request = requests.message(), if read => Next::Request(request),
+                () = bookmarks::due(&mut idle), if in_flight.is_empty() => Next::Bookmark,
             };
+            if let (Some(idle), Next::Ack(_) | Next::Change(Ok(_))) = (&mut idle, &next) {
+                idle.sent();
+            }
             match next {
                 Next::Ack(ack) => {
                     // A subscribed session sees its own change just before
@@ -86,6 +103,11 @@ pub(super) fn session(
                     }
                 }
                 Next::Change(Ok(pod)) => yield Ok(change_event(&pod)),
+                Next::Bookmark => {
+                    if let Some(version) = subscription.as_ref().and_then(Watcher::caught_up) {
+                        yield Ok(change_event(&bookmark(version)));
+                    }
+                }
                 Next::Change(Err(end)) => {
                     yield Err(end);
                     break;
@@ -168,6 +190,10 @@ impl Ops {
                     .map_err(Status::from)
             });
         match watcher {
+            Ok(watcher) if subscribe.allow_bookmarks => {
+                *subscription = Some(watcher.with_initial_bookmark());
+                ack(request.id, Ok(None))
+            }
             Ok(watcher) => {
                 *subscription = Some(watcher);
                 ack(request.id, Ok(None))
@@ -192,6 +218,9 @@ enum Next {
     Ack(SyncAck),
     Change(Result<Arc<Pod>, Status>),
     Request(Result<Option<SyncRequest>, Status>),
+    /// A subscription that asked for bookmarks has been sent nothing for
+    /// the bookmark interval.
+    Bookmark,
 }
 
 /// The next change for a watch, or the status that ends it; for a session

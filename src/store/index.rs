@@ -226,6 +226,7 @@ impl Index {
             replicas: apply.replicas,
             resource_version: batch.version,
             deleted: false,
+            bookmark: false,
         });
         batch.touched.insert(apply.key, Some(Arc::clone(&pod)));
         batch.steps.push(Step::Change(Arc::clone(&pod)));

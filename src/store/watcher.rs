@@ -20,7 +20,7 @@ use tokio::sync::broadcast::{
     error::{RecvError, TryRecvError},
 };
 
-use crate::contract::Pod;
+use crate::contract::{Pod, bookmark};
 
 /// Why a watch ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +63,9 @@ pub struct Watcher {
     /// [`Watcher::try_next_up_to`]).
     held: Option<Arc<Pod>>,
     last_version: u64,
+    /// A bookmark is due right after the snapshot (see
+    /// [`Watcher::with_initial_bookmark`]).
+    initial_bookmark: bool,
 }
 
 impl Watcher {
@@ -87,7 +90,22 @@ impl Watcher {
             registered_at,
             changes,
             held: None,
+            initial_bookmark: false,
         }
+    }
+
+    /// For a watch from version 0: right after the current pods, yield a
+    /// bookmark at the version they reflect (Kubernetes' "initial events
+    /// end"), so that the client knows the snapshot is complete.
+    pub fn with_initial_bookmark(mut self) -> Self {
+        self.initial_bookmark = self.backlog_is_snapshot;
+        self
+    }
+
+    /// The version up to which this watch has been given every matching
+    /// change, once it is past its backlog: what a bookmark may carry.
+    pub fn caught_up(&self) -> Option<u64> {
+        (self.backlog.is_empty() && !self.initial_bookmark).then_some(self.last_version)
     }
 
     /// The version a new watch should continue from to pick up where this
@@ -146,7 +164,10 @@ impl Watcher {
     }
 
     fn next_from_backlog(&mut self) -> Option<Arc<Pod>> {
-        let pod = self.backlog.pop_front()?;
+        let Some(pod) = self.backlog.pop_front() else {
+            return std::mem::take(&mut self.initial_bookmark)
+                .then(|| Arc::new(bookmark(self.registered_at)));
+        };
         if self.backlog.is_empty() {
             self.last_version = self.registered_at;
         } else if !self.backlog_is_snapshot {

@@ -184,6 +184,7 @@ pub fn list_request(namespace: &str, resource_version: u64) -> ListPodsRequest {
     ListPodsRequest {
         namespace: namespace.into(),
         resource_version,
+        ..ListPodsRequest::default()
     }
 }
 
@@ -193,8 +194,7 @@ pub fn pod(namespace: &str, name: &str, status: &str, replicas: i32) -> Pod {
         namespace: namespace.into(),
         status: status.into(),
         replicas,
-        resource_version: 0,
-        deleted: false,
+        ..Pod::default()
     }
 }
 

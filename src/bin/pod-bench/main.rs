@@ -81,6 +81,12 @@ enum Load {
         /// The process id of the server at --addr, to read its memory.
         #[arg(long)]
         server_pid: u32,
+        /// Ask for bookmarks on every stream.
+        #[arg(long)]
+        bookmarks: bool,
+        /// Then hold them open this long and report the server's CPU time.
+        #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+        hold: f64,
     },
     /// One WatchPods snapshot of every pod: pods/s and time to the first pod.
     Watch {
@@ -201,26 +207,37 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 );
             }
         }
-        Load::Watchers { count, server_pid } => {
+        Load::Watchers {
+            count,
+            server_pid,
+            bookmarks,
+            hold,
+        } => {
             if args.addr.is_none() {
                 anyhow::bail!("watchers measures another process: give --addr and --server-pid");
             }
-            report.header("watchers   conns  rss before   rss after    bytes/watcher");
+            report.header(
+                "watchers   conns  bookmarks  rss before   rss after    bytes/watcher  held s  cpu s",
+            );
             let before = load::watchers::resident_bytes(server_pid)?;
-            let streams = load::watchers::idle_watchers(&clients, count).await?;
+            let streams = load::watchers::idle_watchers(&clients, count, bookmarks).await?;
             let after = load::watchers::resident_bytes(server_pid)?;
             let per_watcher = after.saturating_sub(before) as f64 / count.max(1) as f64;
+            let cpu_before = load::watchers::cpu_seconds(server_pid)?;
+            tokio::time::sleep(Duration::try_from_secs_f64(hold)?).await;
+            let cpu = load::watchers::cpu_seconds(server_pid)? - cpu_before;
             report.row(
                 format!(
-                    "{count:<10} {:<6} {:<12} {:<12} {per_watcher:.0}",
+                    "{count:<10} {:<6} {bookmarks:<10} {:<12} {:<12} {per_watcher:<14.0} {hold:<7} {cpu:.2}",
                     clients.len(),
                     before,
                     after
                 ),
                 serde_json::json!({
                     "load": "watchers", "watchers": count, "connections": clients.len(),
-                    "rss_before": before, "rss_after": after,
-                    "bytes_per_watcher": per_watcher,
+                    "bookmarks": bookmarks, "rss_before": before, "rss_after": after,
+                    "bytes_per_watcher": per_watcher, "held_seconds": hold,
+                    "server_cpu_seconds": cpu,
                 }),
             );
             drop(streams);

@@ -143,6 +143,7 @@ mod tests {
                 replicas: 3,
                 resource_version: 7,
                 deleted: false,
+                bookmark: false,
             })
         );
         assert_eq!(
@@ -156,7 +157,8 @@ mod tests {
             op("watch staging version=4"),
             sync_request::Op::Subscribe(Subscribe {
                 namespace: "staging".into(),
-                resource_version: 4
+                resource_version: 4,
+                allow_bookmarks: false,
             })
         );
         assert_eq!(

@@ -212,7 +212,7 @@ impl<W: AsyncWrite + Unpin, N: FnMut(&str)> Session<W, N> {
                 // List, then subscribe from the list's version.
                 let request = ListPodsRequest {
                     namespace: subscribe.namespace.clone(),
-                    resource_version: 0,
+                    ..ListPodsRequest::default()
                 };
                 match self.client.list_pods(request).await {
                     Ok(list) => {
@@ -223,6 +223,7 @@ impl<W: AsyncWrite + Unpin, N: FnMut(&str)> Session<W, N> {
                         sync_request::Op::Subscribe(Subscribe {
                             namespace: subscribe.namespace,
                             resource_version: list.resource_version,
+                            allow_bookmarks: true,
                         })
                     }
                     Err(status) => {
@@ -235,7 +236,10 @@ impl<W: AsyncWrite + Unpin, N: FnMut(&str)> Session<W, N> {
                 self.snapshot = Some((id, Vec::new()));
                 self.version = subscribe.resource_version;
                 self.subscription = Some(subscribe.namespace.clone());
-                sync_request::Op::Subscribe(subscribe)
+                sync_request::Op::Subscribe(Subscribe {
+                    allow_bookmarks: true,
+                    ..subscribe
+                })
             }
             op => op,
         };
@@ -270,6 +274,10 @@ impl<W: AsyncWrite + Unpin, N: FnMut(&str)> Session<W, N> {
             Some(sync_event::Event::Change(pod)) => {
                 self.backoff.reset();
                 self.version = self.version.max(pod.resource_version);
+                // A bookmark only moves the version a resumed watch starts from.
+                if pod.bookmark {
+                    return Ok(());
+                }
                 self.show_change(pod).await
             }
             None => Ok(()),
@@ -299,7 +307,7 @@ impl<W: AsyncWrite + Unpin, N: FnMut(&str)> Session<W, N> {
             .client
             .list_pods(ListPodsRequest {
                 namespace,
-                resource_version: 0,
+                ..ListPodsRequest::default()
             })
             .await
             .map_err(status_error)?
@@ -321,6 +329,7 @@ impl<W: AsyncWrite + Unpin, N: FnMut(&str)> Session<W, N> {
             let resume = sync_request::Op::Subscribe(Subscribe {
                 namespace,
                 resource_version: self.version,
+                allow_bookmarks: true,
             });
             self.send(SyncRequest {
                 id: RESUME_ID,

@@ -63,6 +63,7 @@ mod tests {
             replicas: 2,
             resource_version: 7,
             deleted: true,
+            bookmark: false,
         };
         assert_eq!(decode_pod(&encode_pod(&pod)), Ok(pod));
         let lines = vec!["a".to_owned(), String::new(), "ü".to_owned()];

@@ -140,6 +140,7 @@ fn a_history_with_gaps_between_versions_resumes_by_version() {
         replicas: 1,
         resource_version: version,
         deleted: false,
+        bookmark: false,
     };
     let index = Index::restore(
         StoreConfig::default(),

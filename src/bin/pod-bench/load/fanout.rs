@@ -67,7 +67,7 @@ pub async fn fanout(
         let namespace = namespace.to_owned();
         let ready = ready_tx.clone();
         tasks.push(tokio::spawn(async move {
-            let mut stream = registered_watch(&client, &namespace).await?;
+            let mut stream = registered_watch(&client, &namespace, false).await?;
             let _ = ready.send(()).await;
             drop(ready);
             let mut arrivals = Vec::with_capacity(changes);

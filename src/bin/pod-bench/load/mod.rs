@@ -38,16 +38,19 @@ impl Latency {
     }
 }
 
-/// Opens a WatchPods stream of `namespace` and reads its first pod, so that
-/// the watcher is surely registered: some servers send a stream's headers
-/// only with its first message.
+/// Opens a WatchPods stream of `namespace` (asking for bookmarks if
+/// `bookmarks`) and reads its first pod, so that the watcher is surely
+/// registered: some servers send a stream's headers only with its first
+/// message.
 pub async fn registered_watch(
     client: &Client,
     namespace: &str,
+    bookmarks: bool,
 ) -> anyhow::Result<tonic::Streaming<Pod>> {
     let request = pod_service::contract::ListPodsRequest {
         namespace: namespace.to_owned(),
         resource_version: 0,
+        allow_bookmarks: bookmarks,
     };
     let mut stream = client
         .clone()

@@ -32,7 +32,7 @@ pub async fn unary(
 ) -> anyhow::Result<UnaryFigures> {
     let request = || pod_service::contract::ListPodsRequest {
         namespace: namespace.to_owned(),
-        resource_version: 0,
+        ..Default::default()
     };
     let mut probe = clients[0].clone();
     let expected = probe

@@ -125,6 +125,17 @@ impl PodWatch {
         }
     }
 
+    /// Opens the watch stream from the version the view reflects.
+    async fn open(&mut self) -> Result<&mut Streaming<Pod>, Status> {
+        let request = ListPodsRequest {
+            namespace: self.namespace.clone(),
+            resource_version: self.version,
+            allow_bookmarks: self.bookmarks,
+        };
+        let stream = self.client.watch_pods(request).await?.into_inner();
+        Ok(self.stream.insert(stream))
+    }
+
     /// One round trip: a list, opening the stream, or one message from it.
     async fn step(&mut self) -> Result<(), Status> {
         if !self.listed {
@@ -141,19 +152,14 @@ impl PodWatch {
             self.listed = true;
             self.backoff.reset();
             self.pending.push_back(WatchUpdate::Listed(events));
+            // Watch at once: the sooner the watch is registered after the
+            // list, the fewer changes it must find in the history.
+            self.open().await?;
             return Ok(());
         }
         let stream = match &mut self.stream {
             Some(stream) => stream,
-            None => {
-                let request = ListPodsRequest {
-                    namespace: self.namespace.clone(),
-                    resource_version: self.version,
-                    allow_bookmarks: self.bookmarks,
-                };
-                self.stream
-                    .insert(self.client.watch_pods(request).await?.into_inner())
-            }
+            None => self.open().await?,
         };
         match stream.message().await? {
             Some(pod) if pod.bookmark => {

@@ -128,7 +128,11 @@ async fn a_quiet_watch_is_bookmarked_up_to_the_newest_version(backend: Backend) 
     loop {
         let pod = next(&mut stream).await;
         assert!(pod.bookmark, "only bookmarks reach a quiet watch: {pod:?}");
-        assert_eq!(pod, bookmark(pod.resource_version), "a bookmark sets nothing else");
+        assert_eq!(
+            pod,
+            bookmark(pod.resource_version),
+            "a bookmark sets nothing else"
+        );
         assert!(pod.resource_version >= last, "bookmarks never go back");
         assert!(pod.resource_version <= end);
         last = pod.resource_version;

@@ -21,7 +21,8 @@ use tokio::io::BufReader;
 ///
 /// Each command is sent as it is typed; its ack and the changes of other
 /// clients are printed as they arrive. If the connection breaks, the session
-/// reconnects and resumes its watch from the last version it printed (ops in
+/// reconnects and resumes its watch from the newest version it holds, its
+/// last change or a bookmark (ops in
 /// flight are reported as failed: they may or may not have been applied).
 /// When stdin is not a terminal, the commands are run as a script: the
 /// session ends after the last ack, and a bad line or a failed op makes the

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::bookmarks::{self, BookmarkClock};
+use super::bookmarks::BookmarkClock;
 use super::call_log::{CallLog, Counter};
 use super::deadline;
 use super::list_cache::ListCache;
@@ -172,11 +172,19 @@ impl PodService {
             let stopping = shutdown.cancelled();
             tokio::pin!(stopping);
             loop {
-                let next = tokio::select! {
-                    biased;
-                    _ = &mut stopping => Err(WatchEnd::Closed { last_version: watcher.last_version() }),
-                    next = watcher.next() => next.map(Some),
-                    () = bookmarks::due(&mut idle) => Ok(None),
+                // A watch without bookmarks polls no bookmark branch at all.
+                let next = match &mut idle {
+                    None => tokio::select! {
+                        biased;
+                        _ = &mut stopping => Err(WatchEnd::Closed { last_version: watcher.last_version() }),
+                        next = watcher.next() => next.map(Some),
+                    },
+                    Some(idle) => tokio::select! {
+                        biased;
+                        _ = &mut stopping => Err(WatchEnd::Closed { last_version: watcher.last_version() }),
+                        next = watcher.next() => next.map(Some),
+                        () = idle.due() => Ok(None),
+                    },
                 };
                 match next {
                     Ok(Some(pod)) => yield Ok(Pod::clone(&pod)),

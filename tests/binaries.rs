@@ -516,6 +516,8 @@ async fn the_tour_shows_all_four_patterns() {
         "== 2. Server streaming: WatchPods",
         "MODIFIED   production   web        Running   6          8",
         "DELETED    production   postgres   -         -          10",
+        "  dev/scratchpad v2",
+        "  bookmark at version 10",
         "== 3. Client streaming: UploadLogs",
         "uploaded 2000 lines (68351 bytes) in 1 chunks to production/web",
         "GET /api/pods 200 2ms request=2000",

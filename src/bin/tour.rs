@@ -84,6 +84,34 @@ async fn run() -> anyhow::Result<()> {
         }
     }
     say("A watcher that drops out resumes from its last version: nothing missed, nothing twice.")?;
+    say(
+        "A watch may ask for bookmarks too. Here 'dev', from version 0: its pods, then a\n\
+         bookmark, \"you have every change up to N\", so the snapshot is known complete:",
+    )?;
+    let mut dev = client
+        .watch_pods(ListPodsRequest {
+            namespace: "dev".into(),
+            resource_version: 0,
+            allow_bookmarks: true,
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    while let Some(pod) = dev.message().await.map_err(status_error)? {
+        if pod.bookmark {
+            print(&format!("  bookmark at version {}\n", pod.resource_version))?;
+            break;
+        }
+        print(&format!(
+            "  {}/{} v{}\n",
+            pod.namespace, pod.name, pod.resource_version
+        ))?;
+    }
+    drop(dev);
+    say(
+        "A quiet watch gets one every --bookmark-interval as well: it keeps its place in the\n\
+         history however busy other namespaces are, and resumes without listing again.",
+    )?;
 
     step(
         "3. Client streaming: UploadLogs (the upload-logs binary)",

@@ -16,11 +16,13 @@ type Error = Box<dyn std::error::Error>;
 
 const CONTRACT: &str = "proto/pod.proto";
 const TUTORIAL: &str = "tests/fixtures/tutorial_pod.proto";
+const BEFORE_BOOKMARKS: &str = "tests/fixtures/pod_before_bookmarks.proto";
 
 fn main() -> Result<(), Error> {
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     println!("cargo:rerun-if-changed={CONTRACT}");
     println!("cargo:rerun-if-changed={TUTORIAL}");
+    println!("cargo:rerun-if-changed={BEFORE_BOOKMARKS}");
 
     let contract = protox::compile([CONTRACT], ["proto"])?;
     fs::write(out_dir.join("pod_descriptor.bin"), contract.encode_to_vec())?;
@@ -44,12 +46,17 @@ fn main() -> Result<(), Error> {
         .out_dir(dir(&out_dir, "services")?)
         .compile_fds(contract)?;
 
-    // The original tutorial's proto, client only, for the compatibility test.
+    // The original tutorial's proto, client only, for the compatibility tests.
     // It is package `infra` too, so it goes in a directory of its own.
     tonic_prost_build::configure()
         .build_server(false)
         .out_dir(dir(&out_dir, "tutorial")?)
         .compile_fds(protox::compile([TUTORIAL], ["tests/fixtures"])?)?;
+    // Our own contract as it was before bookmarks, client only, likewise.
+    tonic_prost_build::configure()
+        .build_server(false)
+        .out_dir(dir(&out_dir, "before_bookmarks")?)
+        .compile_fds(protox::compile([BEFORE_BOOKMARKS], ["tests/fixtures"])?)?;
     Ok(())
 }
 

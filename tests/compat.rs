@@ -65,7 +65,7 @@ async fn a_client_of_the_older_contract_uses_every_rpc(backend: Backend) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(list.pods, [applied.clone()]);
+    assert_eq!(list.pods, std::slice::from_ref(&applied));
     assert_eq!(list.resource_version, applied.resource_version);
 
     // WatchPods: the pod, then, after several bookmark intervals of quiet,

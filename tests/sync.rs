@@ -425,7 +425,76 @@ async fn kubectl_statuses_are_accepted_and_terminal_garbage_refused(backend: Bac
     assert_eq!(server.store.version(), version, "nothing changed");
 }
 
+/// Two `sync-pods` sessions raise different fields of one pod at once, 1,000
+/// times each, naming only their own field: every edit of each survives
+/// (a watcher sees both fields only ever rise), where a blind apply would
+/// reset the other session's field.
+async fn concurrent_partial_applies_lose_no_edit(backend: Backend) {
+    use pod_service::client::sync::{self, Mode};
+    const EDITS: usize = 1_000;
+    let server = TestServer::start(backend).await;
+    server.apply("race", "web", "S0", 0).await;
+    let mut client = server.client().await;
+    let mut watch = client
+        .watch_pods(common::list_request("race", server.store.version()))
+        .await
+        .unwrap()
+        .into_inner();
+    let session = |script: String| {
+        let url = server.url();
+        tokio::spawn(async move {
+            let config = pod_service::client::ClientConfig::new(url);
+            let mut client = pod_service::client::connect(&config).await.unwrap();
+            let mut output = Vec::new();
+            let report = sync::run_session(
+                &mut client,
+                script.as_bytes(),
+                &mut output,
+                Mode::Script,
+                |_| {},
+            )
+            .await
+            .unwrap();
+            (report, String::from_utf8(output).unwrap())
+        })
+    };
+    let replicas: String = (1..=EDITS)
+        .map(|i| format!("apply race/web replicas={i}\n"))
+        .collect();
+    let statuses: String = (1..=EDITS)
+        .map(|i| format!("apply race/web status=S{i}\n"))
+        .collect();
+    let (a, b) = (session(replicas), session(statuses));
+    let (a, b) = (
+        within("session a", a).await.unwrap(),
+        within("session b", b).await.unwrap(),
+    );
+    for (report, output) in [&a, &b] {
+        let failed: Vec<&str> = output
+            .lines()
+            .filter(|line| line.starts_with("ack") && !line.contains(" OK "))
+            .collect();
+        assert_eq!((report.ops, report.failed), (EDITS as u64, 0), "{failed:?}");
+    }
+    eprintln!(
+        "conflicts read again and retried: {} and {}",
+        a.0.retries, b.0.retries
+    );
+    let (mut replicas, mut status) = (0, 0);
+    while (replicas, status) != (EDITS as i32, EDITS) {
+        let pod = common::within("a change", watch.message())
+            .await
+            .unwrap()
+            .unwrap();
+        let number: usize = pod.status[1..].parse().unwrap();
+        assert!(pod.replicas >= replicas, "replicas went back: {pod:?}");
+        assert!(number >= status, "status went back: {pod:?}");
+        (replicas, status) = (pod.replicas, number);
+    }
+}
+
 common::on_both_stores!(
+    concurrent_partial_applies_lose_no_edit,
     kubectl_statuses_are_accepted_and_terminal_garbage_refused,
     every_op_gets_one_ack_in_order,
     apply_with_a_stale_version_is_aborted_and_changes_nothing,

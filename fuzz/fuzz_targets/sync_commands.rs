@@ -10,9 +10,14 @@ use pod_service::contract::sync_request::Op;
 fuzz_target!(|bytes: &[u8]| {
     let text = String::from_utf8_lossy(bytes);
     for line in text.lines() {
+        if let Ok(Some(Command::Apply(edit))) = parse(line) {
+            assert!(!edit.namespace.contains(char::is_whitespace), "{line:?}");
+            assert!(!edit.name.contains(char::is_whitespace), "{line:?}");
+            assert!(!edit.namespace.contains('/'), "{line:?}");
+        }
         if let Ok(Some(Command::Op(op))) = parse(line) {
             let (namespace, name) = match &op {
-                Op::Apply(pod) => (&pod.namespace, &pod.name),
+                Op::Apply(pod) => (&pod.namespace, &pod.name), // (the parser makes none)
                 Op::Delete(pod) => (&pod.namespace, &pod.name),
                 Op::Subscribe(subscribe) => (&subscribe.namespace, &subscribe.namespace),
             };

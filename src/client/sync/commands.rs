@@ -17,7 +17,8 @@ use crate::contract::{Pod, PodRef, Subscribe, sync_request};
 /// The command summary printed by `help`.
 pub const HELP: &str = "\
 commands:
-  apply [NS/]NAME [status=S] [replicas=N] [version=V]   create or update a pod
+  apply [NS/]NAME [status=S] [replicas=N] [version=V]   create or update a pod, keeping
+                                                        the fields not named
                                                         (version=V: only if still at V)
   delete [NS/]NAME                                      delete a pod
   watch [NS] [version=V]                                receive changes (all namespaces
@@ -30,7 +31,9 @@ NS defaults to 'default'. Lines starting with '#' are ignored.";
 /// One parsed line.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    /// An op to send on the stream.
+    /// A create or update, naming some of the pod's fields.
+    Apply(PodEdit),
+    /// An op to send on the stream as it is (a delete or a subscribe).
     Op(sync_request::Op),
     /// Show the commands.
     Help,
@@ -54,16 +57,16 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
                 .split_first()
                 .ok_or("apply needs a pod: apply [NS/]NAME [status=S] [replicas=N] [version=V]")?;
             let (namespace, name) = split_target(target);
-            let mut pod = Pod {
+            let mut edit = PodEdit {
                 namespace,
                 name,
-                ..Pod::default()
+                ..PodEdit::default()
             };
             for option in options {
                 match option.split_once('=') {
-                    Some(("status", value)) => pod.status = value.to_owned(),
-                    Some(("replicas", value)) => pod.replicas = number("replicas", value)?,
-                    Some(("version", value)) => pod.resource_version = number("version", value)?,
+                    Some(("status", value)) => edit.status = Some(value.to_owned()),
+                    Some(("replicas", value)) => edit.replicas = Some(number("replicas", value)?),
+                    Some(("version", value)) => edit.version = Some(number("version", value)?),
                     _ => {
                         return Err(format!(
                             "apply: unknown option {option:?} (expected status=S, replicas=N or version=V)"
@@ -71,7 +74,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
                     }
                 }
             }
-            Command::Op(sync_request::Op::Apply(pod))
+            Command::Apply(edit)
         }
         "delete" => {
             let [target] = args[..] else {
@@ -108,6 +111,53 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
     Ok(Some(command))
 }
 
+/// An `apply` line: the pod, and the fields it names. The session keeps
+/// the fields it does not name from the pod as it is (see `session`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodEdit {
+    /// The namespace ("" = the default one).
+    pub namespace: String,
+    /// The pod's name.
+    pub name: String,
+    /// `status=S`, if given.
+    pub status: Option<String>,
+    /// `replicas=N`, if given.
+    pub replicas: Option<i32>,
+    /// `version=V`, if given: apply only if the pod is still at V.
+    pub version: Option<u64>,
+}
+
+impl PodEdit {
+    /// Whether it names every field, so that nothing needs keeping.
+    pub fn is_whole(&self) -> bool {
+        self.status.is_some() && self.replicas.is_some()
+    }
+
+    /// The pod to send: the named fields, the others from `current` (or
+    /// their defaults for a new pod), conditional on `version=V` if given,
+    /// else on `current`'s version.
+    pub fn applied_to(&self, current: Option<&Pod>) -> Pod {
+        Pod {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            status: self
+                .status
+                .clone()
+                .or_else(|| current.map(|pod| pod.status.clone()))
+                .unwrap_or_default(),
+            replicas: self
+                .replicas
+                .or(current.map(|pod| pod.replicas))
+                .unwrap_or_default(),
+            resource_version: self
+                .version
+                .or(current.map(|pod| pod.resource_version))
+                .unwrap_or_default(),
+            ..Pod::default()
+        }
+    }
+}
+
 fn split_target(target: &str) -> (String, String) {
     match target.split_once('/') {
         Some((namespace, name)) => (namespace.to_owned(), name.to_owned()),
@@ -135,16 +185,22 @@ mod tests {
     #[test]
     fn parses_commands() {
         assert_eq!(
-            op("apply production/web status=Running replicas=3 version=7"),
-            sync_request::Op::Apply(Pod {
+            parse("apply production/web status=Running replicas=3 version=7"),
+            Ok(Some(Command::Apply(PodEdit {
                 namespace: "production".into(),
                 name: "web".into(),
-                status: "Running".into(),
-                replicas: 3,
-                resource_version: 7,
-                deleted: false,
-                bookmark: false,
-            })
+                status: Some("Running".into()),
+                replicas: Some(3),
+                version: Some(7),
+            })))
+        );
+        assert_eq!(
+            parse("apply web replicas=0"),
+            Ok(Some(Command::Apply(PodEdit {
+                name: "web".into(),
+                replicas: Some(0),
+                ..PodEdit::default()
+            })))
         );
         assert_eq!(
             op("delete web"),
@@ -184,5 +240,37 @@ mod tests {
             let err = parse(line).unwrap_err();
             assert!(err.contains(reason), "{line}: {err}");
         }
+    }
+
+    #[test]
+    fn an_edit_keeps_what_it_does_not_name() {
+        let current = Pod {
+            namespace: "a".into(),
+            name: "web".into(),
+            status: "Running".into(),
+            replicas: 4,
+            resource_version: 9,
+            ..Pod::default()
+        };
+        let edit = PodEdit {
+            namespace: "a".into(),
+            name: "web".into(),
+            replicas: Some(5),
+            ..PodEdit::default()
+        };
+        let pod = edit.applied_to(Some(&current));
+        assert_eq!(
+            (pod.status.as_str(), pod.replicas, pod.resource_version),
+            ("Running", 5, 9)
+        );
+        // A new pod: the defaults, unconditionally.
+        let pod = edit.applied_to(None);
+        assert_eq!((pod.status.as_str(), pod.resource_version), ("", 0));
+        // version=V wins over the version read.
+        let pinned = PodEdit {
+            version: Some(3),
+            ..edit
+        };
+        assert_eq!(pinned.applied_to(Some(&current)).resource_version, 3);
     }
 }

@@ -2,7 +2,9 @@
 //! ([`parse`]) and the session that runs it ([`run_session`]).
 
 mod commands;
+mod lines;
 mod session;
+mod stream;
 
-pub use commands::{Command, HELP, parse};
+pub use commands::{Command, HELP, PodEdit, parse};
 pub use session::{Mode, SessionReport, run_session};

@@ -9,21 +9,20 @@
 //! ```
 
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 
 use anyhow::Context;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Status, Streaming};
+use tonic::Status;
 
-use super::commands::{Command, HELP, parse};
-use crate::client::cache::{PodCache, PodEvent};
+use super::commands::{Command, HELP, PodEdit, parse};
+use super::lines::{ack_line, change_line, write_line};
+use super::stream::{Events, Outbound, open_stream};
+use crate::client::cache::PodCache;
 use crate::client::connect::{Client, status_error};
 use crate::client::retry::{Backoff, is_fatal};
 use crate::contract::{
-    ListPodsRequest, Pod, Subscribe, SyncAck, SyncEvent, SyncRequest, ack, code_name, sync_event,
-    sync_request,
+    DEFAULT_NAMESPACE, ListPodsRequest, Pod, Subscribe, SyncAck, SyncEvent, SyncRequest, ack,
+    code_name, sync_event, sync_request,
 };
 
 /// How a session treats its input.
@@ -43,6 +42,8 @@ pub struct SessionReport {
     pub ops: u64,
     /// Ops refused, or whose ack was lost with the connection.
     pub failed: u64,
+    /// Times a merged apply met a concurrent change, read again and retried.
+    pub retries: u64,
 }
 
 /// The id of the subscribe a session sends by itself to resume its watch
@@ -81,6 +82,8 @@ pub async fn run_session(
         cache: PodCache::default(),
         report: SessionReport::default(),
         backoff: Backoff::default(),
+        merging: None,
+        aborted: false,
     };
     let mut lines = input.lines();
     let mut line_number = 0;
@@ -98,6 +101,7 @@ pub async fn run_session(
                     }
                     Some(Ok(None)) => {}
                     Some(Ok(Some(Command::Help))) => session.write(HELP).await?,
+                    Some(Ok(Some(Command::Apply(edit)))) => session.apply(edit).await?,
                     Some(Ok(Some(Command::Op(op)))) => session.send_op(op).await?,
                     Some(Err(message)) if mode == Mode::Interactive => {
                         session.write(&format!("error: {message}")).await?;
@@ -108,19 +112,9 @@ pub async fn run_session(
                     }
                 }
             }
-            event = session.events.message() => match event {
-                Ok(Some(event)) => session.on_event(event).await?,
-                Ok(None) if session.requests.is_none() && session.unacked.is_empty() => break,
-                Ok(None) => {
-                    let ended = Status::unavailable("the server ended the session");
-                    if !session.reconnect(ended).await? {
-                        break;
-                    }
-                }
-                Err(status) => {
-                    if !session.reconnect(status).await? {
-                        break;
-                    }
+            event = session.events.message() => {
+                if !session.handle(event).await? {
+                    break;
                 }
             }
         }
@@ -130,41 +124,6 @@ pub async fn run_session(
         anyhow::bail!("{message}");
     }
     Ok(session.report)
-}
-
-type Outbound = mpsc::Sender<SyncRequest>;
-
-/// Opens a SyncPods call. The call is not awaited here: servers need not
-/// send the response headers before the first event (grpc-go sends them
-/// with it), and the first event may only come after our first request, so
-/// waiting for the headers before sending anything could wait forever.
-fn open_stream(client: &Client) -> (Outbound, Events) {
-    let (requests, outbound) = mpsc::channel::<SyncRequest>(64);
-    let mut client = client.clone();
-    let opening = Box::pin(async move {
-        let response = client.sync_pods(ReceiverStream::new(outbound)).await?;
-        Ok(response.into_inner())
-    });
-    (requests, Events::Opening(opening))
-}
-
-/// The events of a SyncPods call that may still be opening.
-enum Events {
-    Opening(futures::future::BoxFuture<'static, Result<Streaming<SyncEvent>, Status>>),
-    Open(Box<Streaming<SyncEvent>>),
-}
-
-impl Events {
-    /// The next event. Cancel-safe: an interrupted open resumes on the next call.
-    async fn message(&mut self) -> Result<Option<SyncEvent>, Status> {
-        if let Events::Opening(opening) = self {
-            *self = Events::Open(Box::new(opening.await?));
-        }
-        match self {
-            Events::Open(events) => events.message().await,
-            Events::Opening(_) => unreachable!("opened just above"),
-        }
-    }
 }
 
 struct Session<W, N> {
@@ -187,7 +146,20 @@ struct Session<W, N> {
     cache: PodCache,
     report: SessionReport,
     backoff: Backoff,
+    /// The id of a merged apply that is retried if it is `ABORTED`...
+    merging: Option<u64>,
+    /// ...and whether it was.
+    aborted: bool,
 }
+
+/// How many times a merged apply reads and tries again after a concurrent
+/// change, before it reports the conflict...
+const MERGE_ATTEMPTS: u32 = 100;
+/// ...waiting before each retry a random time up to this, times the
+/// attempt...
+const MERGE_BACKOFF: std::time::Duration = std::time::Duration::from_millis(1);
+/// ...and at most this.
+const MERGE_BACKOFF_CAP: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl<W: AsyncWrite + Unpin, N: FnMut(&str)> Session<W, N> {
     async fn write(&mut self, line: &str) -> anyhow::Result<()> {
@@ -199,6 +171,101 @@ impl<W: AsyncWrite + Unpin, N: FnMut(&str)> Session<W, N> {
             // A failed send means the stream is gone; the event side notices
             // and reconnects.
             let _ = sender.send(request).await;
+        }
+    }
+
+    /// Handles what the stream brought; returns whether the session goes on.
+    async fn handle(&mut self, event: Result<Option<SyncEvent>, Status>) -> anyhow::Result<bool> {
+        match event {
+            Ok(Some(event)) => self.on_event(event).await.map(|()| true),
+            Ok(None) if self.requests.is_none() && self.unacked.is_empty() => Ok(false),
+            Ok(None) => {
+                let ended = Status::unavailable("the server ended the session");
+                self.reconnect(ended).await
+            }
+            Err(status) => self.reconnect(status).await,
+        }
+    }
+
+    /// Handles events until every op sent is acknowledged (or reported
+    /// lost); returns whether the session goes on.
+    async fn settle(&mut self) -> anyhow::Result<bool> {
+        while !self.unacked.is_empty() {
+            let event = self.events.message().await;
+            if !self.handle(event).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// An `apply`. One that names every field is sent as it is. One that
+    /// leaves some out keeps them from the pod as it is: the session waits
+    /// for its earlier ops, reads the pod, and applies at the version it
+    /// read; if someone changed the pod meanwhile (`ABORTED`), it reads and
+    /// tries again, so no concurrent edit is lost. With `version=V` the
+    /// apply is conditional on V instead, and a conflict is reported.
+    async fn apply(&mut self, edit: PodEdit) -> anyhow::Result<()> {
+        if edit.is_whole() {
+            return self
+                .send_op(sync_request::Op::Apply(edit.applied_to(None)))
+                .await;
+        }
+        self.report.ops += 1;
+        let id = self.report.ops;
+        for attempt in 1..=MERGE_ATTEMPTS {
+            if attempt > 1 {
+                // Jittered, so that two sessions that met do not meet again
+                // in lockstep (one would keep losing).
+                let most = MERGE_BACKOFF.saturating_mul(attempt).min(MERGE_BACKOFF_CAP);
+                tokio::time::sleep(most.mul_f64(fastrand::f64())).await;
+            }
+            if !self.settle().await? {
+                return Ok(());
+            }
+            let current = match self.read(&edit).await {
+                Ok(current) => current,
+                Err(status) => {
+                    self.report.failed += 1;
+                    return self.write(&ack_line(&ack(id, Err(status)))).await;
+                }
+            };
+            let retry = edit.version.is_none() && current.is_some() && attempt < MERGE_ATTEMPTS;
+            let pod = edit.applied_to(current.as_ref());
+            self.merging = retry.then_some(id);
+            self.unacked.push_back(id);
+            self.send(SyncRequest {
+                id,
+                op: Some(sync_request::Op::Apply(pod)),
+            })
+            .await;
+            if !self.settle().await? || !std::mem::take(&mut self.aborted) {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// The pod an edit names, as the server has it now (`None`: no such pod,
+    /// or a name the server will refuse, as it then does for the apply).
+    async fn read(&mut self, edit: &PodEdit) -> Result<Option<Pod>, Status> {
+        let namespace = if edit.namespace.is_empty() {
+            DEFAULT_NAMESPACE
+        } else {
+            &edit.namespace
+        };
+        let request = ListPodsRequest {
+            namespace: namespace.to_owned(),
+            ..ListPodsRequest::default()
+        };
+        match self.client.list_pods(request).await {
+            Ok(list) => Ok(list
+                .into_inner()
+                .pods
+                .into_iter()
+                .find(|pod| pod.name == edit.name)),
+            Err(status) if status.code() == tonic::Code::InvalidArgument => Ok(None),
+            Err(status) => Err(status),
         }
     }
 
@@ -254,6 +321,14 @@ impl<W: AsyncWrite + Unpin, N: FnMut(&str)> Session<W, N> {
             Some(sync_event::Event::Ack(ack)) => {
                 if self.unacked.pop_front() != Some(ack.id) {
                     anyhow::bail!("the server acknowledged op {} out of order", ack.id);
+                }
+                if self.merging.take_if(|id| *id == ack.id).is_some()
+                    && ack.code == i32::from(tonic::Code::Aborted) as u32
+                {
+                    // A merged apply met a concurrent change: it tries again.
+                    self.aborted = true;
+                    self.report.retries += 1;
+                    return Ok(());
                 }
                 self.backoff.reset();
                 if ack.code != 0 {
@@ -371,42 +446,5 @@ impl<W: AsyncWrite + Unpin, N: FnMut(&str)> Session<W, N> {
         self.events = events;
         self.resubscribe().await;
         Ok(true)
-    }
-}
-
-async fn write_line(output: &mut (impl AsyncWrite + Unpin), line: &str) -> anyhow::Result<()> {
-    output.write_all(line.as_bytes()).await?;
-    output.write_all(b"\n").await?;
-    output.flush().await?;
-    Ok(())
-}
-
-fn ack_line(ack: &SyncAck) -> String {
-    let code = code_name(tonic::Code::from(ack.code as i32));
-    let mut line = format!("ack {} {code}", ack.id);
-    if let Some(pod) = &ack.pod {
-        let _ = write!(line, " {}", describe_pod(pod));
-    }
-    if !ack.message.is_empty() {
-        let _ = write!(line, ": {}", ack.message);
-    }
-    line
-}
-
-fn change_line(event: &PodEvent) -> String {
-    format!("change {} {}", event.kind, describe_pod(&event.pod))
-}
-
-fn describe_pod(pod: &Pod) -> String {
-    if pod.deleted {
-        format!(
-            "{}/{} deleted v{}",
-            pod.namespace, pod.name, pod.resource_version
-        )
-    } else {
-        format!(
-            "{}/{} status={} replicas={} v{}",
-            pod.namespace, pod.name, pod.status, pod.replicas, pod.resource_version
-        )
     }
 }

@@ -13,7 +13,7 @@ use tokio::io::BufReader;
 /// client changes.
 ///
 /// Commands (one per line):
-///   apply [NS/]NAME [status=S] [replicas=N] [version=V]
+///   apply [NS/]NAME [status=S] [replicas=N] [version=V]   (fields not named are kept)
 ///   delete [NS/]NAME
 ///   watch [NS] [version=V]
 ///   help

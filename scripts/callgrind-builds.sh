@@ -27,15 +27,14 @@ port=50611
 instructions() { # PID
   callgrind_control --dump "$1" > /dev/null 2>&1
   local file
-  file=$(ls -t "$out"/callgrind.out.*."$1".* 2>/dev/null | head -1 || true)
-  [ -z "$file" ] && file=$(ls -t "$out"/callgrind.out."$1"* | head -1)
+  file=$(ls -t "$out"/callgrind.out."$1"* | head -1)
   awk '/^summary:|^totals:/ {print $2; exit}' "$file"
   rm -f "$out"/callgrind.out."$1"*
   callgrind_control --zero "$1" > /dev/null 2>&1
 }
 
 # Runs one pod-bench load; prints the unit count from its JSON output.
-load() { # JQ-FIELD ARGS...
+load() { # FIELD ARGS...
   local field=$1
   shift
   "$bench" --addr "http://127.0.0.1:$port" --json "$@" |
@@ -51,7 +50,7 @@ measure() { # NAME BINARY
   for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
   callgrind_control --zero "$pid" > /dev/null 2>&1
   local units ins
-  row() { printf '%-8s %-28s %14s %10s %12.0f\n' "$name" "$1" "$ins" "$units" "$(echo "$ins / $units" | bc -l)"; }
+  row() { printf '%-8s %-28s %14s %10s %12.0f\n' "$name" "$1" "$ins" "$units" "$(awk "BEGIN {print $ins / $units}")"; }
   units=$(load calls unary --namespace dev --concurrency 8 --seconds 4); ins=$(instructions $pid); row "ListPods call"
   units=$(load pods watch --runs 10); ins=$(instructions $pid); row "WatchPods snapshot pod"
   units=$(load ops sync --sessions 1 --seconds 4); ins=$(instructions $pid); row "SyncPods op, 1 session"

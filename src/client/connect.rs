@@ -49,12 +49,6 @@ impl ClientConfig {
     }
 }
 
-impl Default for ClientConfig {
-    fn default() -> Self {
-        ClientConfig::new(DEFAULT_SERVER_URL)
-    }
-}
-
 /// A PodService client that sends the token, if any, with every call.
 pub type Client = PodServiceClient<InterceptedService<Channel, Auth>>;
 

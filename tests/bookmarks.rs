@@ -49,6 +49,7 @@ async fn watch(
             namespace: namespace.into(),
             resource_version,
             allow_bookmarks,
+            ..ListPodsRequest::default()
         })
         .await
         .expect("watch_pods")

@@ -90,6 +90,7 @@ async fn a_client_of_the_older_contract_uses_every_rpc(backend: Backend) {
             namespace: "old".into(),
             resource_version: list.resource_version,
             allow_bookmarks: true,
+            ..Default::default()
         })
         .await
         .unwrap()

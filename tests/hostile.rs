@@ -13,7 +13,7 @@ use pod_service::contract::{GetLogsRequest, LogChunk, Pod, PodRef, sync_request}
 use pod_service::domain::{ApplyPod, PodKey};
 use pod_service::server::ServerConfig;
 use pod_service::store::{
-    MemoryStore, Pending, PodList, PodLog, PodStore, StoreConfig, StoreError, Watcher,
+    ListPosition, MemoryStore, Pending, PodList, PodPage, PodLog, PodStore, StoreConfig, StoreError, Watcher,
 };
 use tonic::Code;
 
@@ -257,6 +257,14 @@ impl PodStore for PanickingStore {
     fn list(&self, namespace: Option<&str>) -> PodList {
         assert_ne!(namespace, Some("panic"), "a bug in list");
         self.0.list(namespace)
+    }
+    fn list_page(
+        &self,
+        namespace: Option<&str>,
+        from: Option<&ListPosition>,
+        limit: usize,
+    ) -> Result<PodPage, StoreError> {
+        self.0.list_page(namespace, from, limit)
     }
     fn watch(&self, namespace: Option<String>, from: u64) -> Result<Watcher, StoreError> {
         self.0.watch(namespace, from)

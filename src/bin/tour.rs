@@ -91,8 +91,8 @@ async fn run() -> anyhow::Result<()> {
     let mut dev = client
         .watch_pods(ListPodsRequest {
             namespace: "dev".into(),
-            resource_version: 0,
             allow_bookmarks: true,
+            ..ListPodsRequest::default()
         })
         .await
         .map_err(status_error)?

@@ -131,6 +131,7 @@ impl PodWatch {
             namespace: self.namespace.clone(),
             resource_version: self.version,
             allow_bookmarks: self.bookmarks,
+            ..ListPodsRequest::default()
         };
         let stream = self.client.watch_pods(request).await?.into_inner();
         Ok(self.stream.insert(stream))

@@ -1,6 +1,6 @@
 //! `ListPodsResponse` by hand, because the generated one costs too much.
 //!
-//! [`ListPodsResponse`] is the contract's message (fields 1 and 2, exactly as
+//! [`ListPodsResponse`] is the contract's message (fields 1 to 3, exactly as
 //! prost would generate them; `build.rs` points the stubs at this type), plus an
 //! optional *pre-encoded* body. The server encodes the pods of a namespace
 //! once per store version and shares those bytes with every `ListPods` call
@@ -9,21 +9,23 @@
 //! decode it like any other message; `encoded` is never set by decoding.
 
 use bytes::{Buf, BufMut, Bytes};
-use prost::encoding::{DecodeContext, WireType, message, skip_field, uint64};
+use prost::encoding::{DecodeContext, WireType, message, skip_field, string, uint64};
 use prost::{DecodeError, Message};
 
 use super::messages::Pod;
 
 /// The answer to `ListPods`: the pods, sorted by namespace then name, and
-/// the store version they were read at.
+/// the store version they were read at; for a paged list, one page.
 #[derive(Clone, Default)]
 pub struct ListPodsResponse {
     /// The pods (empty when the response is pre-encoded).
     pub pods: Vec<Pod>,
-    /// the store version this list reflects
+    /// the store version this list reflects (on every page: the first page's)
     pub resource_version: u64,
-    /// If set, the encoding of exactly `pods` and `resource_version`, sent
-    /// as is.
+    /// send it back for the next page; empty on the last page
+    pub continue_token: String,
+    /// If set, the encoding of exactly `pods`, `resource_version` and
+    /// `continue_token`, sent as is.
     pub encoded: Option<Bytes>,
 }
 
@@ -34,7 +36,7 @@ impl ListPodsResponse {
         let mut response = ListPodsResponse {
             pods,
             resource_version,
-            encoded: None,
+            ..ListPodsResponse::default()
         };
         let bytes = Bytes::from(response.encode_to_vec());
         response.pods = Vec::new();
@@ -55,6 +57,9 @@ impl Message for ListPodsResponse {
         if self.resource_version != 0 {
             uint64::encode(2, &self.resource_version, buf);
         }
+        if !self.continue_token.is_empty() {
+            string::encode(3, &self.continue_token, buf);
+        }
     }
 
     fn merge_field(
@@ -67,6 +72,7 @@ impl Message for ListPodsResponse {
         match tag {
             1 => message::merge_repeated(wire_type, &mut self.pods, buf, ctx),
             2 => uint64::merge(wire_type, &mut self.resource_version, buf, ctx),
+            3 => string::merge(wire_type, &mut self.continue_token, buf, ctx),
             _ => skip_field(wire_type, tag, buf, ctx),
         }
     }
@@ -80,6 +86,11 @@ impl Message for ListPodsResponse {
                 uint64::encoded_len(2, &self.resource_version)
             } else {
                 0
+            }
+            + if self.continue_token.is_empty() {
+                0
+            } else {
+                string::encoded_len(3, &self.continue_token)
             }
     }
 
@@ -96,7 +107,9 @@ impl PartialEq for ListPodsResponse {
             None => r.clone(),
         };
         let (a, b) = (decoded(self), decoded(other));
-        a.pods == b.pods && a.resource_version == b.resource_version
+        a.pods == b.pods
+            && a.resource_version == b.resource_version
+            && a.continue_token == b.continue_token
     }
 }
 
@@ -105,6 +118,7 @@ impl std::fmt::Debug for ListPodsResponse {
         f.debug_struct("ListPodsResponse")
             .field("pods", &self.pods)
             .field("resource_version", &self.resource_version)
+            .field("continue_token", &self.continue_token)
             .field("encoded", &self.encoded.as_ref().map(Bytes::len))
             .finish()
     }
@@ -131,7 +145,7 @@ mod tests {
         let plain = ListPodsResponse {
             pods: pods.clone(),
             resource_version: 9,
-            encoded: None,
+            ..ListPodsResponse::default()
         };
         let cached = ListPodsResponse::encoded(pods, 9);
         assert_eq!(cached.encode_to_vec(), plain.encode_to_vec());

@@ -20,6 +20,7 @@
 
 mod bookmarks;
 mod call_log;
+mod continue_token;
 mod deadline;
 mod health;
 mod in_process;

@@ -16,11 +16,12 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::bookmarks::BookmarkClock;
 use super::call_log::{CallLog, Counter};
+use super::continue_token;
 use super::deadline;
 use super::list_cache::ListCache;
 use super::signals::Shutdown;
 use super::sync_session;
-use super::validate;
+use super::validate::{self, ListQuery};
 use crate::contract::{
     self as pb, GetLogsRequest, ListPodsRequest, ListPodsResponse, LogChunk, Pod,
     STORED_BEFORE_ERROR, SyncEvent, SyncRequest, UploadLogsResponse, bookmark,
@@ -141,18 +142,37 @@ impl pb::PodService for PodService {
 
 /// The RPCs' work, apart from logging.
 impl PodService {
-    /// A list is a function of the namespace and the store version, so it is
-    /// encoded once per pair and shared (see [`ListPodsResponse::encoded`]).
+    /// A whole list is a function of the namespace and the store version, so
+    /// it is encoded once per pair and shared (see
+    /// [`ListPodsResponse::encoded`]). A page is read and encoded per call.
     fn list(&self, request: ListPodsRequest) -> Result<ListPodsResponse, Status> {
-        let namespace = validate::namespace_filter("namespace", &request.namespace)?;
-        if let Some(cached) = self.lists.get(&request.namespace, self.store.version()) {
-            return Ok(cached);
+        let (namespace, query) = validate::list(&request)?;
+        let ListQuery::Page { from, limit } = query else {
+            return Ok(self.whole_list(request.namespace, namespace.as_deref()));
+        };
+        let page = self
+            .store
+            .list_page(namespace.as_deref(), from.as_ref(), limit)?;
+        Ok(ListPodsResponse {
+            pods: page.pods.iter().map(|pod| Pod::clone(pod)).collect(),
+            resource_version: page.version,
+            continue_token: page
+                .next
+                .map(|next| continue_token::encode(&request.namespace, &next))
+                .unwrap_or_default(),
+            encoded: None,
+        })
+    }
+
+    fn whole_list(&self, filter: String, namespace: Option<&str>) -> ListPodsResponse {
+        if let Some(cached) = self.lists.get(&filter, self.store.version()) {
+            return cached;
         }
-        let list = self.store.list(namespace.as_deref());
+        let list = self.store.list(namespace);
         let pods = list.pods.iter().map(|pod| Pod::clone(pod)).collect();
         let response = ListPodsResponse::encoded(pods, list.version);
-        self.lists.put(request.namespace, response.clone());
-        Ok(response)
+        self.lists.put(filter, response.clone());
+        response
     }
 
     fn watch(

@@ -18,7 +18,9 @@ impl From<StoreError> for Status {
         let code = match err {
             StoreError::NotFound(_) => tonic::Code::NotFound,
             StoreError::Conflict { .. } => tonic::Code::Aborted,
-            StoreError::VersionOutOfRange { .. } => tonic::Code::OutOfRange,
+            StoreError::VersionOutOfRange { .. } | StoreError::ListExpired { .. } => {
+                tonic::Code::OutOfRange
+            }
             StoreError::Storage(_) => tonic::Code::Internal,
         };
         Status::new(code, err.to_string())

@@ -5,8 +5,10 @@
 //! the request, e.g. `apply.name`) and the rule it broke, and is answered
 //! `INVALID_ARGUMENT`.
 
+use super::continue_token;
 use crate::contract::{self as pb, DEFAULT_NAMESPACE};
 use crate::domain::{ApplyPod, Invalid, PodKey, describe, dns_label};
+use crate::store::ListPosition;
 
 /// The status given to a pod applied without one.
 const DEFAULT_STATUS: &str = "Pending";
@@ -14,6 +16,47 @@ const DEFAULT_STATUS: &str = "Pending";
 /// Longest accepted pod status, in bytes: room for every status kubectl
 /// prints (`Init:CrashLoopBackOff`, `CreateContainerConfigError`, ...).
 const MAX_STATUS_BYTES: usize = 64;
+
+/// The most pods in one page of a list, whatever its `limit`: even pods
+/// with the longest names and statuses keep a page under 1 MiB, well below
+/// the 4 MiB a gRPC message may have (a unit test checks).
+pub const MAX_PAGE_PODS: usize = 4096;
+
+/// What a `ListPods` asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ListQuery {
+    /// Every pod in one message: the list as it was before paging.
+    Whole,
+    /// One page of at most `limit` pods: the first, or the one after `from`.
+    Page {
+        /// Where the list goes on; `None` for its first page.
+        from: Option<ListPosition>,
+        /// At least 1, at most [`MAX_PAGE_PODS`].
+        limit: usize,
+    },
+}
+
+/// Validates a `ListPods`: its namespace filter and what it asks for.
+pub fn list(request: &pb::ListPodsRequest) -> Result<(Option<String>, ListQuery), Invalid> {
+    let namespace = namespace_filter("namespace", &request.namespace)?;
+    if request.limit == 0 && request.continue_token.is_empty() {
+        return Ok((namespace, ListQuery::Whole));
+    }
+    let from = if request.continue_token.is_empty() {
+        None
+    } else {
+        Some(continue_token::decode(
+            &request.continue_token,
+            &request.namespace,
+        )?)
+    };
+    // A continued list without a limit gets pages of the largest size.
+    let limit = match request.limit as usize {
+        0 => MAX_PAGE_PODS,
+        limit => limit.min(MAX_PAGE_PODS),
+    };
+    Ok((namespace, ListQuery::Page { from, limit }))
+}
 
 /// A namespace on a write or a single-pod read: empty means [`DEFAULT_NAMESPACE`].
 pub fn namespace(field: &str, value: &str) -> Result<String, Invalid> {

@@ -29,6 +29,14 @@ pub enum StoreError {
         /// The newest version.
         current: u64,
     },
+    /// A paged list can no longer be continued at its version.
+    ListExpired {
+        /// The version of the list's first page.
+        version: u64,
+        /// The oldest version a list can be continued at now; `None` when
+        /// the list began in another life of the store (before a restart).
+        oldest: Option<u64>,
+    },
     /// The store could not make the write durable; it did not happen.
     Storage(String),
 }
@@ -64,6 +72,20 @@ impl fmt::Display for StoreError {
                 "resource_version {requested} is out of range: the history can continue \
                  from {oldest} to {current}; list again and watch from the list's version"
             ),
+            StoreError::ListExpired { version, oldest } => {
+                write!(
+                    f,
+                    "the list at resource_version {version} can no longer be continued: "
+                )?;
+                match oldest {
+                    Some(oldest) => write!(
+                        f,
+                        "the history has moved past it (it keeps changes after {oldest})"
+                    )?,
+                    None => write!(f, "the server restarted since its first page")?,
+                }
+                write!(f, "; list again from the first page")
+            }
             StoreError::Storage(reason) => write!(f, "storage failure: {reason}"),
         }
     }

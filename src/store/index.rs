@@ -15,8 +15,19 @@
 //!
 //! Stored pods are immutable `Arc<Pod>`s shared by the map, the history and
 //! every watcher, so a change is allocated once however many watch it.
+//!
+//! Each change in the history also keeps the pod as it was just before, so
+//! the history doubles as an undo log: the pods as they were at any version
+//! it can continue from are the current pods with every later change undone
+//! (see [`Index::list_page`]). That is how a paged list stays consistent at
+//! its first page's version without copying anything per list: a held list
+//! costs nothing but its position, and the history it relies on is the one
+//! watchers already keep (bounded by `--history`), as etcd's MVCC keeps
+//! revisions.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
+use std::ops::Bound;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::broadcast;
@@ -24,7 +35,7 @@ use tokio::sync::broadcast;
 use super::config::StoreConfig;
 use super::error::StoreError;
 use super::pod_log::PodLog;
-use super::pod_store::PodList;
+use super::pod_store::{ListPosition, PodList, PodPage};
 use super::watcher::{Watcher, matches};
 use crate::contract::Pod;
 use crate::domain::{ApplyPod, PodKey};
@@ -34,6 +45,8 @@ pub(super) struct Index {
     state: RwLock<State>,
     changes: broadcast::Sender<Arc<Pod>>,
     config: StoreConfig,
+    /// Tells this life of the index from any other (see [`ListPosition`]).
+    history_id: u64,
 }
 
 struct State {
@@ -41,11 +54,24 @@ struct State {
     /// The version of the newest change; 0 for a store that never changed.
     version: u64,
     /// The newest changes, oldest first, ending at `version`.
-    history: VecDeque<Arc<Pod>>,
+    history: VecDeque<Change>,
     /// The oldest version a watch can continue from: that of the newest
     /// change no longer in `history` (0 while nothing was dropped). Kept,
     /// not computed from `history`, so that versions need not be consecutive.
     continues_from: u64,
+    /// The oldest version a list can continue at: also no older than the
+    /// version restored from disk, since the restored history does not say
+    /// what each change replaced.
+    undoes_from: u64,
+}
+
+/// A change in the history, with what it replaced.
+struct Change {
+    /// The pod (or tombstone) as changed.
+    pod: Arc<Pod>,
+    /// The pod just before; `None` if the change created it, or if it was
+    /// restored from disk (see `State::undoes_from`).
+    before: Option<Arc<Pod>>,
 }
 
 struct Entry {
@@ -118,15 +144,25 @@ impl Index {
                 (PodKey::of(&entry.pod), entry)
             })
             .collect();
+        let history = history
+            .into_iter()
+            .map(|pod| Change {
+                pod: Arc::new(pod),
+                before: None,
+            })
+            .collect();
         Index {
             state: RwLock::new(State {
                 pods,
                 version,
-                history: history.into_iter().map(Arc::new).collect(),
+                history,
                 continues_from,
+                undoes_from: version,
             }),
             changes,
             config,
+            // Not a secret: only different from any other life's.
+            history_id: RandomState::new().hash_one(std::time::SystemTime::now()),
         }
     }
 
@@ -146,6 +182,45 @@ impl Index {
             pods: state.matching(namespace).cloned().collect(),
             version: state.version,
         }
+    }
+
+    /// See [`super::pod_store::PodStore::list_page`].
+    pub fn list_page(
+        &self,
+        namespace: Option<&str>,
+        from: Option<&ListPosition>,
+        limit: usize,
+    ) -> Result<PodPage, StoreError> {
+        let state = self.read();
+        let (version, after) = match from {
+            None => (state.version, None),
+            Some(from) => {
+                state.check_continuable(from, self.history_id)?;
+                (from.version, Some(&from.after))
+            }
+        };
+        let range = PageRange { namespace, after };
+        // One more than asked for tells whether a next page exists.
+        let mut pods: Vec<Arc<Pod>> = state
+            .pods_at(version, range)
+            .take(limit.max(1) + 1)
+            .cloned()
+            .collect();
+        let next = if pods.len() > limit.max(1) {
+            pods.pop();
+            pods.last().map(|last| ListPosition {
+                history: self.history_id,
+                version,
+                after: PodKey::of(last),
+            })
+        } else {
+            None
+        };
+        Ok(PodPage {
+            pods,
+            version,
+            next,
+        })
     }
 
     /// See [`super::pod_store::PodStore::log`].
@@ -174,10 +249,11 @@ impl Index {
             }
             let after = state
                 .history
-                .partition_point(|pod| pod.resource_version <= from);
+                .partition_point(|change| change.pod.resource_version <= from);
             state
                 .history
                 .range(after..)
+                .map(|change| &change.pod)
                 .filter(|pod| matches(namespace.as_deref(), pod))
                 .cloned()
                 .collect()
@@ -283,24 +359,29 @@ impl Index {
 
     fn publish_change(&self, state: &mut State, change: Arc<Pod>) {
         let key = PodKey::of(&change);
-        if change.deleted {
-            if let Some(entry) = state.pods.remove(&key) {
+        let before = if change.deleted {
+            state.pods.remove(&key).map(|entry| {
                 entry.log.close();
-            }
+                entry.pod
+            })
         } else if let Some(entry) = state.pods.get_mut(&key) {
-            entry.pod = Arc::clone(&change);
+            Some(std::mem::replace(&mut entry.pod, Arc::clone(&change)))
         } else {
             let entry = Entry {
                 pod: Arc::clone(&change),
                 log: Arc::new(PodLog::new(self.config.log_bytes_per_pod)),
             };
             state.pods.insert(key, entry);
-        }
+            None
+        };
         state.version = change.resource_version;
-        state.history.push_back(Arc::clone(&change));
+        state.history.push_back(Change {
+            pod: Arc::clone(&change),
+            before,
+        });
         while state.history.len() > self.config.history {
             if let Some(dropped) = state.history.pop_front() {
-                state.continues_from = dropped.resource_version;
+                state.continues_from = dropped.pod.resource_version;
             }
         }
         // An error only means that nobody is watching.
@@ -331,7 +412,72 @@ impl Index {
     }
 }
 
+/// Which pods a page may hold: those of a namespace (or all) after a key.
+#[derive(Clone, Copy)]
+struct PageRange<'a> {
+    namespace: Option<&'a str>,
+    after: Option<&'a PodKey>,
+}
+
+impl PageRange<'_> {
+    fn holds(&self, namespace: &str, name: &str) -> bool {
+        self.namespace.is_none_or(|ns| ns == namespace)
+            && self.after.is_none_or(|after| {
+                (namespace, name) > (after.namespace.as_str(), after.name.as_str())
+            })
+    }
+}
+
 impl State {
+    fn check_continuable(&self, from: &ListPosition, history_id: u64) -> Result<(), StoreError> {
+        let expired = |oldest| StoreError::ListExpired {
+            version: from.version,
+            oldest,
+        };
+        // A version from the future can only come from another life.
+        if from.history != history_id || from.version > self.version {
+            return Err(expired(None));
+        }
+        let oldest = self.continues_from.max(self.undoes_from);
+        if from.version < oldest {
+            return Err(expired(Some(oldest)));
+        }
+        Ok(())
+    }
+
+    /// The pods in `range` as they were at `version`, in key order: the
+    /// current pods, with each pod changed since taken from before its
+    /// first change after `version` (and left out if that created it).
+    /// Costs the changes since `version`, plus the pods taken.
+    fn pods_at<'a>(
+        &'a self,
+        version: u64,
+        range: PageRange<'a>,
+    ) -> impl Iterator<Item = &'a Arc<Pod>> + 'a {
+        let since = self
+            .history
+            .partition_point(|change| change.pod.resource_version <= version);
+        let mut undone: BTreeMap<(&str, &str), Option<&Arc<Pod>>> = BTreeMap::new();
+        for change in self.history.range(since..) {
+            let key = (change.pod.namespace.as_str(), change.pod.name.as_str());
+            if range.holds(key.0, key.1) {
+                undone.entry(key).or_insert(change.before.as_ref());
+            }
+        }
+        let start = match (range.namespace, range.after) {
+            (_, Some(after)) => Bound::Excluded(after.clone()),
+            (Some(ns), None) => Bound::Included(PodKey::new(ns, "")),
+            (None, None) => Bound::Unbounded,
+        };
+        let current = self
+            .pods
+            .range((start, Bound::Unbounded))
+            .skip_while(move |(key, _)| range.namespace.is_some_and(|ns| *key.namespace < *ns))
+            .take_while(move |(key, _)| range.namespace.is_none_or(|ns| key.namespace == ns))
+            .map(|(key, entry)| ((key.namespace.as_str(), key.name.as_str()), &entry.pod));
+        merge_undone(current, undone)
+    }
+
     fn matching<'a>(&'a self, namespace: Option<&'a str>) -> impl Iterator<Item = &'a Arc<Pod>> {
         let entries: Box<dyn Iterator<Item = (&PodKey, &Entry)>> = match namespace {
             None => Box::new(self.pods.iter()),
@@ -343,6 +489,39 @@ impl State {
         };
         entries.map(|(_, entry)| &entry.pod)
     }
+}
+
+/// Merges the current pods with the undone ones (both in key order): an
+/// undone key gives its pod as it was, or nothing; any other, the current pod.
+fn merge_undone<'a>(
+    current: impl Iterator<Item = ((&'a str, &'a str), &'a Arc<Pod>)>,
+    undone: BTreeMap<(&'a str, &'a str), Option<&'a Arc<Pod>>>,
+) -> impl Iterator<Item = &'a Arc<Pod>> {
+    let mut current = current.peekable();
+    let mut undone = undone.into_iter().peekable();
+    std::iter::from_fn(move || {
+        loop {
+            let next_current = current.peek().map(|(key, _)| *key);
+            let next_undone = undone.peek().map(|(key, _)| *key);
+            let (take_current, take_undone) = match (next_current, next_undone) {
+                (None, None) => return None,
+                (Some(_), None) => (true, false),
+                (None, Some(_)) => (false, true),
+                (Some(c), Some(u)) => (c <= u, u <= c),
+            };
+            let now = if take_current { current.next() } else { None };
+            if take_undone {
+                // The pod as it was wins over the pod as it is.
+                match undone.next() {
+                    Some((_, Some(then))) => return Some(then),
+                    _ => continue,
+                }
+            }
+            if let Some((_, pod)) = now {
+                return Some(pod);
+            }
+        }
+    })
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use super::config::StoreConfig;
 use super::error::StoreError;
 use super::index::{Batch, Index};
 use super::pod_log::PodLog;
-use super::pod_store::{Pending, PodList, PodStore};
+use super::pod_store::{ListPosition, Pending, PodList, PodPage, PodStore};
 use super::watcher::Watcher;
 use crate::contract::Pod;
 use crate::domain::{ApplyPod, PodKey};
@@ -52,6 +52,15 @@ impl MemoryStore {
 impl PodStore for MemoryStore {
     fn list(&self, namespace: Option<&str>) -> PodList {
         self.index.list(namespace)
+    }
+
+    fn list_page(
+        &self,
+        namespace: Option<&str>,
+        from: Option<&ListPosition>,
+        limit: usize,
+    ) -> Result<PodPage, StoreError> {
+        self.index.list_page(namespace, from, limit)
     }
 
     fn watch(&self, namespace: Option<String>, from: u64) -> Result<Watcher, StoreError> {

@@ -31,5 +31,5 @@ pub use durable::{
 pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use pod_log::{LogBatch, PodLog, line_cost};
-pub use pod_store::{Pending, PodList, PodStore};
+pub use pod_store::{ListPosition, Pending, PodList, PodPage, PodStore};
 pub use watcher::{WatchEnd, Watcher};

@@ -25,6 +25,30 @@ pub struct PodList {
     pub version: u64,
 }
 
+/// Where a paged list goes on: the version all its pages are consistent
+/// at, and the last pod it has given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListPosition {
+    /// Which history `version` belongs to: a store whose versions restart
+    /// (one in memory, restarted) must not continue a list of another life.
+    pub history: u64,
+    /// The version of the list's first page.
+    pub version: u64,
+    /// The last pod of the page before.
+    pub after: PodKey,
+}
+
+/// One page of a list.
+#[derive(Debug, Clone)]
+pub struct PodPage {
+    /// Sorted by namespace, then name.
+    pub pods: Vec<Arc<Pod>>,
+    /// The version every page of the list reflects: the first page's.
+    pub version: u64,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<ListPosition>,
+}
+
 /// Everything the service needs from a store.
 ///
 /// Versions: every change takes a version strictly larger than every
@@ -35,6 +59,21 @@ pub trait PodStore: Send + Sync + 'static {
     /// The pods of one namespace (or all), sorted by namespace then name,
     /// and the version they were read at.
     fn list(&self, namespace: Option<&str>) -> PodList;
+
+    /// At most `limit` (at least one) pods of one namespace (or all), in the
+    /// order of [`list`](PodStore::list): with `from == None` the first
+    /// page, at the current version; otherwise the pods after `from.after`
+    /// as they were at `from.version`, so that the pages together are
+    /// exactly the list at that version, whatever was written meanwhile.
+    /// A store continues at least while `from.version` is within the
+    /// retained history, and refuses with
+    /// [`ListExpired`](StoreError::ListExpired) what it cannot continue.
+    fn list_page(
+        &self,
+        namespace: Option<&str>,
+        from: Option<&ListPosition>,
+        limit: usize,
+    ) -> Result<PodPage, StoreError>;
 
     /// Registers a watcher of one namespace (or all). With `from == 0` it
     /// yields every current matching pod, then every later change; with

@@ -18,7 +18,7 @@ use crate::store::config::StoreConfig;
 use crate::store::error::StoreError;
 use crate::store::index::Index;
 use crate::store::pod_log::PodLog;
-use crate::store::pod_store::{Pending, PodList, PodStore};
+use crate::store::pod_store::{ListPosition, Pending, PodList, PodPage, PodStore};
 use crate::store::watcher::Watcher;
 
 /// The default store: everything in memory for reading, and every write
@@ -171,6 +171,15 @@ fn join(dir: &Path, committer: JoinHandle<()>) {
 impl PodStore for DurableStore {
     fn list(&self, namespace: Option<&str>) -> PodList {
         self.index.list(namespace)
+    }
+
+    fn list_page(
+        &self,
+        namespace: Option<&str>,
+        from: Option<&ListPosition>,
+        limit: usize,
+    ) -> Result<PodPage, StoreError> {
+        self.index.list_page(namespace, from, limit)
     }
 
     fn watch(&self, namespace: Option<String>, from: u64) -> Result<Watcher, StoreError> {

@@ -164,3 +164,176 @@ fn a_history_with_gaps_between_versions_resumes_by_version() {
     assert!(index.watch(None, 6).is_err());
     assert!(index.watch(None, 21).is_err());
 }
+
+fn delete(index: &Index, ns: &str, name: &str) {
+    let mut batch = index.batch();
+    if index
+        .plan_delete(&mut batch, PodKey::new(ns, name))
+        .is_ok()
+    {
+        index.publish(batch);
+    }
+}
+
+/// Pages through a list, letting `between` write before every page.
+fn page_through(
+    index: &Index,
+    namespace: Option<&str>,
+    limit: usize,
+    mut between: impl FnMut(),
+) -> Result<(Vec<Arc<Pod>>, u64), StoreError> {
+    let mut page = index.list_page(namespace, None, limit)?;
+    let version = page.version;
+    let mut pods = Vec::new();
+    loop {
+        assert!(page.pods.len() <= limit);
+        assert_eq!(page.version, version, "every page reports the first page's version");
+        pods.extend(page.pods);
+        let Some(next) = page.next else {
+            return Ok((pods, version));
+        };
+        between();
+        page = index.list_page(namespace, Some(&next), limit)?;
+    }
+}
+
+#[test]
+fn pages_are_the_list_at_the_first_pages_version_whatever_is_written_meanwhile() {
+    let index = Index::new(StoreConfig::default());
+    let mut rng = fastrand::Rng::with_seed(11);
+    let namespaces = ["a", "b", "c"];
+    let write = |rng: &mut fastrand::Rng| {
+        let ns = namespaces[rng.usize(..namespaces.len())];
+        let name = format!("p{}", rng.usize(..40));
+        if rng.u8(..4) == 0 {
+            delete(&index, ns, &name);
+        } else {
+            apply(&index, ns, &name, rng.i32(0..100));
+        }
+    };
+    for _ in 0..200 {
+        write(&mut rng);
+    }
+    for round in 0..300 {
+        let namespace = [None, Some("a"), Some("b"), Some("zz")][round % 4];
+        let limit = 1 + round % 7;
+        let expected = index.list(namespace);
+        let writes = rng.usize(..6);
+        let mut writer = rng.clone();
+        let (pods, version) = page_through(&index, namespace, limit, || {
+            for _ in 0..writes {
+                write(&mut writer);
+            }
+        })
+        .unwrap();
+        rng.u64(..);
+        assert_eq!(version, expected.version);
+        assert_eq!(pods, expected.pods, "round {round}");
+    }
+}
+
+#[test]
+fn the_last_page_has_no_next_and_no_page_is_empty() {
+    let index = Index::new(StoreConfig::default());
+    for name in ["p1", "p2", "p3", "p4"] {
+        apply(&index, "a", name, 1);
+    }
+    let first = index.list_page(None, None, 2).unwrap();
+    let next = first.next.expect("a second page");
+    let second = index.list_page(None, Some(&next), 2).unwrap();
+    assert_eq!(second.pods.len(), 2);
+    assert!(second.next.is_none(), "an exact fit ends without an empty page");
+    let whole = index.list_page(None, None, 10).unwrap();
+    assert_eq!((whole.pods.len(), whole.next), (4, None));
+}
+
+#[test]
+fn a_list_expires_when_the_history_moves_past_its_version() {
+    let index = Index::new(StoreConfig {
+        history: 5,
+        ..StoreConfig::default()
+    });
+    for name in ["p1", "p2", "p3"] {
+        apply(&index, "a", name, 1);
+    }
+    let next = index.list_page(None, None, 1).unwrap().next.unwrap();
+    for replicas in 0..5 {
+        apply(&index, "a", "p3", replicas);
+    }
+    // Five changes later the history still holds every change after it.
+    let page = index.list_page(None, Some(&next), 1).unwrap();
+    assert_eq!(page.pods[0].name, "p2");
+    apply(&index, "a", "p3", 9);
+    assert_eq!(
+        index.list_page(None, Some(&next), 1).unwrap_err(),
+        StoreError::ListExpired {
+            version: 3,
+            oldest: Some(4),
+        }
+    );
+}
+
+#[test]
+fn a_list_of_another_life_or_from_the_future_is_not_continued() {
+    let index = Index::new(StoreConfig::default());
+    apply(&index, "a", "p1", 1);
+    apply(&index, "a", "p2", 1);
+    let next = index.list_page(None, None, 1).unwrap().next.unwrap();
+    let other = Index::new(StoreConfig::default());
+    apply(&other, "a", "p1", 1);
+    apply(&other, "a", "p2", 1);
+    let expired = StoreError::ListExpired {
+        version: 2,
+        oldest: None,
+    };
+    assert_eq!(other.list_page(None, Some(&next), 1).unwrap_err(), expired);
+    let future = ListPosition {
+        version: 3,
+        ..next.clone()
+    };
+    assert_eq!(
+        index.list_page(None, Some(&future), 1).unwrap_err(),
+        StoreError::ListExpired {
+            version: 3,
+            oldest: None,
+        }
+    );
+    assert!(index.list_page(None, Some(&next), 1).is_ok());
+}
+
+#[test]
+fn a_restored_index_continues_lists_only_from_its_restored_version() {
+    let pod = |name: &str, version| Pod {
+        name: name.into(),
+        namespace: "a".into(),
+        status: "Running".into(),
+        replicas: 1,
+        resource_version: version,
+        deleted: false,
+        bookmark: false,
+    };
+    let index = Index::restore(
+        StoreConfig::default(),
+        Restored {
+            pods: vec![pod("p1", 1), pod("p2", 2)],
+            version: 2,
+            history: vec![pod("p1", 1), pod("p2", 2)],
+            continues_from: 0,
+        },
+    );
+    let next = index.list_page(None, None, 1).unwrap().next.unwrap();
+    apply(&index, "a", "p2", 5);
+    let page = index.list_page(None, Some(&next), 1).unwrap();
+    assert_eq!(page.pods[0].resource_version, 2, "p2 as it was at version 2");
+    let before = ListPosition {
+        version: 1,
+        ..next
+    };
+    assert_eq!(
+        index.list_page(None, Some(&before), 1).unwrap_err(),
+        StoreError::ListExpired {
+            version: 1,
+            oldest: Some(2),
+        }
+    );
+}

@@ -49,8 +49,8 @@ pub async fn registered_watch(
 ) -> anyhow::Result<tonic::Streaming<Pod>> {
     let request = pod_service::contract::ListPodsRequest {
         namespace: namespace.to_owned(),
-        resource_version: 0,
         allow_bookmarks: bookmarks,
+        ..Default::default()
     };
     let mut stream = client
         .clone()

@@ -13,7 +13,8 @@ use pod_service::contract::{GetLogsRequest, LogChunk, Pod, PodRef, sync_request}
 use pod_service::domain::{ApplyPod, PodKey};
 use pod_service::server::ServerConfig;
 use pod_service::store::{
-    ListPosition, MemoryStore, Pending, PodList, PodPage, PodLog, PodStore, StoreConfig, StoreError, Watcher,
+    ListPosition, MemoryStore, Pending, PodList, PodLog, PodPage, PodStore, StoreConfig,
+    StoreError, Watcher,
 };
 use tonic::Code;
 

@@ -6,12 +6,13 @@ use std::time::Duration;
 use anyhow::Context;
 
 use clap::Parser;
-use pod_service::cli::output::{self, Format, Style};
+use pod_service::cli::output::{Format, ListPrinter, Style};
 use pod_service::cli::{self, NamespaceArgs, ServerArgs};
-use pod_service::client;
-use pod_service::contract::ListPodsRequest;
+use pod_service::client::{self, Pages};
 
-/// List pods (unary ListPods), sorted by namespace then name.
+/// List pods (unary ListPods), sorted by namespace then name, a page at a
+/// time: every page is consistent with the first, whatever is written
+/// meanwhile, and rows print as their page arrives.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
@@ -22,7 +23,11 @@ struct Args {
     /// How to print the pods.
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     output: Format,
-    /// Seconds to wait for the answer.
+    /// Pods per page (the server may send fewer); 0 asks for the whole list
+    /// in one message, which fails beyond the 4 MiB a message may have.
+    #[arg(long, value_name = "PODS", default_value_t = client::DEFAULT_PAGE_SIZE)]
+    page_size: u32,
+    /// Seconds to wait for each page.
     #[arg(long, value_name = "SECONDS", default_value_t = client::DEFAULT_TIMEOUT.as_secs_f64())]
     timeout: f64,
 }
@@ -35,15 +40,25 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     let timeout = Duration::try_from_secs_f64(args.timeout).context("invalid --timeout")?;
     let mut client = client::connect(&args.server.client_config()?).await?;
-    let request = ListPodsRequest {
-        namespace: args.filter.namespace,
-        ..ListPodsRequest::default()
-    };
-    let list = client::with_deadline(timeout, request, |request| client.list_pods(request)).await?;
-    if list.pods.is_empty() {
-        eprintln!("no pods (store version {})", list.resource_version);
-    } else {
-        cli::print(&output::pods(&list.pods, Style::for_stdout(args.output)))?;
+    let mut pages = Pages::new(args.filter.namespace, args.page_size);
+    let mut printer = ListPrinter::new(Style::for_stdout(args.output));
+    let mut listed = 0;
+    while let Some(request) = pages.next_request() {
+        let page =
+            client::with_deadline(timeout, request, |request| client.list_pods(request)).await;
+        let page = match (page, listed) {
+            (Ok(page), _) => page,
+            (Err(err), 0) => return Err(err),
+            (Err(err), n) => return Err(err.context(format!("the list broke off after {n} pods"))),
+        };
+        pages.received(&page);
+        listed += page.pods.len();
+        if !page.pods.is_empty() {
+            cli::print(&printer.rows(&page.pods))?;
+        }
+    }
+    if listed == 0 {
+        eprintln!("no pods (store version {})", pages.version());
     }
     Ok(())
 }

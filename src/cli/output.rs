@@ -65,32 +65,65 @@ fn pod_json(pod: &Pod) -> serde_json::Value {
 /// The pods: a table with a header row (each column as wide as its widest
 /// cell), or a JSON object per line.
 pub fn pods(pods: &[Pod], style: Style) -> String {
-    if style.format == Format::Json {
-        return pods
-            .iter()
-            .map(|pod| format!("{}\n", pod_json(pod)))
-            .collect();
-    }
-    let rows: Vec<[String; 5]> = pods.iter().map(cells).collect();
-    let mut widths = HEADERS.map(str::len);
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.len());
+    ListPrinter::new(style).rows(pods)
+}
+
+/// The pages of a list under one header, printed as they arrive: exactly
+/// [`pods`] for a list of one page. Column widths are fixed by the first
+/// page and only ever grow, so later pages stay aligned as far as they can.
+#[derive(Debug)]
+pub struct ListPrinter {
+    style: Style,
+    widths: [usize; 5],
+    header_done: bool,
+}
+
+impl ListPrinter {
+    /// A printer that has printed nothing yet.
+    pub fn new(style: Style) -> Self {
+        ListPrinter {
+            style,
+            widths: HEADERS.map(str::len),
+            header_done: false,
         }
     }
-    let mut out = String::new();
-    push_row(&mut out, &widths, &HEADERS.map(str::to_owned), &[None; 5]);
-    for row in &rows {
-        let colours = [
-            None,
-            None,
-            style.colour.then(|| status_colour(&row[2])),
-            None,
-            None,
-        ];
-        push_row(&mut out, &widths, row, &colours);
+
+    /// The lines for a page, with the header before the first.
+    pub fn rows(&mut self, pods: &[Pod]) -> String {
+        if self.style.format == Format::Json {
+            return pods
+                .iter()
+                .map(|pod| format!("{}\n", pod_json(pod)))
+                .collect();
+        }
+        let rows: Vec<[String; 5]> = pods.iter().map(cells).collect();
+        for row in &rows {
+            for (width, cell) in self.widths.iter_mut().zip(row) {
+                *width = (*width).max(cell.len());
+            }
+        }
+        let mut out = String::new();
+        if !self.header_done {
+            push_row(
+                &mut out,
+                &self.widths,
+                &HEADERS.map(str::to_owned),
+                &[None; 5],
+            );
+            self.header_done = true;
+        }
+        for row in &rows {
+            let colours = [
+                None,
+                None,
+                self.style.colour.then(|| status_colour(&row[2])),
+                None,
+                None,
+            ];
+            push_row(&mut out, &self.widths, row, &colours);
+        }
+        out
     }
-    out
 }
 
 /// Pads every cell but the last to its column's width, then colours it, so
@@ -283,6 +316,35 @@ mod tests {
              default      a             Running   1          3\n\
              production   longer-name   Pending   12         10\n"
         );
+    }
+
+    #[test]
+    fn pages_print_under_one_header_as_one_list_would() {
+        let all = [
+            pod("default", "a", "Running", 1, 3),
+            pod("default", "b", "Running", 2, 4),
+            pod("production", "longer-name", "Pending", 12, 10),
+        ];
+        for style in [
+            PLAIN,
+            Style {
+                format: Format::Json,
+                ..PLAIN
+            },
+        ] {
+            let mut printer = ListPrinter::new(style);
+            let paged = printer.rows(&all[..2]) + &printer.rows(&all[2..]);
+            let whole = pods(&all, style);
+            assert_eq!(paged.lines().count(), whole.lines().count());
+            if style.format == Format::Json {
+                assert_eq!(paged, whole);
+            } else {
+                // The first page fixes the widths: the later, wider row
+                // pushes its own cells only.
+                assert!(paged.starts_with("NAMESPACE   NAME   STATUS    REPLICAS   VERSION\n"));
+                assert!(paged.ends_with("production   longer-name   Pending   12         10\n"));
+            }
+        }
     }
 
     #[test]

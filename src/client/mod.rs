@@ -1,5 +1,5 @@
 //! The clients' logic, for the binaries and for anyone embedding a client:
-//! connecting, the resumable watch, log upload and the sync session.
+//! connecting, paged lists, the resumable watch, log upload and the sync session.
 //!
 //! It needs nothing of the server: only the [contract](crate::contract).
 //! Each binary in `src/bin/` parses its arguments (with [`crate::cli`]) and
@@ -7,6 +7,7 @@
 
 mod cache;
 mod connect;
+mod list;
 mod retry;
 pub mod sync;
 pub mod upload;
@@ -16,4 +17,5 @@ pub use cache::{EventKind, PodEvent};
 pub use connect::{
     Auth, Client, ClientConfig, DEFAULT_TIMEOUT, connect, connect_lazy, status_error, with_deadline,
 };
+pub use list::{DEFAULT_PAGE_SIZE, Pages, list_all};
 pub use watch::{PodWatch, WatchUpdate};

@@ -18,6 +18,7 @@ use tonic::{Code, Status, Streaming};
 
 use super::cache::{PodCache, PodEvent};
 use super::connect::{Client, status_error};
+use super::list::{DEFAULT_PAGE_SIZE, list_all};
 use super::retry::{Backoff, is_fatal};
 use crate::contract::{ListPodsRequest, Pod, code_name};
 
@@ -140,16 +141,10 @@ impl PodWatch {
     /// One round trip: a list, opening the stream, or one message from it.
     async fn step(&mut self) -> Result<(), Status> {
         if !self.listed {
-            let list = self
-                .client
-                .list_pods(ListPodsRequest {
-                    namespace: self.namespace.clone(),
-                    ..ListPodsRequest::default()
-                })
-                .await?
-                .into_inner();
-            let events = self.cache.replace(list.pods, list.resource_version);
-            self.version = list.resource_version;
+            let (pods, version) =
+                list_all(&mut self.client, &self.namespace, DEFAULT_PAGE_SIZE).await?;
+            let events = self.cache.replace(pods, version);
+            self.version = version;
             self.listed = true;
             self.backoff.reset();
             self.pending.push_back(WatchUpdate::Listed(events));

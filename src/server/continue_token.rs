@@ -59,9 +59,7 @@ pub(super) fn decode(token: &str, namespace: &str) -> Result<ListPosition, Inval
         )
     };
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| not_ours())?;
-    let (body, checksum) = bytes
-        .split_last_chunk::<4>()
-        .ok_or_else(not_ours)?;
+    let (body, checksum) = bytes.split_last_chunk::<4>().ok_or_else(not_ours)?;
     if crc32fast::hash(body) != u32::from_be_bytes(*checksum) {
         return Err(not_ours());
     }
@@ -133,9 +131,18 @@ mod tests {
     #[test]
     fn malformed_tokens_are_refused_naming_the_field() {
         let token = encode("", &position());
-        for bad in ["", "!!", "abc", &token[..token.len() - 2], &format!("{token}AA")] {
+        for bad in [
+            "",
+            "!!",
+            "abc",
+            &token[..token.len() - 2],
+            &format!("{token}AA"),
+        ] {
             let err = decode(bad, "").unwrap_err().to_string();
-            assert!(err.starts_with("invalid continue_token: is not a token"), "{bad}: {err}");
+            assert!(
+                err.starts_with("invalid continue_token: is not a token"),
+                "{bad}: {err}"
+            );
         }
     }
 

@@ -176,6 +176,54 @@ fn join(prefix: &str, field: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prost::Message;
+
+    #[test]
+    fn a_full_page_of_the_largest_pods_stays_under_one_mib() {
+        let largest = pb::Pod {
+            name: "n".repeat(63),
+            namespace: "s".repeat(63),
+            status: "x".repeat(MAX_STATUS_BYTES),
+            replicas: i32::MAX,
+            resource_version: u64::MAX,
+            deleted: true,
+            bookmark: true,
+        };
+        let page = pb::ListPodsResponse {
+            pods: vec![largest; MAX_PAGE_PODS],
+            resource_version: u64::MAX,
+            continue_token: "t".repeat(400),
+            encoded: None,
+        };
+        assert!(page.encoded_len() < 1 << 20, "{} bytes", page.encoded_len());
+    }
+
+    #[test]
+    fn a_list_is_whole_unless_it_asks_for_a_page() {
+        let request = |limit, continue_token: &str| pb::ListPodsRequest {
+            namespace: "production".into(),
+            limit,
+            continue_token: continue_token.into(),
+            ..pb::ListPodsRequest::default()
+        };
+        assert_eq!(list(&request(0, "")).unwrap().1, ListQuery::Whole);
+        assert_eq!(
+            list(&request(10, "")).unwrap().1,
+            ListQuery::Page {
+                from: None,
+                limit: 10
+            }
+        );
+        assert_eq!(
+            list(&request(u32::MAX, "")).unwrap().1,
+            ListQuery::Page {
+                from: None,
+                limit: MAX_PAGE_PODS
+            }
+        );
+        let err = list(&request(10, "garbage")).unwrap_err();
+        assert_eq!(err.field, "continue_token");
+    }
 
     #[test]
     fn apply_defaults_and_rules() {

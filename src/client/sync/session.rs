@@ -19,10 +19,11 @@ use super::lines::{ack_line, change_line, write_line};
 use super::stream::{Events, Outbound, open_stream};
 use crate::client::cache::PodCache;
 use crate::client::connect::{Client, status_error};
+use crate::client::list::{DEFAULT_PAGE_SIZE, list_all};
 use crate::client::retry::{Backoff, is_fatal};
 use crate::contract::{
-    DEFAULT_NAMESPACE, ListPodsRequest, Pod, Subscribe, SyncAck, SyncEvent, SyncRequest, ack,
-    code_name, sync_event, sync_request,
+    DEFAULT_NAMESPACE, Pod, Subscribe, SyncAck, SyncEvent, SyncRequest, ack, code_name, sync_event,
+    sync_request,
 };
 
 /// How a session treats its input.
@@ -254,16 +255,8 @@ impl<W: AsyncWrite + Unpin, N: FnMut(&str)> Session<W, N> {
         } else {
             &edit.namespace
         };
-        let request = ListPodsRequest {
-            namespace: namespace.to_owned(),
-            ..ListPodsRequest::default()
-        };
-        match self.client.list_pods(request).await {
-            Ok(list) => Ok(list
-                .into_inner()
-                .pods
-                .into_iter()
-                .find(|pod| pod.name == edit.name)),
+        match list_all(&mut self.client, namespace, DEFAULT_PAGE_SIZE).await {
+            Ok((pods, _)) => Ok(pods.into_iter().find(|pod| pod.name == edit.name)),
             Err(status) if status.code() == tonic::Code::InvalidArgument => Ok(None),
             Err(status) => Err(status),
         }
@@ -277,19 +270,14 @@ impl<W: AsyncWrite + Unpin, N: FnMut(&str)> Session<W, N> {
                 if subscribe.resource_version == 0 && self.subscription.is_none() =>
             {
                 // List, then subscribe from the list's version.
-                let request = ListPodsRequest {
-                    namespace: subscribe.namespace.clone(),
-                    ..ListPodsRequest::default()
-                };
-                match self.client.list_pods(request).await {
-                    Ok(list) => {
-                        let list = list.into_inner();
-                        self.snapshot = Some((id, list.pods));
-                        self.version = list.resource_version;
+                match list_all(&mut self.client, &subscribe.namespace, DEFAULT_PAGE_SIZE).await {
+                    Ok((pods, version)) => {
+                        self.snapshot = Some((id, pods));
+                        self.version = version;
                         self.subscription = Some(subscribe.namespace.clone());
                         sync_request::Op::Subscribe(Subscribe {
                             namespace: subscribe.namespace,
-                            resource_version: list.resource_version,
+                            resource_version: version,
                             allow_bookmarks: true,
                         })
                     }
@@ -378,23 +366,16 @@ impl<W: AsyncWrite + Unpin, N: FnMut(&str)> Session<W, N> {
         }
         // Too far behind: list again, show what changed, and subscribe from there.
         let namespace = self.subscription.clone().unwrap_or_default();
-        let list = self
-            .client
-            .list_pods(ListPodsRequest {
-                namespace,
-                ..ListPodsRequest::default()
-            })
+        let (pods, version) = list_all(&mut self.client, &namespace, DEFAULT_PAGE_SIZE)
             .await
-            .map_err(status_error)?
-            .into_inner();
+            .map_err(status_error)?;
         (self.notice)(&format!(
-            "the watch was too far behind to resume; listed again at version {}",
-            list.resource_version
+            "the watch was too far behind to resume; listed again at version {version}"
         ));
-        for event in self.cache.replace(list.pods, list.resource_version) {
+        for event in self.cache.replace(pods, version) {
             self.write(&change_line(&event)).await?;
         }
-        self.version = list.resource_version;
+        self.version = version;
         self.resubscribe().await;
         Ok(())
     }

@@ -167,10 +167,7 @@ fn a_history_with_gaps_between_versions_resumes_by_version() {
 
 fn delete(index: &Index, ns: &str, name: &str) {
     let mut batch = index.batch();
-    if index
-        .plan_delete(&mut batch, PodKey::new(ns, name))
-        .is_ok()
-    {
+    if index.plan_delete(&mut batch, PodKey::new(ns, name)).is_ok() {
         index.publish(batch);
     }
 }
@@ -187,7 +184,10 @@ fn page_through(
     let mut pods = Vec::new();
     loop {
         assert!(page.pods.len() <= limit);
-        assert_eq!(page.version, version, "every page reports the first page's version");
+        assert_eq!(
+            page.version, version,
+            "every page reports the first page's version"
+        );
         pods.extend(page.pods);
         let Some(next) = page.next else {
             return Ok((pods, version));
@@ -242,7 +242,10 @@ fn the_last_page_has_no_next_and_no_page_is_empty() {
     let next = first.next.expect("a second page");
     let second = index.list_page(None, Some(&next), 2).unwrap();
     assert_eq!(second.pods.len(), 2);
-    assert!(second.next.is_none(), "an exact fit ends without an empty page");
+    assert!(
+        second.next.is_none(),
+        "an exact fit ends without an empty page"
+    );
     let whole = index.list_page(None, None, 10).unwrap();
     assert_eq!((whole.pods.len(), whole.next), (4, None));
 }
@@ -324,11 +327,11 @@ fn a_restored_index_continues_lists_only_from_its_restored_version() {
     let next = index.list_page(None, None, 1).unwrap().next.unwrap();
     apply(&index, "a", "p2", 5);
     let page = index.list_page(None, Some(&next), 1).unwrap();
-    assert_eq!(page.pods[0].resource_version, 2, "p2 as it was at version 2");
-    let before = ListPosition {
-        version: 1,
-        ..next
-    };
+    assert_eq!(
+        page.pods[0].resource_version, 2,
+        "p2 as it was at version 2"
+    );
+    let before = ListPosition { version: 1, ..next };
     assert_eq!(
         index.list_page(None, Some(&before), 1).unwrap_err(),
         StoreError::ListExpired {

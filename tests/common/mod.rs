@@ -128,6 +128,25 @@ impl TestServer {
             .expect("server failed");
     }
 
+    /// Starts over as a restarted `pod-server` process would: the server
+    /// stops, its store closes and opens again from its directory (a memory
+    /// store starts empty), and a new server serves it (on a new port).
+    pub async fn restart_process(&mut self, config: ServerConfig) {
+        self.stop().await;
+        within("the store to close", self.store.close())
+            .await
+            .expect("close the store");
+        let store: Arc<dyn PodStore> = match &self.data {
+            Some(dir) => Arc::new(
+                DurableStore::open(dir.path(), StoreConfig::default()).expect("reopen the store"),
+            ),
+            None => Arc::new(MemoryStore::new(StoreConfig::default())),
+        };
+        let data = self.data.take();
+        *self = Self::start_on(store, config).await;
+        self.data = data;
+    }
+
     /// Applies a pod directly to the store (bypassing gRPC).
     pub async fn apply(
         &self,

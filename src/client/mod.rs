@@ -9,6 +9,7 @@ mod cache;
 mod connect;
 mod retry;
 pub mod sync;
+mod tls;
 pub mod upload;
 mod watch;
 

@@ -20,6 +20,7 @@
 
 mod bookmarks;
 mod call_log;
+pub mod certs;
 mod deadline;
 mod health;
 mod in_process;

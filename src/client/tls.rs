@@ -87,7 +87,10 @@ struct ExactOrChain {
 }
 
 impl ExactOrChain {
-    fn new(certs: Vec<CertificateDer<'static>>, provider: Arc<CryptoProvider>) -> anyhow::Result<Self> {
+    fn new(
+        certs: Vec<CertificateDer<'static>>,
+        provider: Arc<CryptoProvider>,
+    ) -> anyhow::Result<Self> {
         let mut roots = RootCertStore::empty();
         for cert in &certs {
             roots
@@ -225,7 +228,10 @@ impl TlsConnector {
             .host()
             .ok_or_else(|| TlsError(format!("{uri} names no host")))?;
         // An IPv6 host comes bracketed in a URI, not in a server name.
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let port = uri.port_u16().unwrap_or(HTTPS_PORT);
         let server_name = ServerName::try_from(host.clone())
             .map_err(|_| TlsError(format!("{host} is not a valid TLS server name")))?;
@@ -267,7 +273,10 @@ fn describe(err: &io::Error, host: &str, port: u16, ca_file: &Path) -> String {
              use http://{host}:{port}"
         )
     };
-    let Some(tls) = err.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) else {
+    let Some(tls) = err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
         // A server that closes the connection on a ClientHello (a plaintext
         // HTTP/2 server does, after a preface it does not understand).
         if err.kind() == io::ErrorKind::UnexpectedEof {
@@ -284,11 +293,19 @@ fn describe(err: &io::Error, host: &str, port: u16, ca_file: &Path) -> String {
             CertificateError::Other(other) if is_ca_used_as_end_entity(other) => {
                 unknown_issuer(&ca)
             }
-            CertificateError::NotValidForNameContext { presented, .. } => format!(
-                "the server's certificate is not for {host}: it is for {}; connect with one \
-                 of those names, or give the server a certificate for {host}",
-                presented.join(", ")
-            ),
+            CertificateError::NotValidForNameContext { presented, .. } => {
+                let names: Vec<&str> = presented.iter().map(|name| plain_name(name)).collect();
+                let which = if names.len() == 1 {
+                    "that name"
+                } else {
+                    "one of those names"
+                };
+                format!(
+                    "the server's certificate is not for {host}: it is for {}; connect with \
+                     {which}, or give the server a certificate for {host}",
+                    names.join(", ")
+                )
+            }
             CertificateError::NotValidForName => format!(
                 "the server's certificate is not for {host}, but for other names: connect \
                  with one of its names, or give the server a certificate for {host}"
@@ -314,9 +331,11 @@ fn describe(err: &io::Error, host: &str, port: u16, ca_file: &Path) -> String {
                  give the server a server certificate"
                     .into()
             }
+            // Signed by a CA that has the name of the one in --ca, not by it.
             CertificateError::BadSignature => format!(
-                "the server's certificate has a bad signature: it is not the one signed by \
-                 the CA in --ca {ca}"
+                "the server's certificate is not signed by the CA in --ca {ca} (only by one \
+                 of the same name): give the CA that signed it (or the server's own \
+                 certificate)"
             ),
             other => format!("the server's certificate is refused ({other:?}) with --ca {ca}"),
         },
@@ -332,6 +351,19 @@ fn describe(err: &io::Error, host: &str, port: u16, ca_file: &Path) -> String {
         ),
         other => format!("TLS handshake with {host}:{port} failed: {other}"),
     }
+}
+
+/// A name as rustls presents it (`DnsName("example.com")`,
+/// `IpAddress(10.0.0.1)`) as the user wrote it.
+fn plain_name(presented: &str) -> &str {
+    let unwrap = |prefix: &str, suffix: &str| {
+        presented
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(suffix))
+    };
+    unwrap("DnsName(\"", "\")")
+        .or_else(|| unwrap("IpAddress(", ")"))
+        .unwrap_or(presented)
 }
 
 fn unknown_issuer(ca: &impl fmt::Display) -> String {

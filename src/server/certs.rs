@@ -125,8 +125,11 @@ fn generate(names: &[String]) -> anyhow::Result<(String, String, String)> {
     let not_after = now + VALIDITY;
 
     let mut ca = CertificateParams::default();
-    ca.distinguished_name
-        .push(DnType::CommonName, "pod-server CA");
+    // A name of its own: clients find a certificate's issuer by name, and
+    // two CAs of one name (from two runs) would make a certificate of the
+    // other look forged rather than signed by an unknown CA.
+    let ca_name = format!("pod-server CA {:016x}", fastrand::u64(..));
+    ca.distinguished_name.push(DnType::CommonName, ca_name);
     // It signs server certificates and nothing below them.
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
@@ -140,17 +143,16 @@ fn generate(names: &[String]) -> anyhow::Result<(String, String, String)> {
     server
         .distinguished_name
         .push(DnType::CommonName, names[0].as_str());
-    server.subject_alt_names = names
-        .iter()
-        .map(|name| match name.parse::<IpAddr>() {
-            Ok(ip) => Ok(SanType::IpAddress(ip)),
-            Err(_) => name
-                .as_str()
-                .try_into()
-                .map(SanType::DnsName)
-                .map_err(|_| anyhow::anyhow!("{name:?} is neither a DNS name nor an IP address")),
-        })
-        .collect::<anyhow::Result<_>>()?;
+    server.subject_alt_names =
+        names
+            .iter()
+            .map(|name| match name.parse::<IpAddr>() {
+                Ok(ip) => Ok(SanType::IpAddress(ip)),
+                Err(_) => name.as_str().try_into().map(SanType::DnsName).map_err(|_| {
+                    anyhow::anyhow!("{name:?} is neither a DNS name nor an IP address")
+                }),
+            })
+            .collect::<anyhow::Result<_>>()?;
     server.is_ca = IsCa::ExplicitNoCa;
     server.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,

@@ -272,6 +272,21 @@ async fn a_ca_file_without_a_certificate_is_named() {
             )
         );
     }
+    let damaged = root.path().join("damaged.pem");
+    std::fs::write(
+        &damaged,
+        "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let output = list_pods_binary(addr, &damaged).await;
+    assert!(!output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        format!(
+            "error: --ca {} is not a valid PEM file: a certificate's base64 text is damaged\n",
+            damaged.display()
+        )
+    );
 }
 
 #[tokio::test]

@@ -36,7 +36,7 @@ use hyper_util::rt::TokioIo;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::net::TcpStream;
@@ -54,7 +54,15 @@ pub(crate) fn client_config(ca_file: &Path) -> anyhow::Result<rustls::ClientConf
         .with_context(|| format!("cannot read the CA file {}", ca_file.display()))?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| anyhow::anyhow!("{} is not a valid PEM file ({err})", named()))?;
+        .map_err(|err| {
+            let what = match err {
+                pem::Error::MissingSectionEnd { .. } => "a section has no END line",
+                pem::Error::IllegalSectionStart { .. } => "a BEGIN line is malformed",
+                pem::Error::Base64Decode(_) => "a certificate's base64 text is damaged",
+                _ => "it cannot be read as PEM",
+            };
+            anyhow::anyhow!("{} is not a valid PEM file: {what}", named())
+        })?;
     if certs.is_empty() {
         anyhow::bail!(
             "{} holds no certificate (expected PEM: -----BEGIN CERTIFICATE-----)",
@@ -235,7 +243,11 @@ impl TlsConnector {
         let port = uri.port_u16().unwrap_or(HTTPS_PORT);
         let server_name = ServerName::try_from(host.clone())
             .map_err(|_| TlsError(format!("{host} is not a valid TLS server name")))?;
-        let tcp = TcpStream::connect((host.as_str(), port)).await?;
+        // Said as tonic's own connector says it, for the same one line as
+        // an http:// address gets.
+        let tcp = TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|err| io::Error::new(err.kind(), format!("tcp connect error: {err}")))?;
         // gRPC sends small messages that must not wait for more to fill a
         // segment (what tonic's own connector does with tcp_nodelay).
         tcp.set_nodelay(true)?;

@@ -26,7 +26,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct ClientConfig {
     /// `http://HOST:PORT`, or `https://HOST:PORT` for TLS.
     pub addr: String,
-    /// For https: the PEM file of the CA that signed the server's certificate.
+    /// For https: the PEM file of the CA that signed the server's certificate,
+    /// or the server's own certificate itself (as grpc-go accepts).
     pub ca: Option<PathBuf>,
     /// Sent with every call, if set.
     pub token: Option<Token>,

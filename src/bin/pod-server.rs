@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use pod_service::contract::{self, DEFAULT_SERVER_ADDR, Token};
-use pod_service::server::{self, ServerConfig, Shutdown};
+use pod_service::server::{self, ServerConfig, Shutdown, certs};
 use pod_service::store::{DurableStore, MemoryStore, PodStore, StoreConfig};
 use pod_service::{cli, sample};
 use tonic::transport::Identity;
@@ -89,6 +89,16 @@ struct Args {
     #[arg(long, value_name = "SECONDS",
           default_value_t = contract::DEFAULT_KEEPALIVE_TIMEOUT.as_secs_f64())]
     keepalive_timeout: f64,
+    /// Write a new CA (ca.pem, for the clients' --ca) and a server
+    /// certificate it signed (server.pem, server-key.pem, for --tls-cert and
+    /// --tls-key) into DIR, print how to use them, and exit.
+    #[arg(long, value_name = "DIR")]
+    make_certs: Option<PathBuf>,
+    /// The DNS names and IP addresses the --make-certs server certificate is
+    /// for, comma-separated: the names clients will connect with.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',', requires = "make_certs",
+          default_value = certs::DEFAULT_CERT_NAMES)]
+    cert_names: Vec<String>,
 }
 
 // Every call allocates (messages, strings, stream state) on both cores at
@@ -110,6 +120,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(dir) = &args.make_certs {
+        let made = certs::make_certs(dir, &args.cert_names)?;
+        return cli::print(&made.instructions(args.addr)).map_err(Into::into);
+    }
     // Every option is checked before the store is opened.
     let config = server_config(&args)?;
     let store: Arc<dyn PodStore> = if args.in_memory {

@@ -9,7 +9,9 @@ use tonic::Status;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Channel, Endpoint};
+
+use super::tls::{TlsConnector, client_config};
 
 use crate::contract::{
     DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_SERVER_URL, PodServiceClient,
@@ -24,7 +26,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct ClientConfig {
     /// `http://HOST:PORT`, or `https://HOST:PORT` for TLS.
     pub addr: String,
-    /// For https: the PEM file of the CA that signed the server's certificate.
+    /// For https: the PEM file of the CA that signed the server's certificate,
+    /// or the server's own certificate itself (as grpc-go accepts).
     pub ca: Option<PathBuf>,
     /// Sent with every call, if set.
     pub token: Option<Token>,
@@ -72,10 +75,11 @@ impl Interceptor for Auth {
 /// Connects to the server now, failing if it is unreachable.
 pub async fn connect(config: &ClientConfig) -> anyhow::Result<Client> {
     let (endpoint, auth) = endpoint(config)?;
-    let channel = endpoint
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to {}", config.addr))?;
+    let channel = match endpoint.tls {
+        Some(tls) => endpoint.endpoint.connect_with_connector(tls).await,
+        None => endpoint.endpoint.connect().await,
+    }
+    .with_context(|| format!("cannot connect to {}", config.addr))?;
     Ok(PodServiceClient::with_interceptor(channel, auth))
 }
 
@@ -83,31 +87,47 @@ pub async fn connect(config: &ClientConfig) -> anyhow::Result<Client> {
 /// long-running clients that ride through server restarts.
 pub fn connect_lazy(config: &ClientConfig) -> anyhow::Result<Client> {
     let (endpoint, auth) = endpoint(config)?;
-    Ok(PodServiceClient::with_interceptor(
-        endpoint.connect_lazy(),
-        auth,
-    ))
+    let channel = match endpoint.tls {
+        Some(tls) => endpoint.endpoint.connect_with_connector_lazy(tls),
+        None => endpoint.endpoint.connect_lazy(),
+    };
+    Ok(PodServiceClient::with_interceptor(channel, auth))
 }
 
-fn endpoint(config: &ClientConfig) -> anyhow::Result<(Endpoint, Auth)> {
+/// Where to connect, and for https the connector that makes the TLS
+/// connection (see [`super::tls`]).
+struct Target {
+    endpoint: Endpoint,
+    tls: Option<TlsConnector>,
+}
+
+fn endpoint(config: &ClientConfig) -> anyhow::Result<(Target, Auth)> {
     let addr = &config.addr;
-    let mut endpoint = Endpoint::from_shared(addr.clone()).with_context(|| {
-        format!("invalid server address {addr:?} (expected e.g. {DEFAULT_SERVER_URL})")
-    })?;
+    let invalid =
+        || format!("invalid server address {addr:?} (expected e.g. {DEFAULT_SERVER_URL})");
+    let mut endpoint = Endpoint::from_shared(addr.clone()).with_context(invalid)?;
     let https = addr.starts_with("https://");
-    match (&config.ca, https) {
+    let tls = match (&config.ca, https) {
         (Some(ca), true) => {
-            let pem = std::fs::read(ca)
-                .with_context(|| format!("cannot read CA file {}", ca.display()))?;
-            let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
-            endpoint = endpoint.tls_config(tls).context("invalid TLS settings")?;
+            let tls = TlsConnector::new(client_config(ca)?, ca);
+            // tonic refuses to hand an https URI to a custom connector (it
+            // would do TLS itself), so the connector is given the same
+            // address as http://, while every request still carries
+            // `:scheme https` and the address's authority, from the origin.
+            let origin: http::Uri = addr.parse().with_context(invalid)?;
+            let rest = addr.strip_prefix("https://").unwrap_or(addr);
+            endpoint = Endpoint::from_shared(format!("http://{rest}"))
+                .with_context(invalid)?
+                .origin(origin);
+            Some(tls)
         }
         (None, true) => anyhow::bail!(
-            "{addr} uses TLS: give the CA that signed the server's certificate with --ca FILE"
+            "{addr} uses TLS: give the CA that signed the server's certificate (or the \
+             server's own certificate) with --ca FILE"
         ),
         (Some(_), false) => anyhow::bail!("--ca is for https:// addresses; {addr} is plaintext"),
-        (None, false) => {}
-    }
+        (None, false) => None,
+    };
     let header = config
         .token
         .as_ref()
@@ -119,7 +139,7 @@ fn endpoint(config: &ClientConfig) -> anyhow::Result<(Endpoint, Auth)> {
         .tcp_nodelay(true)
         .http2_keep_alive_interval(config.keepalive_interval)
         .keep_alive_timeout(config.keepalive_timeout);
-    Ok((endpoint, Auth { header }))
+    Ok((Target { endpoint, tls }, Auth { header }))
 }
 
 /// How long a one-shot call (a list) may take, by default.

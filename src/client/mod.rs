@@ -10,6 +10,7 @@ mod connect;
 mod list;
 mod retry;
 pub mod sync;
+mod tls;
 pub mod upload;
 mod watch;
 

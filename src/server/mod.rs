@@ -20,6 +20,7 @@
 
 mod bookmarks;
 mod call_log;
+pub mod certs;
 mod continue_token;
 mod deadline;
 mod health;

@@ -513,17 +513,19 @@ async fn the_tour_shows_all_four_patterns() {
     for expected in [
         "== 1. Unary: ListPods",
         "NAMESPACE    NAME          STATUS             REPLICAS   VERSION",
+        "  page at version 7: default/hello-world v1, dev/scratchpad v2, production/api v3; and a continue_token",
+        "  page at version 7: staging/web v7; the last page",
         "== 2. Server streaming: WatchPods",
-        "MODIFIED   production   web        Running   6          8",
-        "DELETED    production   postgres   -         -          10",
+        "MODIFIED   production   web        Running   6          9",
+        "DELETED    production   postgres   -         -          11",
         "  dev/scratchpad v2",
-        "  bookmark at version 10",
+        "  bookmark at version 11",
         "== 3. Client streaming: UploadLogs",
         "uploaded 2000 lines (68351 bytes) in 1 chunks to production/web",
         "GET /api/pods 200 2ms request=2000",
         "== 4. Bidirectional streaming: SyncPods",
         "ack 3 ABORTED: version conflict on pod staging/api",
-        "ack 4 OK staging/web deleted v12",
+        "ack 4 OK staging/web deleted v13",
         "4 ops, 1 refused",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");

@@ -63,6 +63,39 @@ async fn run() -> anyhow::Result<()> {
         "The list reflects store version {}; every change takes the next version.",
         list.resource_version
     ))?;
+    say(
+        "A big list comes in pages (list-pods asks for 500 pods a page). Here 3 a page, and\n\
+         staging/web changes after the first: every page is still the list at its version\n\
+         (staging/web shows the version it had before the change).",
+    )?;
+    let mut pages = client::Pages::new("", 3);
+    let mut first = true;
+    while let Some(request) = pages.next_request() {
+        let page = client
+            .list_pods(request)
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        pages.received(&page);
+        let pods: Vec<String> = page
+            .pods
+            .iter()
+            .map(|pod| format!("{}/{} v{}", pod.namespace, pod.name, pod.resource_version))
+            .collect();
+        let next = if page.continue_token.is_empty() {
+            "the last page"
+        } else {
+            "and a continue_token"
+        };
+        print(&format!(
+            "  page at version {}: {}; {next}\n",
+            page.resource_version,
+            pods.join(", ")
+        ))?;
+        if std::mem::take(&mut first) {
+            scale(&mut client, "staging", "web", 3).await?;
+        }
+    }
 
     step(
         "2. Server streaming: WatchPods (the watch-pods binary)",
@@ -180,6 +213,32 @@ async fn run() -> anyhow::Result<()> {
 }
 
 /// What the other client does during the watch step.
+/// Sets the replicas of one pod, over SyncPods.
+async fn scale(
+    client: &mut client::Client,
+    namespace: &str,
+    name: &str,
+    replicas: i32,
+) -> anyhow::Result<()> {
+    let apply = SyncRequest {
+        id: 1,
+        op: Some(sync_request::Op::Apply(Pod {
+            namespace: namespace.into(),
+            name: name.into(),
+            status: "Running".into(),
+            replicas,
+            ..Pod::default()
+        })),
+    };
+    let mut events = client
+        .sync_pods(tokio_stream::iter([apply]))
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    while events.message().await.map_err(status_error)?.is_some() {}
+    Ok(())
+}
+
 async fn make_changes(client: &mut client::Client) -> anyhow::Result<()> {
     let apply = |name: &str, status: &str, replicas: i32| {
         sync_request::Op::Apply(Pod {

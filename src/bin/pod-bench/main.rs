@@ -20,7 +20,8 @@ use server::{InProcess, StoreKind};
 
 /// Measure a PodService under load and print the figures (a table, or JSON
 /// with --json): unary ListPods, WatchPods snapshots, fan-out of changes to
-/// many watchers, idle watchers' memory, SyncPods sessions and log uploads.
+/// many watchers, idle watchers' memory, paged lists, SyncPods sessions and
+/// log uploads.
 ///
 /// Without --addr it starts a server in this process on a free loopback
 /// port, with the store chosen by --store (a durable one lives in a fresh
@@ -118,6 +119,30 @@ enum Load {
         /// Changes per second.
         #[arg(long, default_value_t = 100.0)]
         rate: f64,
+    },
+    /// Paged ListPods through every pod while a writer changes, creates and
+    /// deletes pods: time per page, checked to be exactly the list at its
+    /// first page's version; then the server's memory with lists held open.
+    Pages {
+        /// Pods per page.
+        #[arg(long, default_value_t = 500)]
+        page_size: u32,
+        /// Lists to page through, one after the other.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Changes per second the writer makes while a list pages.
+        #[arg(long, default_value_t = 1000.0)]
+        write_rate: f64,
+        /// Then hold this many lists open (their first page read) ...
+        #[arg(long, default_value_t = 0)]
+        hold: usize,
+        /// ... while this many changes are made, and continue each.
+        #[arg(long, default_value_t = 5000)]
+        hold_changes: u64,
+        /// The server's process id, to read its memory (default: this
+        /// process, whose in-process server it is).
+        #[arg(long)]
+        server_pid: Option<u32>,
     },
     /// Concurrent log uploads: lines/s and MB/s.
     Upload {
@@ -333,6 +358,77 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         "ack_max_ms": ms(ack.max),
                         "last_watcher_p50_ms": ms(last.p50),
                         "last_watcher_max_ms": ms(last.max),
+                    }),
+                );
+            }
+        }
+        Load::Pages {
+            page_size,
+            runs,
+            write_rate,
+            hold,
+            hold_changes,
+            server_pid,
+        } => {
+            report.header("store     pods       page  pages   seconds  pages/s   page p50   page p99   writes meanwhile");
+            for run in 0..runs {
+                let figures =
+                    load::pages::page_through(&clients[0], run, args.pods, page_size, write_rate)
+                        .await?;
+                let Latency { p50, p99, .. } = figures.page_latency;
+                let pages_per_second = figures.pages as f64 / figures.elapsed.as_secs_f64();
+                report.row(
+                    format!(
+                        "{store:<9} {:<10} {page_size:<5} {:<7} {:<8.3} {pages_per_second:<9.0} {:<10} {:<10} {}",
+                        figures.pods,
+                        figures.pages,
+                        figures.elapsed.as_secs_f64(),
+                        millis(p50),
+                        millis(p99),
+                        figures.writes,
+                    ),
+                    serde_json::json!({
+                        "load": "pages", "store": store, "pods": figures.pods,
+                        "page_size": page_size, "pages": figures.pages,
+                        "seconds": figures.elapsed.as_secs_f64(),
+                        "pages_per_second": pages_per_second,
+                        "page_p50_ms": ms(p50), "page_p99_ms": ms(p99),
+                        "writes_meanwhile": figures.writes, "consistent": true,
+                    }),
+                );
+            }
+            if hold > 0 {
+                let pid = match (server_pid, &args.addr) {
+                    (Some(pid), _) => pid,
+                    (None, None) => std::process::id(),
+                    (None, Some(_)) => anyhow::bail!("--hold with --addr needs --server-pid"),
+                };
+                let held = load::pages::hold(
+                    &clients[0],
+                    runs,
+                    pid,
+                    args.pods,
+                    page_size,
+                    hold,
+                    hold_changes,
+                )
+                .await?;
+                let per_list =
+                    held.rss_holding.saturating_sub(held.rss_before) as f64 / hold as f64;
+                let changes = held.rss_after_changes.saturating_sub(held.rss_holding);
+                report.header(
+                    "held lists  rss before   bytes/list  changes  rss growth with the changes",
+                );
+                report.row(
+                    format!(
+                        "{:<11} {:<12} {per_list:<11.0} {:<8} {changes}",
+                        held.lists, held.rss_before, held.changes
+                    ),
+                    serde_json::json!({
+                        "load": "held-lists", "store": store, "lists": held.lists,
+                        "rss_before": held.rss_before, "rss_holding": held.rss_holding,
+                        "rss_after_changes": held.rss_after_changes,
+                        "bytes_per_list": per_list, "changes": held.changes,
                     }),
                 );
             }

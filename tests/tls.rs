@@ -28,15 +28,13 @@ async fn openssl_cert(dir: &Path, subject: &str, san: &str) -> (PathBuf, PathBuf
         "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "cert.pem",
         "-days", "30", "-subj", subject, "-addext", san,
     ];
+    common::tools::require("openssl", "openssl");
     let run = tokio::process::Command::new("openssl")
         .args(args)
         .current_dir(dir)
         .output();
     let output = match within("openssl", run).await {
         Ok(output) => output,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            panic!("these tests need the openssl binary: apt-get install openssl")
-        }
         Err(err) => panic!("cannot run openssl: {err}"),
     };
     assert!(

@@ -23,7 +23,8 @@ pub struct ServerArgs {
     /// Server address: http://HOST:PORT, or https://HOST:PORT for TLS.
     #[arg(long, default_value = DEFAULT_SERVER_URL, env = ADDR_ENV)]
     pub addr: String,
-    /// PEM file of the CA that signed the server's TLS certificate (https).
+    /// PEM file of the CA that signed the server's TLS certificate, or of
+    /// that certificate itself (https).
     #[arg(long, value_name = "FILE", env = CA_ENV)]
     pub ca: Option<PathBuf>,
     /// File holding the server's token (or set POD_SERVICE_TOKEN to the token).

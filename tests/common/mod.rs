@@ -4,6 +4,7 @@
 
 pub mod process;
 pub mod proxy;
+pub mod tools;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

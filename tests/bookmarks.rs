@@ -10,6 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Backend, Session, TestServer, within};
+use pod_service::client::sync::{self, Mode};
 use pod_service::client::{ClientConfig, PodWatch, WatchUpdate};
 use pod_service::contract::{
     ListPodsRequest, Pod, PodServiceClient, Subscribe, bookmark, sync_event, sync_request,
@@ -17,6 +18,7 @@ use pod_service::contract::{
 use pod_service::domain::{ApplyPod, PodKey};
 use pod_service::server::ServerConfig;
 use pod_service::store::StoreConfig;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tonic::Streaming;
 use tonic::transport::Channel;
 
@@ -276,9 +278,98 @@ async fn a_subscription_gets_bookmarks_as_changes(backend: Backend) {
     }
 }
 
+/// The failure of a quiet watch, for a subscribed `sync-pods` session: with
+/// `--history 1000` and 20,000 changes elsewhere, it resumes after a restart
+/// from its last bookmark, with no `OUT_OF_RANGE` and no re-list, and goes
+/// on showing changes.
+async fn a_subscribed_session_resumes_from_a_bookmark_without_a_relist(backend: Backend) {
+    let mut server = TestServer::start_with(
+        backend,
+        StoreConfig {
+            history: 1_000,
+            watch_buffer: 32_768,
+            ..StoreConfig::default()
+        },
+        ServerConfig {
+            bookmark_interval: INTERVAL,
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    server.apply("quiet", "only", "Running", 1).await;
+    let mut client =
+        pod_service::client::connect_lazy(&ClientConfig::new(server.url())).expect("a client");
+    let (mut commands, input) = tokio::io::duplex(1024);
+    let (output, printed) = tokio::io::duplex(1 << 20);
+    let (notices, mut noticed) = tokio::sync::mpsc::unbounded_channel();
+    let session = tokio::spawn(async move {
+        sync::run_session(
+            &mut client,
+            tokio::io::BufReader::new(input),
+            output,
+            Mode::Interactive,
+            move |notice| {
+                let _ = notices.send(notice);
+            },
+        )
+        .await
+    });
+    let mut printed = tokio::io::BufReader::new(printed).lines();
+    let mut next_line = async || {
+        within("a line of the session", printed.next_line())
+            .await
+            .expect("the session's output")
+            .expect("the session ended")
+    };
+    commands.write_all(b"watch quiet\n").await.unwrap();
+    loop {
+        if next_line().await.contains("quiet/only") {
+            break;
+        }
+    }
+    changes(&server, "busy", 20_000).await;
+    let end = server.store.version();
+    // The session learns, from a bookmark, that it is complete up to `end`.
+    loop {
+        match within("a bookmark", noticed.recv()).await.unwrap() {
+            sync::Notice::Progressed(version) if version == end => break,
+            sync::Notice::Progressed(_) => {}
+            sync::Notice::Note(note) => panic!("a quiet session noted {note:?}"),
+        }
+    }
+    server.restart().await;
+    loop {
+        match within("the resume", noticed.recv()).await.unwrap() {
+            sync::Notice::Note(note) if note.starts_with("resumed the watch") => {
+                assert_eq!(note, format!("resumed the watch from version {end}"));
+                break;
+            }
+            sync::Notice::Note(note) => assert!(
+                note.starts_with("session interrupted") && !note.contains("OUT_OF_RANGE"),
+                "{note}"
+            ),
+            sync::Notice::Progressed(_) => {}
+        }
+    }
+    // Live again: the next change of the namespace shows, and nothing was
+    // listed again on the way.
+    server.apply("quiet", "only", "Pending", 2).await;
+    let line = next_line().await;
+    assert!(
+        line.contains("quiet/only") && line.contains("Pending"),
+        "{line}"
+    );
+    drop(commands);
+    within("the session to end", session)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
 common::on_both_stores!(
     bookmarks_come_only_to_watchers_that_ask,
     a_quiet_watch_is_bookmarked_up_to_the_newest_version,
     a_quiet_watch_resumes_from_a_bookmark_without_a_relist,
     a_subscription_gets_bookmarks_as_changes,
+    a_subscribed_session_resumes_from_a_bookmark_without_a_relist,
 );

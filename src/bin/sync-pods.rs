@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use pod_service::cli::{self, ServerArgs};
 use pod_service::client;
-use pod_service::client::sync::{self, Mode};
+use pod_service::client::sync::{self, Mode, Notice};
 use tokio::io::BufReader;
 
 /// Apply and delete pods over one SyncPods stream, and see live what every
@@ -34,6 +34,10 @@ use tokio::io::BufReader;
 struct Args {
     #[command(flatten)]
     server: ServerArgs,
+    /// Also note each bookmark of the watch on stderr: the version a
+    /// resumed watch would start from.
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 #[tokio::main]
@@ -53,7 +57,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Mode::Script
     };
     let input = BufReader::new(tokio::io::stdin());
-    let notice = |note: &str| eprintln!("{note}");
+    let verbose = args.verbose;
+    let notice = |notice: Notice| match notice {
+        Notice::Note(note) => eprintln!("{note}"),
+        Notice::Progressed(version) if verbose => eprintln!("bookmark: up to version {version}"),
+        Notice::Progressed(_) => {}
+    };
     let report = sync::run_session(&mut client, input, tokio::io::stdout(), mode, notice).await?;
     if mode == Mode::Script && report.failed > 0 {
         anyhow::bail!("{} of {} ops failed", report.failed, report.ops);

@@ -196,7 +196,11 @@ async fn run() -> anyhow::Result<()> {
         BufReader::new(script.as_bytes()),
         tokio::io::stdout(),
         Mode::Script,
-        |note: &str| eprintln!("{note}"),
+        |notice| {
+            if let sync::Notice::Note(note) = notice {
+                eprintln!("{note}");
+            }
+        },
     )
     .await?;
     say(&format!(

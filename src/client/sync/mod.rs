@@ -7,4 +7,4 @@ mod session;
 mod stream;
 
 pub use commands::{Command, HELP, PodEdit, parse};
-pub use session::{Mode, SessionReport, run_session};
+pub use session::{Mode, Notice, SessionReport, run_session};

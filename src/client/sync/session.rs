@@ -61,13 +61,13 @@ const RESUME_ID: u64 = 0;
 /// backoff and resumes its watch from that version (re-listing, and
 /// printing only the differences, if the server cannot continue from it).
 /// Ops that were in flight are reported as failed: whether they were
-/// applied is unknown. Progress notes go to `notice`, not to `output`.
+/// applied is unknown. Progress goes to `notice`, not to `output`.
 pub async fn run_session(
     client: &mut Client,
     input: impl AsyncBufRead + Unpin,
     output: impl AsyncWrite + Unpin,
     mode: Mode,
-    notice: impl FnMut(&str),
+    notice: impl FnMut(Notice),
 ) -> anyhow::Result<SessionReport> {
     let (requests, events) = open_stream(client);
     let mut session = Session {
@@ -127,6 +127,17 @@ pub async fn run_session(
     Ok(session.report)
 }
 
+/// What a session tells beside its output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A note for the person at the terminal: a resume, a re-list, a
+    /// reconnection.
+    Note(String),
+    /// A bookmark came: the watch has every change up to this version, and
+    /// a resume starts from it.
+    Progressed(u64),
+}
+
 struct Session<W, N> {
     client: Client,
     output: W,
@@ -162,7 +173,7 @@ const MERGE_BACKOFF: std::time::Duration = std::time::Duration::from_millis(1);
 /// ...and at most this.
 const MERGE_BACKOFF_CAP: std::time::Duration = std::time::Duration::from_millis(50);
 
-impl<W: AsyncWrite + Unpin, N: FnMut(&str)> Session<W, N> {
+impl<W: AsyncWrite + Unpin, N: FnMut(Notice)> Session<W, N> {
     async fn write(&mut self, line: &str) -> anyhow::Result<()> {
         write_line(&mut self.output, line).await
     }
@@ -339,6 +350,7 @@ impl<W: AsyncWrite + Unpin, N: FnMut(&str)> Session<W, N> {
                 self.version = self.version.max(pod.resource_version);
                 // A bookmark only moves the version a resumed watch starts from.
                 if pod.bookmark {
+                    (self.notice)(Notice::Progressed(self.version));
                     return Ok(());
                 }
                 self.show_change(pod).await
@@ -358,7 +370,10 @@ impl<W: AsyncWrite + Unpin, N: FnMut(&str)> Session<W, N> {
     /// The answer to a resumed subscription.
     async fn on_resumed(&mut self, ack: SyncAck) -> anyhow::Result<()> {
         if ack.code == 0 {
-            (self.notice)(&format!("resumed the watch from version {}", self.version));
+            (self.notice)(Notice::Note(format!(
+                "resumed the watch from version {}",
+                self.version
+            )));
             return Ok(());
         }
         if ack.code != i32::from(tonic::Code::OutOfRange) as u32 {
@@ -369,9 +384,9 @@ impl<W: AsyncWrite + Unpin, N: FnMut(&str)> Session<W, N> {
         let (pods, version) = list_all(&mut self.client, &namespace, DEFAULT_PAGE_SIZE)
             .await
             .map_err(status_error)?;
-        (self.notice)(&format!(
+        (self.notice)(Notice::Note(format!(
             "the watch was too far behind to resume; listed again at version {version}"
-        ));
+        )));
         for event in self.cache.replace(pods, version) {
             self.write(&change_line(&event)).await?;
         }
@@ -415,10 +430,10 @@ impl<W: AsyncWrite + Unpin, N: FnMut(&str)> Session<W, N> {
             return Ok(false);
         }
         let delay = self.backoff.next_delay();
-        (self.notice)(&format!(
+        (self.notice)(Notice::Note(format!(
             "session interrupted ({reason}); reconnecting in {:.1}s",
             delay.as_secs_f64()
-        ));
+        )));
         tokio::time::sleep(delay).await;
         // A failed reopening shows up as the new stream's first error and
         // brings the session back here, with a longer delay.

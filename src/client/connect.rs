@@ -74,10 +74,10 @@ impl Interceptor for Auth {
 
 /// Connects to the server now, failing if it is unreachable.
 pub async fn connect(config: &ClientConfig) -> anyhow::Result<Client> {
-    let (endpoint, auth) = endpoint(config)?;
-    let channel = match endpoint.tls {
-        Some(tls) => endpoint.endpoint.connect_with_connector(tls).await,
-        None => endpoint.endpoint.connect().await,
+    let (target, auth) = target(config)?;
+    let channel = match target.tls {
+        Some(tls) => target.endpoint.connect_with_connector(tls).await,
+        None => target.endpoint.connect().await,
     }
     .with_context(|| format!("cannot connect to {}", config.addr))?;
     Ok(PodServiceClient::with_interceptor(channel, auth))
@@ -86,10 +86,10 @@ pub async fn connect(config: &ClientConfig) -> anyhow::Result<Client> {
 /// A client that connects on first use and reconnects after a failure, for
 /// long-running clients that ride through server restarts.
 pub fn connect_lazy(config: &ClientConfig) -> anyhow::Result<Client> {
-    let (endpoint, auth) = endpoint(config)?;
-    let channel = match endpoint.tls {
-        Some(tls) => endpoint.endpoint.connect_with_connector_lazy(tls),
-        None => endpoint.endpoint.connect_lazy(),
+    let (target, auth) = target(config)?;
+    let channel = match target.tls {
+        Some(tls) => target.endpoint.connect_with_connector_lazy(tls),
+        None => target.endpoint.connect_lazy(),
     };
     Ok(PodServiceClient::with_interceptor(channel, auth))
 }
@@ -101,7 +101,7 @@ struct Target {
     tls: Option<TlsConnector>,
 }
 
-fn endpoint(config: &ClientConfig) -> anyhow::Result<(Target, Auth)> {
+fn target(config: &ClientConfig) -> anyhow::Result<(Target, Auth)> {
     let addr = &config.addr;
     let invalid =
         || format!("invalid server address {addr:?} (expected e.g. {DEFAULT_SERVER_URL})");

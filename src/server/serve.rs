@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, ServerTlsConfig};
+use tonic_web::GrpcWebLayer;
 
 use super::bookmarks::BookmarkClock;
 use super::health;
@@ -171,6 +172,8 @@ pub async fn serve(
         .map_err(|err| ServeError(format!("reflection: {err}")))?;
 
     let mut builder = tonic::transport::Server::builder()
+        // gRPC-Web (browsers) speaks HTTP/1.1 as well as HTTP/2.
+        .accept_http1(true)
         .max_concurrent_streams(config.max_streams_per_connection)
         // Notice peers that vanished without closing their connection.
         .http2_keepalive_interval(Some(config.keepalive_interval))
@@ -184,6 +187,10 @@ pub async fn serve(
     // (The builder's `tcp_nodelay` only applies to listeners it binds itself.)
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = builder
+        // Outermost, so that a gRPC-Web call is plain gRPC by the time the
+        // guard and the token check see it, and their answers (a refusal,
+        // a panic's INTERNAL) go back to the browser as gRPC-Web too.
+        .layer(GrpcWebLayer::new())
         .layer(GuardCalls)
         .layer(RequireToken::new(config.token.clone()))
         .add_service(health::service(shutdown.clone()).await)

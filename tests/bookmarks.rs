@@ -67,6 +67,27 @@ async fn next(stream: &mut Streaming<Pod>) -> Pod {
 
 /// Applies `n` changes to pods of `namespace`, all submitted before any is
 /// awaited (so a durable store commits them in a few batches).
+/// The scene of the quiet-watch failure: `--history 1000` and one pod,
+/// `quiet/only`. Its watch buffer holds a whole burst of 20,000 changes:
+/// these tests are about the history, not about a watcher falling behind.
+async fn quiet_pod_server(backend: Backend) -> TestServer {
+    let server = TestServer::start_with(
+        backend,
+        StoreConfig {
+            history: 1_000,
+            watch_buffer: 32_768,
+            ..StoreConfig::default()
+        },
+        ServerConfig {
+            bookmark_interval: INTERVAL,
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    server.apply("quiet", "only", "Running", 1).await;
+    server
+}
+
 async fn changes(server: &TestServer, namespace: &str, n: usize) {
     let pending: Vec<_> = (0..n)
         .map(|i| {
@@ -151,22 +172,7 @@ async fn a_quiet_watch_is_bookmarked_up_to_the_newest_version(backend: Backend) 
 /// `OUT_OF_RANGE`, no re-list); without them it has to list again.
 async fn a_quiet_watch_resumes_from_a_bookmark_without_a_relist(backend: Backend) {
     for bookmarks in [true, false] {
-        // A watch buffer that holds the whole burst: this test is about the
-        // history, not about a watcher falling behind.
-        let mut server = TestServer::start_with(
-            backend,
-            StoreConfig {
-                history: 1_000,
-                watch_buffer: 32_768,
-                ..StoreConfig::default()
-            },
-            ServerConfig {
-                bookmark_interval: INTERVAL,
-                ..ServerConfig::default()
-            },
-        )
-        .await;
-        server.apply("quiet", "only", "Running", 1).await;
+        let mut server = quiet_pod_server(backend).await;
         let client = pod_service::client::connect(&ClientConfig::new(server.url()))
             .await
             .expect("connect");
@@ -283,20 +289,7 @@ async fn a_subscription_gets_bookmarks_as_changes(backend: Backend) {
 /// from its last bookmark, with no `OUT_OF_RANGE` and no re-list, and goes
 /// on showing changes.
 async fn a_subscribed_session_resumes_from_a_bookmark_without_a_relist(backend: Backend) {
-    let mut server = TestServer::start_with(
-        backend,
-        StoreConfig {
-            history: 1_000,
-            watch_buffer: 32_768,
-            ..StoreConfig::default()
-        },
-        ServerConfig {
-            bookmark_interval: INTERVAL,
-            ..ServerConfig::default()
-        },
-    )
-    .await;
-    server.apply("quiet", "only", "Running", 1).await;
+    let mut server = quiet_pod_server(backend).await;
     let mut client =
         pod_service::client::connect_lazy(&ClientConfig::new(server.url())).expect("a client");
     let (mut commands, input) = tokio::io::duplex(1024);

@@ -89,6 +89,9 @@ struct Args {
     #[arg(long, value_name = "SECONDS",
           default_value_t = contract::DEFAULT_KEEPALIVE_TIMEOUT.as_secs_f64())]
     keepalive_timeout: f64,
+    /// Don't serve the dashboard page at / (gRPC-Web calls still work).
+    #[arg(long)]
+    no_dashboard: bool,
     /// Write a new CA (ca.pem, for the clients' --ca) and a server
     /// certificate it signed (server.pem, server-key.pem, for --tls-cert and
     /// --tls-key) into DIR, print how to use them, and exit.
@@ -177,6 +180,7 @@ fn server_config(args: &Args) -> anyhow::Result<ServerConfig> {
         },
         tls,
         token: Token::configured(args.token_file.as_deref()).map_err(anyhow::Error::msg)?,
+        dashboard: !args.no_dashboard,
         ..ServerConfig::default()
     })
 }
@@ -211,6 +215,9 @@ async fn serve(args: &Args, store: Arc<dyn PodStore>, config: ServerConfig) -> a
         pods = store.list(None).pods.len(),
         "pod-server listening"
     );
+    if config.dashboard {
+        tracing::info!("dashboard at {}", server::dashboard::url(addr, tls));
+    }
 
     let shutdown = Shutdown::new();
     tokio::spawn({

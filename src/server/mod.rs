@@ -3,6 +3,10 @@
 //!
 //! A call arrives at [`serve`]'s listener and passes, in order:
 //!
+//! 0. the dashboard (`dashboard`), which serves the browser page at `/`,
+//!    refuses cross-origin requests, preflights and, on loopback, foreign
+//!    hosts; then `tonic-web`, which turns a browser's gRPC-Web call into
+//!    plain gRPC, so that everything after it sees one kind of call;
 //! 1. the panic guard (`panic_guard`), which answers a panicking handler
 //!    `INTERNAL` and, through `oversize`, gives oversized messages
 //!    `RESOURCE_EXHAUSTED`;
@@ -22,6 +26,7 @@ mod bookmarks;
 mod call_log;
 pub mod certs;
 mod continue_token;
+pub mod dashboard;
 mod deadline;
 mod health;
 mod in_process;

@@ -5,7 +5,8 @@
 //! the tests exercise exactly the server users run. Besides the PodService
 //! it serves the standard health service and server reflection (v1 and
 //! v1alpha), so generic tools such as `grpcurl` work without a copy of the
-//! proto. Every call passes the panic guard, then the token check.
+//! proto. Every call passes the dashboard's browser rules, the gRPC-Web
+//! translation, the panic guard, then the token check.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use tonic::transport::{Identity, ServerTlsConfig};
 use tonic_web::GrpcWebLayer;
 
 use super::bookmarks::BookmarkClock;
+use super::dashboard::Dashboard;
 use super::health;
 use super::panic_guard::GuardCalls;
 use super::service::{DEFAULT_MAX_LINE_BYTES, PodService};
@@ -50,6 +52,8 @@ pub struct ServerConfig {
     pub tls: Option<Identity>,
     /// Require this token on every PodService call.
     pub token: Option<Token>,
+    /// Serve the dashboard page at `/` (see `dashboard`).
+    pub dashboard: bool,
 }
 
 /// Written by hand: tonic's `Identity` would print the private key.
@@ -68,6 +72,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("bookmark_interval", &self.bookmark_interval)
             .field("tls", &self.tls.is_some())
             .field("token", &self.token)
+            .field("dashboard", &self.dashboard)
             .finish()
     }
 }
@@ -103,6 +108,7 @@ impl Default for ServerConfig {
             bookmark_interval: Self::DEFAULT_BOOKMARK_INTERVAL,
             tls: None,
             token: None,
+            dashboard: true,
         }
     }
 }
@@ -183,11 +189,18 @@ pub async fn serve(
             .tls_config(ServerTlsConfig::new().identity(identity))
             .map_err(|err| ServeError(format!("TLS: {err}")))?;
     }
+    // A browser reaching a loopback listener must call it by a loopback name.
+    let loopback = listener
+        .local_addr()
+        .is_ok_and(|addr| addr.ip().is_loopback());
     // Streams send many small messages: don't let Nagle hold them back.
     // (The builder's `tcp_nodelay` only applies to listeners it binds itself.)
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = builder
-        // Outermost, so that a gRPC-Web call is plain gRPC by the time the
+        // Outermost: the page's files, and the browser rules for every
+        // request (same origin, loopback hosts), before anything else runs.
+        .layer(Dashboard::new(config.dashboard, loopback))
+        // Next, so that a gRPC-Web call is plain gRPC by the time the
         // guard and the token check see it, and their answers (a refusal,
         // a panic's INTERNAL) go back to the browser as gRPC-Web too.
         .layer(GrpcWebLayer::new())

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // each test crate uses a different part of this
 
+pub mod browser;
 pub mod process;
 pub mod proxy;
 pub mod tools;

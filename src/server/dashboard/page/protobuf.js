@@ -96,25 +96,21 @@ const utf8Encoder = new TextEncoder();
 // `fatal`: a proto3 string must be valid UTF-8; refuse it rather than guess.
 const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
 
-/** One field of SCHEMA, parsed: `pods: [1, "repeated Pod"]`. */
-function fieldsOf(typeName) {
-  const message = SCHEMA[typeName];
-  if (!message) throw new Error(`unknown message type ${typeName}`);
-  return Object.entries(message).map(([name, [number, declared]]) => {
-    const repeated = declared.startsWith("repeated ");
-    const type = repeated ? declared.slice("repeated ".length) : declared;
-    const wire = type in SCALARS ? SCALARS[type].wire : LENGTH_DELIMITED;
-    return { name, number, type, repeated, wire };
-  });
-}
-
-// Parsing SCHEMA once per type keeps encode/decode of 10,000 pods cheap.
-const FIELDS = Object.fromEntries(Object.keys(SCHEMA).map((t) => [t, fieldsOf(t)]));
+/** The fields of a message type, parsed once: `pods: [1, "repeated Pod"]`. */
+const FIELDS = new Map();
 
 function fields(typeName) {
-  const list = FIELDS[typeName];
-  if (!list) throw new Error(`unknown message type ${typeName}`);
-  return list;
+  if (!FIELDS.has(typeName)) {
+    if (!SCHEMA[typeName]) throw new Error(`unknown message type ${typeName}`);
+    const parsed = Object.entries(SCHEMA[typeName]).map(([name, [number, declared]]) => {
+      const repeated = declared.startsWith("repeated ");
+      const type = declared.replace("repeated ", "");
+      const wire = SCALARS[type]?.wire ?? LENGTH_DELIMITED;
+      return { name, number, type, repeated, wire };
+    });
+    FIELDS.set(typeName, parsed);
+  }
+  return FIELDS.get(typeName);
 }
 
 // ---------------------------------------------------------------- encoding

@@ -19,7 +19,8 @@ pub const SAMPLE_PODS: &[(&str, &str, &str, i32)] = &[
 ];
 
 /// The namespaces of the numbered set, in round-robin order.
-const NUMBERED_NAMESPACES: [&str; 3] = ["production", "staging", "dev"];
+/// The namespaces of [`numbered`] pods, in turn.
+pub const NUMBERED_NAMESPACES: [&str; 3] = ["production", "staging", "dev"];
 
 /// The sample set as validated applies.
 pub fn sample() -> impl Iterator<Item = ApplyPod> {

@@ -376,3 +376,125 @@ async fn a_closed_tab_frees_its_watcher() {
         .expect("the first tab");
     browser.close().await;
 }
+
+/// BENCHMARKS.md's dashboard figures: 10,000 pods, 100 changes a second.
+/// Run with `cargo test --release --test browser -- --ignored --nocapture`.
+///
+/// - Time to first render: from navigation start to the first frame with
+///   the whole list in the table (the page's `firstRenderMs`), median of
+///   five loads.
+/// - Change to row drawn: a SyncPods client applies 100 changes a second,
+///   each to a different pod, noting the wall-clock time before sending;
+///   the page (with `?measure=1`) notes the wall-clock time of the frame
+///   that drew each version. Both clocks are this machine's.
+/// - Responsiveness: the long tasks (over 50 ms) Chromium reports while the
+///   changes stream in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: cargo test --release --test browser -- --ignored --nocapture"]
+async fn figures_with_10000_pods_and_100_changes_a_second() {
+    const PODS: usize = 10_000;
+    const CHANGES: usize = 2_000;
+    const RATE: u64 = 100;
+    let server = TestServer::start(Backend::Memory).await;
+    sample::load(server.store.as_ref(), sample::numbered(PODS))
+        .await
+        .unwrap();
+    let browser = Browser::start().await;
+    let url = format!("{}/?measure=1", server.url());
+    let mut first_renders = Vec::new();
+    for _ in 0..5 {
+        browser.open(&url).await;
+        browser
+            .wait_for(
+                "the first render",
+                "return window.podDashboard.firstRenderMs !== null",
+            )
+            .await;
+        let rows = browser
+            .eval("return document.querySelectorAll('#pods tr[data-key]').length")
+            .await;
+        assert_eq!(rows, PODS);
+        let ms = browser
+            .eval("return window.podDashboard.firstRenderMs")
+            .await;
+        first_renders.push(ms.as_f64().unwrap());
+    }
+    browser
+        .wait_for("the watch to be live", &connection_is("live"))
+        .await;
+    browser
+        .eval(
+            "window.longTasks = [];
+             new PerformanceObserver(list => {
+                 for (const task of list.getEntries()) window.longTasks.push(task.duration);
+             }).observe({ type: 'longtask' });
+             return true",
+        )
+        .await;
+
+    let mut client = server.client().await;
+    let mut session = Session::open(&mut client).await;
+    let mut sent = std::collections::HashMap::new();
+    let mut tick = tokio::time::interval(std::time::Duration::from_micros(1_000_000 / RATE));
+    let (namespaces, started) = (sample::NUMBERED_NAMESPACES, std::time::Instant::now());
+    for i in 0..CHANGES {
+        tick.tick().await;
+        // A different pod each time: one frame draws one version of a row.
+        let name = format!("pod-{}", i * (PODS / CHANGES));
+        let namespace = namespaces[(i * (PODS / CHANGES)) % namespaces.len()];
+        let at = epoch_ms();
+        let ack = session
+            .apply(pod(namespace, &name, "Running", 5 + (i % 7) as i32))
+            .await;
+        let version = ack.pod.expect("the stored pod").resource_version;
+        sent.insert((format!("{namespace}/{name}"), version), at);
+    }
+    let rate = CHANGES as f64 / started.elapsed().as_secs_f64();
+    let last = server.store.version();
+    browser
+        .wait_for(
+            "the last change drawn",
+            &format!(
+                "return window.podDashboard.drawLog.some(([, version]) => version === {last})"
+            ),
+        )
+        .await;
+    let drawn = browser.eval("return window.podDashboard.drawLog").await;
+    let drawn: Vec<(String, u64, f64)> = serde_json::from_value(drawn).unwrap();
+    let mut latencies: Vec<f64> = drawn
+        .iter()
+        .filter_map(|(key, version, at)| sent.get(&(key.clone(), *version)).map(|sent| at - sent))
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let long_tasks = browser.eval("return window.longTasks").await;
+    let long_tasks: Vec<f64> = serde_json::from_value(long_tasks).unwrap();
+    first_renders.sort_by(f64::total_cmp);
+    let quantile = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    println!("dashboard, {PODS} pods, {CHANGES} changes at {rate:.0}/s:");
+    println!(
+        "  first render (median of 5): {:.0} ms (all: {first_renders:.0?})",
+        first_renders[2]
+    );
+    println!(
+        "  change to row drawn: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} of {CHANGES} drawn)",
+        quantile(0.5),
+        quantile(0.99),
+        latencies[latencies.len() - 1],
+        latencies.len()
+    );
+    println!(
+        "  long tasks while changing: {} (longest {:.0} ms)",
+        long_tasks.len(),
+        long_tasks.iter().copied().fold(0.0, f64::max)
+    );
+    assert_eq!(latencies.len(), CHANGES, "every change was drawn");
+    browser.close().await;
+}
+
+fn epoch_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        * 1000.0
+}

@@ -10,18 +10,18 @@
 //! once on two cores only make each other slow.
 
 use std::process::Stdio;
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use tokio::sync::{Mutex, MutexGuard};
 
 use super::{PATIENCE, tools, within};
 
 /// One browser test at a time.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 /// The flags of every Chromium the tests start.
 const CHROMIUM_FLAGS: &[&str] = &[
@@ -50,7 +50,7 @@ impl Browser {
     pub async fn start() -> Self {
         tools::require("chromium", "chromium");
         tools::require("chromedriver", "chromium-driver");
-        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let turn = ONE_AT_A_TIME.lock().await;
         let (driver, port) = within("chromedriver to start", start_driver()).await;
         let profile = tempfile::tempdir().expect("a profile directory");
         let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|flag| flag.to_string()).collect();

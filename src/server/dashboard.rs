@@ -1,7 +1,7 @@
 //! The dashboard: a page at `/` that watches the pods over gRPC-Web, and
 //! the rules that keep other sites' pages away from the API.
 //!
-//! The page (`page/`: HTML, CSS and plain JavaScript modules, with no build
+//! The page (`dashboard/page/`: HTML, CSS and plain JavaScript modules, with no build
 //! step) is embedded in the binary and talks gRPC-Web to the same PodService
 //! as every other client, on the same port: no second API, no second
 //! contract. This layer is the outermost of the server's: it answers `GET`
@@ -58,7 +58,7 @@ struct Asset {
 const INDEX: Asset = Asset {
     path: "/index.html",
     content_type: "text/html; charset=utf-8",
-    body: include_str!("page/index.html"),
+    body: include_str!("dashboard/page/index.html"),
 };
 
 /// The page's files; `/` is `index.html`, whatever the query says (the
@@ -68,33 +68,33 @@ const ASSETS: &[Asset] = &[
     Asset {
         path: "/app.js",
         content_type: "text/javascript; charset=utf-8",
-        body: include_str!("page/app.js"),
+        body: include_str!("dashboard/page/app.js"),
     },
     Asset {
         path: "/grpc-web.js",
         content_type: "text/javascript; charset=utf-8",
-        body: include_str!("page/grpc-web.js"),
+        body: include_str!("dashboard/page/grpc-web.js"),
     },
     Asset {
         path: "/protobuf.js",
         content_type: "text/javascript; charset=utf-8",
-        body: include_str!("page/protobuf.js"),
+        body: include_str!("dashboard/page/protobuf.js"),
     },
     Asset {
         path: "/style.css",
         content_type: "text/css; charset=utf-8",
-        body: include_str!("page/style.css"),
+        body: include_str!("dashboard/page/style.css"),
     },
     Asset {
         path: "/favicon.svg",
         content_type: "image/svg+xml",
-        body: include_str!("page/favicon.svg"),
+        body: include_str!("dashboard/page/favicon.svg"),
     },
 ];
 
 /// The page's protobuf codec, whose schema a test compares with the
 /// compiled descriptor.
-pub const PROTOBUF_JS: &str = include_str!("page/protobuf.js");
+pub const PROTOBUF_JS: &str = include_str!("dashboard/page/protobuf.js");
 
 /// The layer: serves the page (unless it is off) and applies the browser
 /// rules above to every request.
@@ -321,10 +321,10 @@ mod tests {
 
     #[test]
     fn the_url_names_a_reachable_host() {
-        let url = |addr: &str, tls| super::url(addr.parse().unwrap(), tls);
-        assert_eq!(url("127.0.0.1:50051", false), "http://127.0.0.1:50051/");
-        assert_eq!(url("0.0.0.0:50051", true), "https://localhost:50051/");
-        assert_eq!(url("[::1]:8080", false), "http://[::1]:8080/");
+        let page = |addr: &str, tls| url(addr.parse().unwrap(), tls);
+        assert_eq!(page("127.0.0.1:50051", false), "http://127.0.0.1:50051/");
+        assert_eq!(page("0.0.0.0:50051", true), "https://localhost:50051/");
+        assert_eq!(page("[::1]:8080", false), "http://[::1]:8080/");
     }
 
     #[test]

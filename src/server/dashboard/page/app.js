@@ -34,6 +34,8 @@ const MAX_DRAW_LOG = 200_000;
 const CHANGED_MS = 1_500;
 const FADE_MS = 600;
 const UNREACHABLE_AFTER = 3;
+const ROW_HEIGHT = 23; // px: `#pods tr` in style.css
+const WINDOW_MARGIN = 40; // rows rendered beyond each edge of the view
 const TOKEN_KEY = "pod-dashboard-token";
 
 const $ = (id) => document.getElementById(id);
@@ -228,9 +230,15 @@ class PodTable {
   namespacesChanged = true;
   countsShown = "";
 
-  constructor(tbody, template) {
+  windowed = new Set(); // the entries rendered now (see drawWindow)
+
+  constructor(tbody, template, scroller, spacers) {
     this.tbody = tbody;
     this.template = template.content.firstElementChild;
+    this.scroller = scroller;
+    this.spacers = spacers;
+    scroller.addEventListener("scroll", () => this.schedule(), { passive: true });
+    new ResizeObserver(() => this.schedule()).observe(scroller);
   }
 
   /** Takes one change from the watch (a pod or a tombstone). */
@@ -271,6 +279,7 @@ class PodTable {
     this.rows.clear();
     this.fading.clear();
     this.dirty.clear();
+    this.windowed.clear();
     this.order = [];
     this.listed = false;
     this.schedule();
@@ -299,9 +308,12 @@ class PodTable {
   /** One animation frame: the changed rows, then the filter and the summary. */
   draw() {
     this.frame = 0;
-    const drawn = this.order.length === 0 ? this.drawAll() : this.drawChanges();
+    // Read before writing anything, so that reading forces no extra layout.
+    const view = { top: this.scroller.scrollTop, height: this.scroller.clientHeight };
+    const drawn = this.drawChanges();
     this.dirty.clear();
     if (this.refilter) this.applyFilter();
+    this.drawWindow(view);
     this.drawSummary();
     this.record(drawn);
     this.quiet = false;
@@ -310,19 +322,6 @@ class PodTable {
       this.listed = true;
       requestAnimationFrame(() => { hooks.firstRenderMs ??= performance.now(); });
     }
-  }
-
-  /** Into an empty table: every row at once, in order, in one insertion. */
-  drawAll() {
-    const pods = [...this.dirty].map((key) => this.pods.get(key)).filter(Boolean).sort(compare);
-    const fragment = document.createDocumentFragment();
-    for (const pod of pods) {
-      const entry = this.newEntry(pod);
-      this.order.push(entry);
-      fragment.append(entry.row);
-    }
-    this.tbody.append(fragment);
-    return pods;
   }
 
   drawChanges() {
@@ -399,6 +398,7 @@ class PodTable {
     const key = entry.row.dataset.key;
     clearTimeout(entry.flashTimer);
     this.rows.delete(key);
+    this.windowed.delete(entry);
     this.order.splice(this.indexOf(entry.pod), 1);
     entry.row.classList.remove("changed", "again");
     entry.row.classList.add("deleted");
@@ -425,6 +425,27 @@ class PodTable {
       else high = middle;
     }
     return low;
+  }
+
+  /**
+   * Renders only the rows in and near the part of the table scrolled to;
+   * the others are `offscreen` (display: none), and two empty spacers
+   * stand in for their height. Every row stays in the DOM, in order, but
+   * the browser lays out and paints a hundred rows per change, not 10,000
+   * (which takes it tens of milliseconds a frame). The spacers are not the
+   * tbody's padding because a change to the tbody's style makes the browser
+   * restyle all of its rows.
+   */
+  drawWindow({ top, height }) {
+    const shown = this.order.filter(({ row }) => !row.hidden);
+    const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - WINDOW_MARGIN);
+    const end = Math.min(shown.length, Math.ceil((top + height) / ROW_HEIGHT) + WINDOW_MARGIN);
+    const windowed = new Set(shown.slice(first, end));
+    for (const entry of this.windowed) if (!windowed.has(entry)) entry.row.classList.add("offscreen");
+    for (const entry of windowed) if (!this.windowed.has(entry)) entry.row.classList.remove("offscreen");
+    this.windowed = windowed;
+    this.spacers.above.style.height = `${first * ROW_HEIGHT}px`;
+    this.spacers.below.style.height = `${(shown.length - end) * ROW_HEIGHT}px`;
   }
 
   applyFilter() {
@@ -791,7 +812,7 @@ function setUpForms(table, logViewer) {
 
 // ------------------------------------------------------------ start
 
-const table = new PodTable($("pods"), $("pod-row"));
+const table = new PodTable($("pods"), $("pod-row"), $("pods-panel"), { above: $("pods-above"), below: $("pods-below") });
 const podWatch = new PodWatch(table);
 const logViewer = new LogViewer();
 let namespace = null; // the namespace shown ("" = all)

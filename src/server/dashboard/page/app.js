@@ -175,7 +175,7 @@ function writeView(namespace, log, { push = false } = {}) {
   query.delete("pod");
   if (namespace) query.set("namespace", namespace);
   if (log) query.set("pod", log.namespace === namespace ? log.name : `${log.namespace}/${log.name}`);
-  const search = query.toString();
+  const search = query.toString().replaceAll("%2F", "/"); // `pod=NS/NAME`, readable
   const url = search ? `${location.pathname}?${search}` : location.pathname;
   if (url !== `${location.pathname}${location.search}`) history[push ? "pushState" : "replaceState"](null, "", url);
 }
@@ -294,6 +294,7 @@ class PodTable {
   setFilter(text) {
     this.filter = text.trim().toLowerCase();
     this.refilter = true;
+    this.scroller.scrollTop = 0; // the matches, from the first
     this.schedule();
   }
 
@@ -438,8 +439,11 @@ class PodTable {
    */
   drawWindow({ top, height }) {
     const shown = this.order.filter(({ row }) => !row.hidden);
-    const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - WINDOW_MARGIN);
-    const end = Math.min(shown.length, Math.ceil((top + height) / ROW_HEIGHT) + WINDOW_MARGIN);
+    const inView = Math.ceil(height / ROW_HEIGHT);
+    // Clamped: after the table shrank, `top` may be past its new end.
+    const start = Math.min(Math.floor(top / ROW_HEIGHT), Math.max(0, shown.length - inView));
+    const first = Math.max(0, start - WINDOW_MARGIN);
+    const end = Math.min(shown.length, start + inView + WINDOW_MARGIN);
     const windowed = new Set(shown.slice(first, end));
     for (const entry of this.windowed) if (!windowed.has(entry)) entry.row.classList.add("offscreen");
     for (const entry of windowed) if (!this.windowed.has(entry)) entry.row.classList.remove("offscreen");
@@ -567,6 +571,7 @@ class PodWatch {
           continue;
         }
         if (!(error instanceof GrpcError) || isFatal(error)) {
+          if (!(error instanceof GrpcError)) console.error(error); // a bug, not an answer
           setConnection("failed", error.message);
           return;
         }

@@ -17,12 +17,14 @@ type Error = Box<dyn std::error::Error>;
 const CONTRACT: &str = "proto/pod.proto";
 const TUTORIAL: &str = "tests/fixtures/tutorial_pod.proto";
 const BEFORE_BOOKMARKS: &str = "tests/fixtures/pod_before_bookmarks.proto";
+const ETCD: &str = "proto/etcd";
 
 fn main() -> Result<(), Error> {
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     println!("cargo:rerun-if-changed={CONTRACT}");
     println!("cargo:rerun-if-changed={TUTORIAL}");
     println!("cargo:rerun-if-changed={BEFORE_BOOKMARKS}");
+    println!("cargo:rerun-if-changed={ETCD}");
 
     let contract = protox::compile([CONTRACT], ["proto"])?;
     fs::write(out_dir.join("pod_descriptor.bin"), contract.encode_to_vec())?;
@@ -57,6 +59,11 @@ fn main() -> Result<(), Error> {
         .build_server(false)
         .out_dir(dir(&out_dir, "before_bookmarks")?)
         .compile_fds(protox::compile([BEFORE_BOOKMARKS], ["tests/fixtures"])?)?;
+    // The part of etcd's API the etcd store calls, client only.
+    tonic_prost_build::configure()
+        .build_server(false)
+        .out_dir(dir(&out_dir, "etcd")?)
+        .compile_fds(protox::compile(["rpc.proto"], [ETCD])?)?;
     Ok(())
 }
 

@@ -261,10 +261,10 @@ impl PodStore for PanickingStore {
     }
     fn list_page(
         &self,
-        namespace: Option<&str>,
-        from: Option<&ListPosition>,
+        namespace: Option<String>,
+        from: Option<ListPosition>,
         limit: usize,
-    ) -> Result<PodPage, StoreError> {
+    ) -> Pending<PodPage> {
         self.0.list_page(namespace, from, limit)
     }
     fn watch(&self, namespace: Option<String>, from: u64) -> Result<Watcher, StoreError> {

@@ -11,7 +11,10 @@ use anyhow::Context;
 use clap::Parser;
 use pod_service::contract::{self, DEFAULT_SERVER_ADDR, Token};
 use pod_service::server::{self, ServerConfig, Shutdown, certs};
-use pod_service::store::{DurableStore, MemoryStore, PodStore, StoreConfig};
+use pod_service::store::{
+    DurableStore, EtcdConfig, EtcdStore, MemoryStore, PodStore, StoreConfig,
+};
+use pod_service::domain::ApplyPod;
 use pod_service::{cli, sample};
 use tonic::transport::Identity;
 
@@ -20,7 +23,9 @@ use tonic::transport::Identity;
 /// Pods, versions, the watch history and uploaded logs are kept in the data
 /// directory: everything acknowledged survives a restart or a crash. A new,
 /// empty store starts with a small sample set of pods (see the README),
-/// unless --no-sample or --pods N is given. Stop it with Ctrl-C.
+/// unless --no-sample or --pods N is given. With --etcd-endpoints, the pods
+/// live in etcd instead, and any number of servers serve them together.
+/// Stop it with Ctrl-C.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
@@ -38,6 +43,24 @@ struct Args {
     /// Keep everything in memory instead (lost when the server stops).
     #[arg(long, conflicts_with = "data_dir")]
     in_memory: bool,
+    /// Keep the pods in this etcd cluster instead (client URLs,
+    /// comma-separated), shared by every pod-server pointed at the same
+    /// endpoints and prefix. Nothing goes on local disk; uploaded logs stay
+    /// in this server's memory.
+    #[arg(long, value_name = "URL,...", value_delimiter = ',',
+          env = "POD_SERVER_ETCD_ENDPOINTS", conflicts_with_all = ["data_dir", "in_memory"])]
+    etcd_endpoints: Vec<String>,
+    /// The key prefix of the registry in etcd: servers with the same
+    /// endpoints and prefix serve one registry.
+    #[arg(long, value_name = "PREFIX", default_value = EtcdConfig::DEFAULT_PREFIX,
+          env = "POD_SERVER_ETCD_PREFIX")]
+    etcd_prefix: String,
+    /// Seconds between this server's attempts to compact etcd so that the
+    /// newest --history revisions stay watchable (one server of the
+    /// registry wins each round); 0: never (let etcd compact itself).
+    #[arg(long, value_name = "SECONDS",
+          default_value_t = EtcdConfig::DEFAULT_COMPACTION_INTERVAL.as_secs_f64())]
+    etcd_compaction_interval: f64,
     /// Start a new store empty instead of with the sample pods.
     #[arg(long)]
     no_sample: bool,
@@ -129,7 +152,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     // Every option is checked before the store is opened.
     let config = server_config(&args)?;
-    let store: Arc<dyn PodStore> = if args.in_memory {
+    let store: Arc<dyn PodStore> = if !args.etcd_endpoints.is_empty() {
+        let etcd = etcd_config(&args)?;
+        let endpoints = etcd.endpoints.join(",");
+        let store = EtcdStore::open(etcd, store_config(&args), starting_pods(&args)).await?;
+        match store.seeded() {
+            Some(pods) => tracing::info!(%endpoints, prefix = %args.etcd_prefix, pods, "new registry in etcd, starting pods loaded"),
+            None => tracing::info!(%endpoints, prefix = %args.etcd_prefix, version = store.version(), "registry in etcd opened"),
+        }
+        if store.seeded().is_none() && args.pods.is_some() {
+            tracing::warn!("the registry is not new: --pods is ignored");
+        }
+        Arc::new(store)
+    } else if args.in_memory {
         Arc::new(MemoryStore::new(store_config(&args)))
     } else {
         let store = DurableStore::open(&args.data_dir, store_config(&args))?;
@@ -152,6 +187,25 @@ fn store_config(args: &Args) -> StoreConfig {
         history: args.history,
         watch_buffer: args.watch_buffer,
         log_bytes_per_pod: args.log_bytes_per_pod,
+    }
+}
+
+fn etcd_config(args: &Args) -> anyhow::Result<EtcdConfig> {
+    let compaction_interval = Duration::try_from_secs_f64(args.etcd_compaction_interval)
+        .context("invalid --etcd-compaction-interval")?;
+    Ok(EtcdConfig {
+        prefix: args.etcd_prefix.clone(),
+        compaction_interval,
+        ..EtcdConfig::new(args.etcd_endpoints.clone())
+    })
+}
+
+/// The pods a new store starts with.
+fn starting_pods(args: &Args) -> Vec<ApplyPod> {
+    match args.pods {
+        Some(n) => sample::numbered(n).collect(),
+        None if !args.no_sample => sample::sample().collect(),
+        None => Vec::new(),
     }
 }
 
@@ -188,15 +242,12 @@ fn server_config(args: &Args) -> anyhow::Result<ServerConfig> {
 /// Loads the starting pods into a new store, then listens and serves until
 /// Ctrl-C or SIGTERM.
 async fn serve(args: &Args, store: Arc<dyn PodStore>, config: ServerConfig) -> anyhow::Result<()> {
-    // Only a store that has never changed gets the starting pods.
-    if store.version() == 0 {
-        let pods: Vec<_> = match args.pods {
-            Some(n) => sample::numbered(n).collect(),
-            None if !args.no_sample => sample::sample().collect(),
-            None => Vec::new(),
-        };
-        sample::load(store.as_ref(), pods).await?;
-    } else if args.pods.is_some() {
+    // Only a store that has never changed gets the starting pods (the etcd
+    // store loads them itself when it opens a new registry).
+    let embedded = args.etcd_endpoints.is_empty();
+    if embedded && store.version() == 0 {
+        sample::load(store.as_ref(), starting_pods(args)).await?;
+    } else if embedded && args.pods.is_some() {
         tracing::warn!("the store is not new: --pods is ignored");
     }
     let signals = server::signals().context("cannot install the signal handlers")?;

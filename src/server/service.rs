@@ -72,7 +72,7 @@ impl pb::PodService for PodService {
     ) -> Result<Response<ListPodsResponse>, Status> {
         let mut log = CallLog::start("ListPods", &request);
         log.received_one();
-        let result = self.list(request.into_inner());
+        let result = self.list(request.into_inner()).await;
         log.finish(&result);
         result.map(Response::new)
     }
@@ -85,7 +85,7 @@ impl pb::PodService for PodService {
     ) -> Result<Response<Self::WatchPodsStream>, Status> {
         let mut log = CallLog::start("WatchPods", &request);
         let deadline = deadline::of(&request);
-        match self.watch(request.into_inner()) {
+        match self.watch(request.into_inner()).await {
             Ok(stream) => Ok(Response::new(
                 log.stream(deadline::bounded(stream, deadline)),
             )),
@@ -145,14 +145,15 @@ impl PodService {
     /// A whole list is a function of the namespace and the store version, so
     /// it is encoded once per pair and shared (see
     /// [`ListPodsResponse::encoded`]). A page is read and encoded per call.
-    fn list(&self, request: ListPodsRequest) -> Result<ListPodsResponse, Status> {
+    async fn list(&self, request: ListPodsRequest) -> Result<ListPodsResponse, Status> {
         let (namespace, query) = validate::list(&request)?;
         let ListQuery::Page { from, limit } = query else {
+            // A list reflects every write acknowledged before it, on any
+            // server sharing the store.
+            self.store.catch_up(0).await?;
             return Ok(self.whole_list(request.namespace, namespace.as_deref()));
         };
-        let page = self
-            .store
-            .list_page(namespace.as_deref(), from.as_ref(), limit)?;
+        let page = self.store.list_page(namespace, from, limit).await?;
         Ok(ListPodsResponse {
             pods: page.pods.iter().map(|pod| Pod::clone(pod)).collect(),
             resource_version: page.version,
@@ -175,11 +176,14 @@ impl PodService {
         response
     }
 
-    fn watch(
+    async fn watch(
         &self,
         request: ListPodsRequest,
     ) -> Result<impl Stream<Item = Result<Pod, Status>> + Send + 'static, Status> {
         let namespace = validate::namespace_filter("namespace", &request.namespace)?;
+        // A snapshot reflects every acknowledged write; a resume from a
+        // version this server has not seen yet waits for it.
+        self.store.catch_up(request.resource_version).await?;
         let mut watcher = self.store.watch(namespace, request.resource_version)?;
         if request.allow_bookmarks {
             watcher = watcher.with_initial_bookmark();

@@ -53,7 +53,7 @@ pub(super) fn session(
                         &request.op,
                         Some(sync_request::Op::Subscribe(s)) if s.allow_bookmarks
                     );
-                    let ack = ops.subscribe(request, &mut subscription);
+                    let ack = ops.subscribe(request, &mut subscription).await;
                     if ack.code == 0 && bookmarks {
                         idle = Some(clock.idle());
                     }
@@ -169,7 +169,11 @@ impl Ops {
     }
 
     /// Registers the session's watcher; returns the subscribe's ack.
-    fn subscribe(&self, request: SyncRequest, subscription: &mut Option<Watcher>) -> SyncAck {
+    async fn subscribe(
+        &self,
+        request: SyncRequest,
+        subscription: &mut Option<Watcher>,
+    ) -> SyncAck {
         let Some(sync_request::Op::Subscribe(subscribe)) = request.op else {
             return ack(request.id, Err(Status::internal("not a subscribe")));
         };
@@ -182,13 +186,13 @@ impl Ops {
                 )),
             );
         }
-        let watcher = validate::namespace_filter("subscribe.namespace", &subscribe.namespace)
-            .map_err(Status::from)
-            .and_then(|namespace| {
-                self.store
-                    .watch(namespace, subscribe.resource_version)
-                    .map_err(Status::from)
-            });
+        let watcher = async {
+            let namespace =
+                validate::namespace_filter("subscribe.namespace", &subscribe.namespace)?;
+            self.store.catch_up(subscribe.resource_version).await?;
+            Ok::<_, Status>(self.store.watch(namespace, subscribe.resource_version)?)
+        }
+        .await;
         match watcher {
             Ok(watcher) if subscribe.allow_bookmarks => {
                 *subscription = Some(watcher.with_initial_bookmark());

@@ -39,6 +39,10 @@ pub enum StoreError {
     },
     /// The store could not make the write durable; it did not happen.
     Storage(String),
+    /// The store cannot answer now (a shared store is unreachable, or this
+    /// server has not caught up with it); the same call may succeed later
+    /// or on another server. A write refused so did not happen.
+    Unavailable(String),
 }
 
 impl fmt::Display for StoreError {
@@ -87,6 +91,7 @@ impl fmt::Display for StoreError {
                 write!(f, "; list again from the first page")
             }
             StoreError::Storage(reason) => write!(f, "storage failure: {reason}"),
+            StoreError::Unavailable(reason) => write!(f, "store unavailable: {reason}"),
         }
     }
 }

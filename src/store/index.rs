@@ -30,7 +30,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::ops::Bound;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use super::config::StoreConfig;
 use super::error::StoreError;
@@ -43,7 +43,9 @@ use crate::domain::{ApplyPod, PodKey};
 /// See the module docs.
 pub(super) struct Index {
     state: RwLock<State>,
-    changes: broadcast::Sender<Arc<Pod>>,
+    /// The version the index reflects, for those who wait for one (see
+    /// [`Index::reached`]).
+    versions: watch::Sender<u64>,
     config: StoreConfig,
     /// Tells this life of the index from any other (see [`ListPosition`]).
     history_id: u64,
@@ -51,6 +53,9 @@ pub(super) struct Index {
 
 struct State {
     pods: BTreeMap<PodKey, Entry>,
+    /// Publishes changes to watchers. Kept under the lock so that a reset
+    /// (see [`Index::reset`]) ends every watcher of the state it replaces.
+    changes: broadcast::Sender<Arc<Pod>>,
     /// The version of the newest change; 0 for a store that never changed.
     version: u64,
     /// The newest changes, oldest first, ending at `version`.
@@ -98,6 +103,18 @@ pub(super) enum Step {
 }
 
 impl Batch {
+    /// A batch of changes that were made elsewhere and already carry their
+    /// versions (newer than the index's, in increasing order): what a
+    /// store that follows another's change feed publishes.
+    pub fn observed(changes: impl IntoIterator<Item = Arc<Pod>>) -> Self {
+        let steps: Vec<Step> = changes.into_iter().map(Step::Change).collect();
+        Batch {
+            version: 0,
+            touched: HashMap::new(),
+            steps,
+        }
+    }
+
     pub fn steps(&self) -> &[Step] {
         &self.steps
     }
@@ -133,7 +150,6 @@ impl Index {
             history,
             continues_from,
         } = restored;
-        let (changes, _) = broadcast::channel(config.watch_buffer.max(1));
         let pods = pods
             .into_iter()
             .map(|pod| {
@@ -154,12 +170,13 @@ impl Index {
         Index {
             state: RwLock::new(State {
                 pods,
+                changes: broadcast::channel(config.watch_buffer.max(1)).0,
                 version,
                 history,
                 continues_from,
                 undoes_from: version,
             }),
-            changes,
+            versions: watch::Sender::new(version),
             config,
             // Not a secret: only different from any other life's.
             history_id: RandomState::new().hash_one(std::time::SystemTime::now()),
@@ -263,13 +280,83 @@ impl Index {
             backlog,
             from,
             state.version,
-            self.changes.subscribe(),
+            state.changes.subscribe(),
         ))
     }
 
     /// How many watchers are registered.
     pub fn watcher_count(&self) -> usize {
-        self.changes.receiver_count()
+        self.read().changes.receiver_count()
+    }
+
+    /// Resolves once the index reflects `version` (see [`Index::observe`]).
+    pub fn reached(&self, version: u64) -> impl Future<Output = ()> + Send + 'static {
+        let mut versions = self.versions.subscribe();
+        async move {
+            // The sender lives as long as the index; if it is gone, so is
+            // whoever waited.
+            let _ = versions.wait_for(|reached| *reached >= version).await;
+        }
+    }
+
+    /// Records that the index reflects the store at `version` although no
+    /// change carries it: a store whose versions also count writes to
+    /// other data (etcd's revisions) learns so from a quorum read. Later
+    /// changes must be newer.
+    pub fn observe(&self, version: u64) {
+        let mut state = self.write();
+        if version > state.version {
+            state.version = version;
+            self.versions.send_replace(version);
+        }
+    }
+
+    /// Forgets the changes up to `version`: a store whose history was cut
+    /// there (etcd compacted) refuses to resume from before it, as it does.
+    pub fn forget_through(&self, version: u64) {
+        let mut state = self.write();
+        let cut = state
+            .history
+            .partition_point(|change| change.pod.resource_version <= version);
+        state.history.drain(..cut);
+        let version = version.min(state.version);
+        state.continues_from = state.continues_from.max(version);
+        state.undoes_from = state.undoes_from.max(version);
+    }
+
+    /// Starts over from `pods` at `version`, with an empty history, for a
+    /// store that lost its place in the feed it follows. Every watcher of
+    /// the state before ends (as [`WatchEnd::Closed`](super::WatchEnd)),
+    /// to resume from its last version, which the new history cannot
+    /// continue: its client lists again.
+    pub fn reset(&self, pods: Vec<Pod>, version: u64) {
+        let mut state = self.write();
+        let logs: HashMap<PodKey, Arc<PodLog>> = std::mem::take(&mut state.pods)
+            .into_iter()
+            .map(|(key, entry)| (key, entry.log))
+            .collect();
+        state.pods = pods
+            .into_iter()
+            .map(|pod| {
+                let key = PodKey::of(&pod);
+                // A pod that is still there keeps its log.
+                let log = logs.get(&key).cloned().unwrap_or_else(|| {
+                    Arc::new(PodLog::new(self.config.log_bytes_per_pod))
+                });
+                (key, Entry { pod: Arc::new(pod), log })
+            })
+            .collect();
+        for (key, log) in &logs {
+            if !state.pods.contains_key(key) {
+                log.close();
+            }
+        }
+        state.changes = broadcast::channel(self.config.watch_buffer.max(1)).0;
+        state.history.clear();
+        state.version = state.version.max(version);
+        state.continues_from = state.version;
+        state.undoes_from = state.version;
+        self.versions.send_replace(state.version);
     }
 
     /// An empty batch that continues from the published version.
@@ -345,6 +432,7 @@ impl Index {
             return;
         }
         let mut state = self.write();
+        let before = state.version;
         for step in batch.steps {
             match step {
                 Step::Change(change) => self.publish_change(&mut state, change),
@@ -354,6 +442,9 @@ impl Index {
                     }
                 }
             }
+        }
+        if state.version != before {
+            self.versions.send_replace(state.version);
         }
     }
 
@@ -385,7 +476,7 @@ impl Index {
             }
         }
         // An error only means that nobody is watching.
-        let _ = self.changes.send(change);
+        let _ = state.changes.send(change);
     }
 
     /// A pod as the batch sees it: its own changes first, then the published state.

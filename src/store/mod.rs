@@ -18,6 +18,7 @@
 mod config;
 mod durable;
 mod error;
+mod etcd;
 mod index;
 mod memory;
 mod pod_log;
@@ -29,6 +30,7 @@ pub use durable::{
     Corruption, DATABASE_FILE, DurableStore, Incompatibility, OpenError, RecordError, records,
 };
 pub use error::StoreError;
+pub use etcd::{EtcdConfig, EtcdStore};
 pub use memory::MemoryStore;
 pub use pod_log::{LogBatch, PodLog, line_cost};
 pub use pod_store::{ListPosition, Pending, PodList, PodPage, PodStore};

@@ -57,7 +57,8 @@ pub struct PodPage {
 /// a position from a difference of versions.
 pub trait PodStore: Send + Sync + 'static {
     /// The pods of one namespace (or all), sorted by namespace then name,
-    /// and the version they were read at.
+    /// and the version they were read at: what the store reflects now
+    /// (see [`catch_up`](PodStore::catch_up)).
     fn list(&self, namespace: Option<&str>) -> PodList;
 
     /// At most `limit` (at least one) pods of one namespace (or all), in the
@@ -68,12 +69,25 @@ pub trait PodStore: Send + Sync + 'static {
     /// A store continues at least while `from.version` is within the
     /// retained history, and refuses with
     /// [`ListExpired`](StoreError::ListExpired) what it cannot continue.
+    /// The first page reflects every write acknowledged before the call.
     fn list_page(
         &self,
-        namespace: Option<&str>,
-        from: Option<&ListPosition>,
+        namespace: Option<String>,
+        from: Option<ListPosition>,
         limit: usize,
-    ) -> Result<PodPage, StoreError>;
+    ) -> Pending<PodPage>;
+
+    /// Resolves once what this store reflects (what [`list`](PodStore::list),
+    /// [`watch`](PodStore::watch) and [`version`](PodStore::version) read)
+    /// includes every write acknowledged before the call, by this server
+    /// or any other sharing the store, and at least `version` if the store
+    /// has reached it. An embedded store always does; a shared one
+    /// follows the others' writes and may have to wait, within a bound,
+    /// and then fails with [`Unavailable`](StoreError::Unavailable).
+    fn catch_up(&self, version: u64) -> Pending<()> {
+        let _ = version;
+        Box::pin(std::future::ready(Ok(())))
+    }
 
     /// Registers a watcher of one namespace (or all). With `from == 0` it
     /// yields every current matching pod, then every later change; with

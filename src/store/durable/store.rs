@@ -175,11 +175,14 @@ impl PodStore for DurableStore {
 
     fn list_page(
         &self,
-        namespace: Option<&str>,
-        from: Option<&ListPosition>,
+        namespace: Option<String>,
+        from: Option<ListPosition>,
         limit: usize,
-    ) -> Result<PodPage, StoreError> {
-        self.index.list_page(namespace, from, limit)
+    ) -> Pending<PodPage> {
+        let page = self
+            .index
+            .list_page(namespace.as_deref(), from.as_ref(), limit);
+        Box::pin(std::future::ready(page))
     }
 
     fn watch(&self, namespace: Option<String>, from: u64) -> Result<Watcher, StoreError> {

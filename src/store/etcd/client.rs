@@ -1,0 +1,320 @@
+//! A thin etcd client: the calls the store makes, on one connection per
+//! cluster member, with the failover done here.
+//!
+//! Why not the `etcd-client` crate: its build script needs a system
+//! `protoc`, and this project builds with cargo alone (see docs/etcd.md).
+//! Why failover by hand: a balanced channel kept sending to a killed member
+//! for seconds here, so each member has a channel of its own, and a call
+//! that finds its member unreachable moves to the next one.
+//!
+//! Reads are retried on another member whatever went wrong, since they
+//! change nothing. A write is retried only when it cannot have reached etcd
+//! (the connection was refused) or etcd said it did not propose it (no
+//! leader); any other failure leaves it unknown whether it committed, and
+//! is reported as such, never retried blindly.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status, Streaming};
+
+use super::api::etcdserverpb::{
+    CompactionRequest, LeaseGrantRequest, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    WatchRequest, WatchResponse, kv_client::KvClient, lease_client::LeaseClient,
+    watch_client::WatchClient,
+};
+use crate::store::StoreError;
+
+/// How long one call to one member may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long connecting to one member may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Pings on every connection, so that a member that stopped answering
+/// (a frozen process, a dead host) is noticed within their sum even on a
+/// silent watch. etcd sends GOAWAY to a client that pings more often than
+/// its `--grpc-keepalive-min-time` (5 s by default).
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(6);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How many times a call goes round the members before it gives up.
+const ROUNDS: usize = 3;
+
+/// A connection to each member of one cluster.
+pub(super) struct Etcd {
+    members: Vec<Member>,
+    /// The member that answered last: calls start there.
+    current: AtomicUsize,
+}
+
+struct Member {
+    url: String,
+    channel: Channel,
+}
+
+/// Why a read failed.
+pub(super) enum ReadError {
+    /// The revision asked for has been compacted.
+    Compacted,
+    Failed(StoreError),
+}
+
+impl From<ReadError> for StoreError {
+    fn from(err: ReadError) -> Self {
+        match err {
+            ReadError::Compacted => {
+                StoreError::Storage("etcd has compacted the revision asked for".into())
+            }
+            ReadError::Failed(err) => err,
+        }
+    }
+}
+
+impl From<StoreError> for ReadError {
+    fn from(err: StoreError) -> Self {
+        ReadError::Failed(err)
+    }
+}
+
+/// Why a write failed.
+pub(super) enum WriteError {
+    /// It did not happen.
+    Refused(StoreError),
+    /// It may or may not have committed.
+    Unknown(StoreError),
+}
+
+impl From<WriteError> for StoreError {
+    fn from(err: WriteError) -> Self {
+        match err {
+            WriteError::Refused(err) | WriteError::Unknown(err) => err,
+        }
+    }
+}
+
+impl Etcd {
+    /// Channels to `endpoints` (`http://HOST:PORT` each); they connect on
+    /// first use.
+    pub fn new(endpoints: &[String]) -> Result<Self, String> {
+        if endpoints.is_empty() {
+            return Err("--etcd-endpoints: at least one endpoint is needed".into());
+        }
+        let members = endpoints
+            .iter()
+            .map(|url| {
+                let endpoint = Endpoint::from_shared(url.clone())
+                    .ok()
+                    .filter(|_| url.starts_with("http://"))
+                    .ok_or_else(|| {
+                        format!("--etcd-endpoints: {url:?} is not a URL like http://127.0.0.1:2379")
+                    })?;
+                let channel = endpoint
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+                    .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+                    .keep_alive_while_idle(true)
+                    .connect_lazy();
+                Ok(Member {
+                    url: url.clone(),
+                    channel,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Etcd {
+            members,
+            current: AtomicUsize::new(0),
+        })
+    }
+
+    /// The endpoints, comma-separated, for messages.
+    pub fn endpoints(&self) -> String {
+        let urls: Vec<&str> = self.members.iter().map(|m| m.url.as_str()).collect();
+        urls.join(", ")
+    }
+
+    /// A range read, linearizable unless `request.serializable`.
+    pub async fn range(&self, request: RangeRequest) -> Result<RangeResponse, ReadError> {
+        self.read(move |channel| {
+            let request = request.clone();
+            async move { KvClient::new(channel).range(timed(request)).await }
+        })
+        .await
+    }
+
+    /// A transaction, the store's only kind of write.
+    pub async fn txn(&self, request: TxnRequest) -> Result<TxnResponse, WriteError> {
+        let mut last = None;
+        for attempt in self.attempts() {
+            let member = &self.members[attempt];
+            let answer = KvClient::new(member.channel.clone())
+                .txn(timed(request.clone()))
+                .await;
+            match answer {
+                Ok(response) => {
+                    self.current.store(attempt, Ordering::Relaxed);
+                    return Ok(response.into_inner());
+                }
+                Err(status) if not_sent(&status) => last = Some(status),
+                Err(status) if status.code() == Code::FailedPrecondition => {
+                    return Err(WriteError::Refused(StoreError::Storage(format!(
+                        "etcd refused the write: {}",
+                        status.message()
+                    ))));
+                }
+                Err(status) => {
+                    self.move_on(attempt);
+                    return Err(WriteError::Unknown(StoreError::Unavailable(format!(
+                        "etcd did not confirm the write ({}: {}); it may or may not have \
+                         happened: read the pod to see",
+                        member.url,
+                        status.message()
+                    ))));
+                }
+            }
+        }
+        Err(WriteError::Refused(self.unreachable(last)))
+    }
+
+    /// Compacts etcd's history up to `revision` (cluster-wide).
+    pub async fn compact(&self, revision: i64) -> Result<(), ReadError> {
+        // Compacting twice at the same revision is harmless, so retries are.
+        self.read(move |channel| async move {
+            KvClient::new(channel)
+                .compact(timed(CompactionRequest {
+                    revision,
+                    physical: false,
+                }))
+                .await
+        })
+        .await
+        .map(drop)
+    }
+
+    /// A lease of `ttl` seconds; its id.
+    pub async fn grant_lease(&self, ttl: i64) -> Result<i64, StoreError> {
+        let response = self
+            .read(move |channel| async move {
+                LeaseClient::new(channel)
+                    .lease_grant(timed(LeaseGrantRequest { ttl, id: 0 }))
+                    .await
+            })
+            .await
+            .map_err(StoreError::from)?;
+        Ok(response.id)
+    }
+
+    /// Opens a watch stream on the next member that takes it, starting
+    /// after `after` (the index of the member tried before, if any): the
+    /// stream and the member's index. The stream asks for a leader, so an
+    /// isolated member ends it instead of going silent.
+    pub async fn watch(
+        &self,
+        create: WatchRequest,
+        after: Option<usize>,
+    ) -> Result<(Streaming<WatchResponse>, usize), StoreError> {
+        let mut last = None;
+        let start = after.map_or(self.current.load(Ordering::Relaxed), |i| i + 1);
+        for round in 0..self.members.len() {
+            let index = (start + round) % self.members.len();
+            let mut request = Request::new(futures::stream::iter([create.clone()]).chain_pending());
+            request
+                .metadata_mut()
+                .insert("hasleader", MetadataValue::from_static("true"));
+            match WatchClient::new(self.members[index].channel.clone())
+                .watch(request)
+                .await
+            {
+                Ok(stream) => return Ok((stream.into_inner(), index)),
+                Err(status) => last = Some(status),
+            }
+        }
+        Err(self.unreachable(last))
+    }
+
+    /// The URL of member `index`.
+    pub fn url(&self, index: usize) -> &str {
+        &self.members[index].url
+    }
+
+    async fn read<T, F, Fut>(&self, call: F) -> Result<T, ReadError>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let mut last = None;
+        for attempt in self.attempts() {
+            match call(self.members[attempt].channel.clone()).await {
+                Ok(response) => {
+                    self.current.store(attempt, Ordering::Relaxed);
+                    return Ok(response.into_inner());
+                }
+                Err(status) if status.code() == Code::OutOfRange => {
+                    return Err(ReadError::Compacted);
+                }
+                Err(status) if permanent(&status) => {
+                    return Err(ReadError::Failed(StoreError::Storage(format!(
+                        "etcd refused the request: {}",
+                        status.message()
+                    ))));
+                }
+                Err(status) => {
+                    self.move_on(attempt);
+                    last = Some(status);
+                }
+            }
+        }
+        Err(ReadError::Failed(self.unreachable(last)))
+    }
+
+    /// The members to try, in order: each, starting at the current one,
+    /// [`ROUNDS`] times round.
+    fn attempts(&self) -> impl Iterator<Item = usize> + '_ {
+        let start = self.current.load(Ordering::Relaxed);
+        let n = self.members.len();
+        (0..n * ROUNDS).map(move |i| (start + i) % n)
+    }
+
+    fn move_on(&self, failed: usize) {
+        let next = (failed + 1) % self.members.len();
+        let _ = self
+            .current
+            .compare_exchange(failed, next, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    fn unreachable(&self, last: Option<Status>) -> StoreError {
+        let why = last.map_or_else(String::new, |status| format!(": {}", status.message()));
+        StoreError::Unavailable(format!("cannot reach etcd at {}{why}", self.endpoints()))
+    }
+}
+
+/// Whether a failed call certainly did not reach etcd's log.
+fn not_sent(status: &Status) -> bool {
+    let message = status.message();
+    status.code() == Code::Unavailable
+        && (message.contains("connect") || message.contains("no leader"))
+}
+
+/// Errors that another member would answer the same way.
+fn permanent(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::InvalidArgument | Code::FailedPrecondition | Code::PermissionDenied | Code::Unimplemented
+    )
+}
+
+fn timed<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.set_timeout(CALL_TIMEOUT);
+    request
+}
+
+/// A stream that yields its items and then stays open: a watch stream
+/// whose request side ended would be cancelled by etcd.
+trait ChainPending: futures::Stream + Sized {
+    fn chain_pending(self) -> futures::stream::Chain<Self, futures::stream::Pending<Self::Item>> {
+        futures::StreamExt::chain(self, futures::stream::pending())
+    }
+}
+
+impl<S: futures::Stream> ChainPending for S {}

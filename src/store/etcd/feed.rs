@@ -1,0 +1,226 @@
+//! The one etcd watch of a server: it feeds every change under the
+//! registry's prefix into the server's index, which serves all of the
+//! server's watchers (as kube-apiserver's watch cache does), so etcd
+//! carries one watch per server however many clients watch.
+//!
+//! The feed asks for each change's previous value (a delete's tombstone is
+//! the pod as it was), resumes after its last applied revision on another
+//! member when a stream breaks, and guards against etcd 3.4's known watch
+//! bugs: an event at or below the last applied revision is dropped, and a
+//! revision that goes backwards starts the index over from a fresh list.
+//! When etcd has compacted past where the feed would resume, the index
+//! starts over from the pods at the compacted revision.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Inner;
+use super::api::etcdserverpb::{RangeRequest, WatchCreateRequest, WatchRequest, watch_request};
+use super::api::mvccpb::{Event, event::EventType};
+use super::client::ReadError;
+use super::keys::{self, Kind};
+use crate::contract::Pod;
+use crate::store::StoreError;
+use crate::store::index::Batch;
+
+/// Waits between attempts when no member takes the watch.
+const RETRY: Duration = Duration::from_millis(200);
+
+/// Why a watch stream ended.
+enum End {
+    /// The stream broke; resume after the last applied revision.
+    Broken(String),
+    /// etcd compacted past the resume point; start over at this revision.
+    Compacted(i64),
+    /// The stream cannot be trusted; start over from the current pods.
+    Reset(String),
+}
+
+/// Follows the prefix until the store closes.
+pub(super) async fn follow(inner: Arc<Inner>) {
+    let mut member = None;
+    loop {
+        let from = inner.index.version() + 1;
+        let create = WatchRequest {
+            request_union: Some(watch_request::RequestUnion::CreateRequest(
+                WatchCreateRequest {
+                    key: inner.keys.prefix().to_vec(),
+                    range_end: inner.keys.all().1,
+                    start_revision: i64::try_from(from).unwrap_or(i64::MAX),
+                    prev_kv: true,
+                    ..WatchCreateRequest::default()
+                },
+            )),
+        };
+        let end = match inner.etcd.watch(create, member).await {
+            Ok((stream, index)) => {
+                member = Some(index);
+                run(&inner, stream).await
+            }
+            Err(err) => End::Broken(err.to_string()),
+        };
+        match end {
+            End::Broken(why) => {
+                tracing::warn!(
+                    member = member.map(|m| inner.etcd.url(m)),
+                    "the etcd watch broke ({why}); resuming after revision {}",
+                    inner.index.version()
+                );
+                tokio::time::sleep(RETRY).await;
+            }
+            End::Compacted(revision) => {
+                if let Err(err) = start_over(&inner, revision).await {
+                    tracing::warn!(%err, "cannot start over from etcd");
+                    tokio::time::sleep(RETRY).await;
+                }
+            }
+            End::Reset(why) => {
+                tracing::warn!("the etcd watch went wrong ({why}); listing again");
+                if let Err(err) = start_over(&inner, 0).await {
+                    tracing::warn!(%err, "cannot start over from etcd");
+                    tokio::time::sleep(RETRY).await;
+                }
+            }
+        }
+    }
+}
+
+async fn run(inner: &Inner, mut stream: tonic::Streaming<super::api::etcdserverpb::WatchResponse>) -> End {
+    loop {
+        let response = match stream.message().await {
+            Ok(Some(response)) => response,
+            Ok(None) => return End::Broken("the member ended the stream".into()),
+            Err(status) => return End::Broken(status.message().to_owned()),
+        };
+        if response.canceled {
+            if response.compact_revision > 0 {
+                return End::Compacted(response.compact_revision);
+            }
+            return End::Broken(format!("cancelled: {}", response.cancel_reason));
+        }
+        let applied = inner.index.version();
+        let revision = response.header.as_ref().map_or(0, |header| header.revision);
+        if !response.events.is_empty() && u64::try_from(revision).unwrap_or(0) < applied {
+            return End::Reset(format!(
+                "the member answered at revision {revision}, before revision {applied} applied"
+            ));
+        }
+        let mut changes = Vec::with_capacity(response.events.len());
+        let mut compacted = None;
+        for event in response.events {
+            match change(inner, event, applied) {
+                Ok(Seen::Pod(pod)) => changes.push(Arc::new(pod)),
+                Ok(Seen::Compacted(revision)) => compacted = Some(revision),
+                Ok(Seen::Nothing) => {}
+                Err(end) => return end,
+            }
+        }
+        inner.index.publish(Batch::observed(changes));
+        if let Some(revision) = compacted {
+            inner.index.forget_through(revision);
+        }
+    }
+}
+
+enum Seen {
+    Pod(Pod),
+    /// The registry compacted etcd at this revision.
+    Compacted(u64),
+    Nothing,
+}
+
+fn change(inner: &Inner, event: Event, applied: u64) -> Result<Seen, End> {
+    let Some(kv) = event.kv else {
+        return Ok(Seen::Nothing);
+    };
+    let version = u64::try_from(kv.mod_revision).unwrap_or(0);
+    if version <= applied {
+        // Delivered twice (etcd#15271, #17529): applied already.
+        return Ok(Seen::Nothing);
+    }
+    let key = match inner.keys.kind(&kv.key) {
+        Kind::Pod(key) => key,
+        Kind::Compacted => {
+            return Ok(std::str::from_utf8(&kv.value)
+                .ok()
+                .and_then(|value| value.parse().ok())
+                .map_or(Seen::Nothing, Seen::Compacted));
+        }
+        Kind::Revision | Kind::Registry => return Ok(Seen::Nothing),
+        Kind::Foreign => {
+            tracing::warn!(key = %String::from_utf8_lossy(&kv.key), "ignoring a foreign key under the prefix");
+            return Ok(Seen::Nothing);
+        }
+    };
+    let pod = if event.r#type == EventType::Delete as i32 {
+        let Some(before) = event
+            .prev_kv
+            .and_then(|prev| keys::decode(&key, &prev.value, prev.mod_revision))
+        else {
+            return Err(End::Reset(format!("the delete of {key} came without the pod")));
+        };
+        Pod {
+            resource_version: version,
+            deleted: true,
+            ..before
+        }
+    } else {
+        match keys::decode(&key, &kv.value, kv.mod_revision) {
+            Some(pod) => pod,
+            None => {
+                tracing::warn!(%key, "ignoring a value that is not a pod");
+                return Ok(Seen::Nothing);
+            }
+        }
+    };
+    Ok(Seen::Pod(pod))
+}
+
+/// Replaces the index with the pods as they are at `revision` (0: now).
+pub(super) async fn start_over(inner: &Inner, revision: i64) -> Result<(), StoreError> {
+    let (pods, at) = match load(inner, revision).await {
+        Err(ReadError::Compacted) if revision > 0 => load(inner, 0).await?,
+        loaded => loaded?,
+    };
+    tracing::info!(pods = pods.len(), revision = at, "the index starts over from etcd");
+    inner.index.reset(pods, at);
+    Ok(())
+}
+
+/// Every pod under the prefix at `revision` (0: now), and that revision.
+async fn load(inner: &Inner, revision: i64) -> Result<(Vec<Pod>, u64), ReadError> {
+    let (mut key, range_end) = inner.keys.pods(None);
+    let mut pods = Vec::new();
+    let mut at = revision;
+    loop {
+        let page = inner
+            .etcd
+            .range(RangeRequest {
+                key,
+                range_end: range_end.clone(),
+                limit: 1_000,
+                revision: at,
+                ..RangeRequest::default()
+            })
+            .await?;
+        if at == 0 {
+            at = page.header.as_ref().map_or(0, |header| header.revision);
+        }
+        for kv in &page.kvs {
+            let Kind::Pod(pod_key) = inner.keys.kind(&kv.key) else {
+                return Err(ReadError::Failed(super::registry::foreign(&inner.keys, &kv.key)));
+            };
+            let pod = keys::decode(&pod_key, &kv.value, kv.mod_revision)
+                .ok_or_else(|| ReadError::Failed(super::registry::foreign(&inner.keys, &kv.key)))?;
+            pods.push(pod);
+        }
+        match page.kvs.last() {
+            Some(last) if page.more => {
+                key = last.key.clone();
+                key.push(0);
+            }
+            _ => break,
+        }
+    }
+    Ok((pods, u64::try_from(at).unwrap_or(0)))
+}

@@ -3,8 +3,9 @@
 //! many servers start at the same moment.
 //!
 //! The `registry` key says where a registry is. A server that finds it
-//! absent (and nothing else under the prefix) claims it with a transaction
-//! that succeeds only if the key was never created, under a lease, loads
+//! absent claims it with a transaction that succeeds only if no key under
+//! the prefix was ever created (so foreign data is refused in the same
+//! step), under a lease, loads
 //! the pods in a few transactions, and then marks it ready. Every other
 //! server waits for "ready". If the loader dies, its lease ends, the claim
 //! disappears and the next server starts over (rewriting the same pods).

@@ -1,5 +1,6 @@
 //! `pod-server` run as a real process, to be stopped or killed.
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Stdio;
 
@@ -18,9 +19,27 @@ impl ServerProcess {
     /// waits until it listens. A port that is briefly taken after a previous
     /// incarnation died is retried.
     pub async fn start(data_dir: &Path, addr: &str, extra: &[&str]) -> Self {
+        let store = [OsStr::new("--data-dir"), data_dir.as_os_str()];
+        Self::start_on_store(&store, addr, extra).await
+    }
+
+    /// Starts a `pod-server` replica of the registry under `prefix` in the
+    /// etcd cluster at `endpoints` (comma-separated), and waits until it listens.
+    pub async fn start_replica(endpoints: &str, prefix: &str, addr: &str, extra: &[&str]) -> Self {
+        let store = [
+            OsStr::new("--etcd-endpoints"),
+            OsStr::new(endpoints),
+            OsStr::new("--etcd-prefix"),
+            OsStr::new(prefix),
+        ];
+        Self::start_on_store(&store, addr, extra).await
+    }
+
+    async fn start_on_store(store: &[&OsStr], addr: &str, extra: &[&str]) -> Self {
         within("the server to listen", async {
             loop {
-                match Self::try_start(data_dir, addr, extra).await {
+                let command = Command::new(env!("CARGO_BIN_EXE_pod-server"));
+                match Self::try_start_command(command, store, addr, extra).await {
                     Ok(server) => return server,
                     Err(line) if line.contains("cannot listen") => {
                         tokio::time::sleep(std::time::Duration::from_millis(20)).await
@@ -41,26 +60,26 @@ impl ServerProcess {
         command.args(["-c", &limited, env!("CARGO_BIN_EXE_pod-server")]);
         within(
             "the server to listen",
-            Self::try_start_command(command, data_dir, "127.0.0.1:0", &[]),
+            Self::try_start_command(
+                command,
+                &[OsStr::new("--data-dir"), data_dir.as_os_str()],
+                "127.0.0.1:0",
+                &[],
+            ),
         )
         .await
         .unwrap_or_else(|line| panic!("pod-server failed: {line}"))
     }
 
-    async fn try_start(data_dir: &Path, addr: &str, extra: &[&str]) -> Result<Self, String> {
-        let command = Command::new(env!("CARGO_BIN_EXE_pod-server"));
-        Self::try_start_command(command, data_dir, addr, extra).await
-    }
-
     async fn try_start_command(
         mut command: Command,
-        data_dir: &Path,
+        store: &[&OsStr],
         addr: &str,
         extra: &[&str],
     ) -> Result<Self, String> {
         let mut child = command
-            .args(["--addr", addr, "--no-sample", "--data-dir"])
-            .arg(data_dir)
+            .args(["--addr", addr, "--no-sample"])
+            .args(store)
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())

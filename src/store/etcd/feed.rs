@@ -87,7 +87,13 @@ pub(super) async fn follow(inner: Arc<Inner>) {
 
 async fn run(inner: &Inner, mut stream: tonic::Streaming<super::api::etcdserverpb::WatchResponse>) -> End {
     loop {
-        let response = match stream.message().await {
+        let message = tokio::select! {
+            message = stream.message() => message,
+            () = inner.feed_behind.notified() => {
+                return End::Broken("it fell behind etcd".into());
+            }
+        };
+        let response = match message {
             Ok(Some(response)) => response,
             Ok(None) => return End::Broken("the member ended the stream".into()),
             Err(status) => return End::Broken(status.message().to_owned()),

@@ -111,6 +111,10 @@ struct Inner {
     cluster: u64,
     config: EtcdConfig,
     closed: AtomicBool,
+    /// Told when a read found the index behind etcd for too long: the
+    /// feed's member is probably frozen or cut off, and the feed moves to
+    /// another one rather than wait for the connection's pings to fail.
+    feed_behind: tokio::sync::Notify,
 }
 
 /// A write in the queue, and where its outcome goes.
@@ -152,6 +156,7 @@ impl EtcdStore {
             cluster,
             config,
             closed: AtomicBool::new(false),
+            feed_behind: tokio::sync::Notify::new(),
         });
         let mut tasks = vec![tokio::spawn(feed::follow(Arc::clone(&inner)))];
         let (writes, queue) = mpsc::unbounded_channel();
@@ -224,6 +229,7 @@ impl Inner {
             .await
             .is_err()
         {
+            self.feed_behind.notify_one();
             return Err(StoreError::Unavailable(format!(
                 "this server has followed etcd to revision {}, but the registry is at {newest} \
                  and it did not catch up within {:.1}s; try another server",
@@ -231,10 +237,14 @@ impl Inner {
                 timeout.as_secs_f64()
             )));
         }
-        // Every change up to `now` is at or below `newest`: the index
-        // reflects the registry at `now`.
-        self.index.observe(now);
-        let _ = version; // beyond `now`, the watch itself answers OUT_OF_RANGE
+        // Every change up to `now` is at or below `newest`, so the index
+        // reflects the registry at any version up to `now`. Its own version
+        // moves only as far as asked: a list of an unchanged registry keeps
+        // its version (and its cached encoding) while other keys change.
+        // Beyond `now`, the watch itself answers OUT_OF_RANGE.
+        if version <= now {
+            self.index.observe(version);
+        }
         Ok(())
     }
 

@@ -326,6 +326,48 @@ async fn versions_etcd_lacks_or_has_not_reached_are_out_of_range() {
     assert!(err.message().contains(&beyond.to_string()), "{}", err.message());
 }
 
+/// A watch from a version just acknowledged on another replica waits for
+/// this replica to reach it instead of refusing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_from_a_version_acknowledged_elsewhere_is_waited_for() {
+    let prefix = unique_prefix();
+    let servers = replicas(EtcdCluster::shared(), &prefix, 2).await;
+    let mut a = servers[0].client().await;
+    let mut b = servers[1].client().await;
+    let mut session = Session::open(&mut a).await;
+    for i in 0..20 {
+        let ack = session.apply(pod("dev", "web", "Running", i)).await;
+        let acked = ack.pod.expect("the stored pod").resource_version;
+        let mut stream = b
+            .watch_pods(list_request("", acked))
+            .await
+            .unwrap_or_else(|status| panic!("a watch from {acked} on B: {status:?}"))
+            .into_inner();
+        let next = session.apply(pod("dev", "web", "Pending", i)).await.pod.unwrap();
+        let change = within("the next change", stream.message()).await.unwrap().unwrap();
+        assert_eq!(change.resource_version, next.resource_version, "exactly the change after");
+    }
+}
+
+/// A replica started after the writes replays etcd's history, so it can
+/// resume a watch from before it started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_started_later_resumes_watches_from_before_it_started() {
+    let prefix = unique_prefix();
+    let first = replicas(EtcdCluster::shared(), &prefix, 1).await;
+    let from = first[0].apply("dev", "web", "Running", 0).await.resource_version;
+    let mut expected = BTreeSet::new();
+    for i in 1..=5 {
+        expected.insert(first[0].apply("dev", "web", "Running", i).await.resource_version);
+    }
+    expected.insert(first[0].delete("dev", "web").await.resource_version);
+    let later = replicas(EtcdCluster::shared(), &prefix, 1).await;
+    let mut client = later[0].client().await;
+    let stream = client.watch_pods(list_request("", from)).await.unwrap().into_inner();
+    let seen = watch_until(stream, &expected).await;
+    assert_once_in_order(&seen, &expected, "the later replica");
+}
+
 /// One etcd watch per replica, however many clients watch it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_watchers_cost_etcd_one_watch_per_replica() {

@@ -3,7 +3,7 @@
 //! bookmark interval, at the newest version it is complete up to; and a
 //! quiet watch that resumes from one keeps its place however much changed
 //! elsewhere, where without them it must list again. In WatchPods and in
-//! SyncPods subscriptions, on both embedded stores.
+//! SyncPods subscriptions, on every store (memory, durable and etcd).
 
 mod common;
 
@@ -67,6 +67,16 @@ async fn next(stream: &mut Streaming<Pod>) -> Pod {
 
 /// Applies `n` changes to pods of `namespace`, all submitted before any is
 /// awaited (so a durable store commits them in a few batches).
+/// How long the history of the quiet-watch scene is, and how many changes
+/// happen elsewhere in it: twenty times the history. On etcd a tenth of
+/// that (each change is a transaction through the cluster, about 1 ms).
+fn scene(backend: Backend) -> (usize, usize) {
+    match backend {
+        Backend::Memory | Backend::Durable => (1_000, 20_000),
+        Backend::Etcd => (100, 2_000),
+    }
+}
+
 /// The scene of the quiet-watch failure: `--history 1000` and one pod,
 /// `quiet/only`. Its watch buffer holds a whole burst of 20,000 changes:
 /// these tests are about the history, not about a watcher falling behind.
@@ -74,7 +84,7 @@ async fn quiet_pod_server(backend: Backend) -> TestServer {
     let server = TestServer::start_with(
         backend,
         StoreConfig {
-            history: 1_000,
+            history: scene(backend).0,
             watch_buffer: 32_768,
             ..StoreConfig::default()
         },
@@ -185,7 +195,7 @@ async fn a_quiet_watch_resumes_from_a_bookmark_without_a_relist(backend: Backend
         // The watch opens with the list.
         server.await_watchers(1).await;
 
-        changes(&server, "busy", 20_000).await;
+        changes(&server, "busy", scene(backend).1).await;
         let end = server.store.version();
         if bookmarks {
             // The watch learns, with no change of its own, that it is complete up to `end`.
@@ -320,7 +330,7 @@ async fn a_subscribed_session_resumes_from_a_bookmark_without_a_relist(backend: 
             break;
         }
     }
-    changes(&server, "busy", 20_000).await;
+    changes(&server, "busy", scene(backend).1).await;
     let end = server.store.version();
     // The session learns, from a bookmark, that it is complete up to `end`.
     loop {
@@ -359,7 +369,7 @@ async fn a_subscribed_session_resumes_from_a_bookmark_without_a_relist(backend: 
         .unwrap();
 }
 
-common::on_both_stores!(
+common::on_every_store!(
     bookmarks_come_only_to_watchers_that_ask,
     a_quiet_watch_is_bookmarked_up_to_the_newest_version,
     a_quiet_watch_resumes_from_a_bookmark_without_a_relist,

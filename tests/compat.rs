@@ -142,4 +142,4 @@ async fn a_client_of_the_older_contract_uses_every_rpc(backend: Backend) {
     assert_eq!(chunk.lines, ["one", "two"]);
 }
 
-common::on_both_stores!(a_client_of_the_older_contract_uses_every_rpc);
+common::on_every_store!(a_client_of_the_older_contract_uses_every_rpc);

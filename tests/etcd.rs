@@ -320,8 +320,7 @@ async fn versions_etcd_lacks_or_has_not_reached_are_out_of_range() {
     let err = client
         .watch_pods(list_request("", beyond))
         .await
-        .err()
-        .expect("a version from the future is refused");
+        .expect_err("a version from the future is refused");
     assert_eq!(err.code(), Code::OutOfRange, "{}", err.message());
     assert!(err.message().contains(&beyond.to_string()), "{}", err.message());
 }
@@ -620,7 +619,8 @@ async fn compaction_makes_old_versions_out_of_range_and_the_client_relists() {
         .await;
     }
     let mut client_b = server_b.client().await;
-    let err = client_b.watch_pods(list_request("", old)).await.err().expect("out of range");
+    let err = client_b.watch_pods(list_request("", old)).await
+        .expect_err("out of range");
     assert_eq!(err.code(), Code::OutOfRange, "{}", err.message());
 
     server_a.restart().await;

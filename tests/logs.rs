@@ -267,7 +267,7 @@ async fn a_follower_that_stops_reading_holds_up_nobody(backend: Backend) {
     assert_eq!(got, sent);
 }
 
-common::on_both_stores!(
+common::on_every_store!(
     a_follower_that_stops_reading_holds_up_nobody,
     a_large_upload_is_counted_exactly_and_read_back_in_order,
     an_empty_upload_is_fine,

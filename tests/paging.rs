@@ -12,15 +12,16 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
+use common::etcd::EtcdCluster;
 use common::{Backend, TestServer, eventually, list_request, within};
 use pod_service::contract::{ListPodsRequest, ListPodsResponse, Pod, PodServiceClient};
 use pod_service::domain::{ApplyPod, PodKey};
 use pod_service::server::ServerConfig;
-use pod_service::store::{MemoryStore, StoreConfig};
+use pod_service::store::{EtcdConfig, EtcdStore, MemoryStore, PodStore, StoreConfig};
 use tonic::Code;
 use tonic::transport::Channel;
 
-common::on_both_stores!(
+common::on_every_store!(
     pages_are_the_list_at_the_first_pages_version_under_concurrent_writers,
     a_page_never_holds_more_than_its_limit_nor_more_than_the_server_cap,
     altered_or_foreign_tokens_are_invalid_and_change_nothing,
@@ -88,6 +89,15 @@ impl Replay {
             }
         });
         Replay { changes, reader }
+    }
+
+    /// How many changes after `version` the watch has seen.
+    fn changes_after(&self, version: u64) -> usize {
+        let changes = self.changes.lock().unwrap();
+        changes
+            .iter()
+            .filter(|pod| pod.resource_version > version)
+            .count()
     }
 
     /// The pods of `namespace` ("" = all) at `version`, in list order.
@@ -180,9 +190,11 @@ async fn pages_are_the_list_at_the_first_pages_version_under_concurrent_writers(
                 break;
             }
             token = answer.continue_token;
-            // Let the writers change something before every next page.
+            // Let the writers change something (3 changes) before every
+            // next page. Counted, not computed from versions, which need
+            // not be consecutive.
             eventually(
-                || server.store.version() > at_page + 2,
+                || replay.changes_after(at_page) >= 3,
                 "writes between pages",
             )
             .await;
@@ -273,6 +285,15 @@ async fn altered_or_foreign_tokens_are_invalid_and_change_nothing(backend: Backe
 }
 
 async fn a_token_expires_with_the_history_and_with_a_restart(backend: Backend) {
+    // On etcd a token's history is etcd's, not the server's: a page is an
+    // etcd range at the first page's revision, readable on any replica (a
+    // restarted one too) until etcd compacts it. So there the same test
+    // compacts, on a cluster of its own (compaction is cluster-wide: on the
+    // shared cluster it would expire other tests' lists and watches), and
+    // checks that a restart does not expire the token.
+    if backend == Backend::Etcd {
+        return a_token_expires_with_etcd_compaction_but_not_with_a_restart().await;
+    }
     let history = 10;
     let mut server = TestServer::start_with(
         backend,
@@ -317,6 +338,104 @@ async fn a_token_expires_with_the_history_and_with_a_restart(backend: Backend) {
         status
             .message()
             .contains("the server restarted since its first page"),
+        "{}",
+        status.message()
+    );
+}
+
+/// [`a_token_expires_with_the_history_and_with_a_restart`] on etcd: the
+/// store compacts etcd so that the newest `history` revisions stay; while
+/// the list's revision is one of them the list goes on, then it expires.
+/// A restarted server (a new store on the same prefix) continues a list;
+/// a server of another etcd cluster refuses it.
+async fn a_token_expires_with_etcd_compaction_but_not_with_a_restart() {
+    let history = 10;
+    let cluster = EtcdCluster::start(1).await;
+    let prefix = common::etcd::unique_prefix();
+    let open = || {
+        let config = EtcdConfig {
+            prefix: prefix.clone(),
+            compaction_interval: Duration::ZERO,
+            ..EtcdConfig::new(cluster.endpoints())
+        };
+        let store = StoreConfig {
+            history,
+            ..StoreConfig::default()
+        };
+        async move {
+            let store = EtcdStore::open(config, store, Vec::new());
+            Arc::new(
+                within("the etcd store to open", store)
+                    .await
+                    .expect("open the etcd store"),
+            )
+        }
+    };
+    let store = open().await;
+    let mut server = TestServer::start_on(store.clone(), ServerConfig::default()).await;
+    preload(&server, 30).await;
+    let mut client = server.client().await;
+    let first = page(&mut client, page_request("", 5, "")).await.unwrap();
+    for replicas in 0..history as i32 {
+        server.apply("apps", "pod-00000", "Running", replicas).await;
+    }
+    // Nothing else writes to this cluster: the list's revision is the
+    // oldest of the newest `history`, where compaction stops.
+    let compacted = store.compact().await.expect("compact");
+    assert_eq!(compacted, Some(first.resource_version));
+    // While its version is within the history, the list goes on.
+    let second = page(&mut client, page_request("", 5, &first.continue_token))
+        .await
+        .unwrap();
+    assert_eq!(second.resource_version, first.resource_version);
+    server.apply("apps", "pod-00000", "Running", 99).await;
+    let compacted = store.compact().await.expect("compact").expect("compacted");
+    assert!(compacted > first.resource_version, "{compacted}");
+    let status = page(&mut client, page_request("", 5, &second.continue_token))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "{}", status.message());
+    assert!(
+        status.message().contains("history has moved past it")
+            && status.message().ends_with("list again from the first page"),
+        "{}",
+        status.message()
+    );
+
+    // A restarted server continues the list, at the first page's revision.
+    let fresh = page(&mut client, page_request("", 5, "")).await.unwrap();
+    let expected = page(&mut client, page_request("", 5, &fresh.continue_token))
+        .await
+        .unwrap();
+    server.stop().await;
+    within("the store to close", store.close())
+        .await
+        .expect("close the store");
+    drop(server);
+    drop(store);
+    let server = TestServer::start_on(open().await, ServerConfig::default()).await;
+    // Pods of the second page change after the first.
+    server.apply("apps", "pod-00015", "Failed", 0).await;
+    server.delete("apps", "pod-00018").await;
+    let mut client = server.client().await;
+    let next = page(&mut client, page_request("", 5, &fresh.continue_token))
+        .await
+        .unwrap();
+    assert_eq!(next.resource_version, fresh.resource_version);
+    assert_eq!(next.pods.len(), 5);
+    assert_eq!(
+        next, expected,
+        "the page as the server before the restart gave it"
+    );
+    // A server of another etcd cluster cannot.
+    let other = TestServer::start(Backend::Etcd).await;
+    let mut client = other.client().await;
+    let status = page(&mut client, page_request("", 5, &fresh.continue_token))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "{}", status.message());
+    assert!(
+        status.message().ends_with("list again from the first page"),
         "{}",
         status.message()
     );

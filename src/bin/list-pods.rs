@@ -8,11 +8,15 @@ use anyhow::Context;
 use clap::Parser;
 use pod_service::cli::output::{Format, ListPrinter, Style};
 use pod_service::cli::{self, NamespaceArgs, ServerArgs};
-use pod_service::client::{self, Pages};
+use pod_service::client::{self, Pages, Servers};
 
 /// List pods (unary ListPods), sorted by namespace then name, a page at a
 /// time: every page is consistent with the first, whatever is written
 /// meanwhile, and rows print as their page arrives.
+///
+/// With several servers (--addr A,B), a page that one fails to give (it
+/// is unreachable, stopping or too slow) is asked of the next, each at
+/// most once.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
@@ -39,13 +43,21 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let timeout = Duration::try_from_secs_f64(args.timeout).context("invalid --timeout")?;
-    let mut client = client::connect(&args.server.client_config()?).await?;
+    let mut servers = Servers::connect(&args.server.client_config()?).await?;
     let mut pages = Pages::new(args.filter.namespace, args.page_size);
     let mut printer = ListPrinter::new(Style::for_stdout(args.output));
     let mut listed = 0;
     while let Some(request) = pages.next_request() {
-        let page =
-            client::with_deadline(timeout, request, |request| client.list_pods(request)).await;
+        // The replicas share the store, so any of them continues the list
+        // from the previous page's token.
+        let page = servers
+            .call(async |client| {
+                client::with_deadline(timeout, request.clone(), |request| {
+                    client.list_pods(request)
+                })
+                .await
+            })
+            .await;
         let page = match (page, listed) {
             (Ok(page), _) => page,
             (Err(err), 0) => return Err(err),

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use pod_service::cli::{self, ServerArgs};
-use pod_service::client;
+use pod_service::client::Servers;
 use pod_service::client::sync::{self, Mode, Notice};
 use tokio::io::BufReader;
 
@@ -23,7 +23,8 @@ use tokio::io::BufReader;
 /// clients are printed as they arrive. If the connection breaks, the session
 /// reconnects and resumes its watch from the newest version it holds, its
 /// last change or a bookmark (ops in
-/// flight are reported as failed: they may or may not have been applied).
+/// flight are reported as failed: they may or may not have been applied);
+/// with several servers (--addr A,B), it reconnects to the next of them.
 /// When stdin is not a terminal, the commands are run as a script: the
 /// session ends after the last ack, and a bad line or a failed op makes the
 /// exit status non-zero.
@@ -46,11 +47,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let mut client = client::connect(&args.server.client_config()?).await?;
+    let servers = Servers::connect(&args.server.client_config()?).await?;
     let mode = if std::io::stdin().is_terminal() {
         eprintln!(
             "connected to {}; type 'help' for commands, 'quit' to leave",
-            args.server.addr
+            servers.addr().unwrap_or("the server")
         );
         Mode::Interactive
     } else {
@@ -63,7 +64,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Notice::Progressed(version) if verbose => eprintln!("bookmark: up to version {version}"),
         Notice::Progressed(_) => {}
     };
-    let report = sync::run_session(&mut client, input, tokio::io::stdout(), mode, notice).await?;
+    let report = sync::run_session(servers, input, tokio::io::stdout(), mode, notice).await?;
     if mode == Mode::Script && report.failed > 0 {
         anyhow::bail!("{} of {} ops failed", report.failed, report.ops);
     }

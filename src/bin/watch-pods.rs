@@ -5,12 +5,14 @@ use std::process::ExitCode;
 use clap::Parser;
 use pod_service::cli::output::{Format, Style, WatchPrinter};
 use pod_service::cli::{self, NamespaceArgs, ServerArgs};
-use pod_service::client::{self, PodWatch, WatchUpdate};
+use pod_service::client::{PodWatch, Servers, WatchUpdate};
 
 /// Print the pods, then every change as it happens (WatchPods), until Ctrl-C.
 ///
 /// The watch survives dropped connections and server restarts: it resumes
 /// from the last version it printed, so no change is printed twice or missed.
+/// With several servers (--addr A,B), replicas of one registry, each resume
+/// goes to the next of them.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
@@ -30,9 +32,9 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     // Connect first so that a wrong address fails at once; after that the
-    // channel reconnects by itself whenever the watch resumes.
-    let client = client::connect(&args.server.client_config()?).await?;
-    let mut watch = PodWatch::new(client, args.filter.namespace);
+    // channels reconnect by themselves whenever the watch resumes.
+    let servers = Servers::connect(&args.server.client_config()?).await?;
+    let mut watch = PodWatch::new(servers, args.filter.namespace);
     let mut printer = WatchPrinter::new(Style::for_stdout(args.output));
     loop {
         let rows = match watch.next().await? {
@@ -41,8 +43,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             // A bookmark moves the resume point; there is nothing to print.
             WatchUpdate::Progressed { .. } => continue,
             WatchUpdate::Interrupted { reason, retry_in } => {
+                let at = watch
+                    .server()
+                    .map(|addr| format!(" at {addr}"))
+                    .unwrap_or_default();
                 eprintln!(
-                    "watch interrupted ({reason}); resuming from version {} in {:.1}s",
+                    "watch interrupted ({reason}); resuming from version {}{at} in {:.1}s",
                     watch.version(),
                     retry_in.as_secs_f64()
                 );

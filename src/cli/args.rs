@@ -11,7 +11,8 @@ use crate::contract::{
     Token,
 };
 
-/// The environment variable that overrides the default server address.
+/// The environment variable that overrides the default server address
+/// (or addresses, comma-separated, as `--addr`).
 const ADDR_ENV: &str = "POD_SERVICE_ADDR";
 
 /// The environment variable that names the CA file.
@@ -21,8 +22,12 @@ const CA_ENV: &str = "POD_SERVICE_CA";
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
     /// Server address: http://HOST:PORT, or https://HOST:PORT for TLS.
-    #[arg(long, default_value = DEFAULT_SERVER_URL, env = ADDR_ENV)]
-    pub addr: String,
+    /// Several, comma-separated, are replicas of one registry: a client uses
+    /// the first that accepts a connection, and list-pods, watch-pods and
+    /// sync-pods move on to the next when theirs fails.
+    #[arg(long = "addr", value_name = "ADDR[,ADDR...]", value_delimiter = ',',
+          default_value = DEFAULT_SERVER_URL, env = ADDR_ENV)]
+    pub addrs: Vec<String>,
     /// PEM file of the CA that signed the server's TLS certificate, or of
     /// that certificate itself (https).
     #[arg(long, value_name = "FILE", env = CA_ENV)]
@@ -51,7 +56,12 @@ impl ServerArgs {
             Duration::try_from_secs_f64(value).with_context(|| format!("invalid {flag}"))
         };
         Ok(ClientConfig {
-            addr: self.addr.clone(),
+            // `a, b` is as clear as `a,b`.
+            addrs: self
+                .addrs
+                .iter()
+                .map(|addr| addr.trim().to_owned())
+                .collect(),
             ca: self.ca.clone(),
             token,
             keepalive_interval: seconds(self.keepalive_interval, "--keepalive-interval")?,

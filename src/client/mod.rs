@@ -1,5 +1,6 @@
 //! The clients' logic, for the binaries and for anyone embedding a client:
-//! connecting, paged lists, the resumable watch, log upload and the sync session.
+//! connecting (to one server, or moving between replicas), paged lists, the
+//! resumable watch, log upload and the sync session.
 //!
 //! It needs nothing of the server: only the [contract](crate::contract).
 //! Each binary in `src/bin/` parses its arguments (with [`crate::cli`]) and
@@ -9,6 +10,7 @@ mod cache;
 mod connect;
 mod list;
 mod retry;
+mod servers;
 pub mod sync;
 mod tls;
 pub mod upload;
@@ -16,7 +18,9 @@ mod watch;
 
 pub use cache::{EventKind, PodEvent};
 pub use connect::{
-    Auth, Client, ClientConfig, DEFAULT_TIMEOUT, connect, connect_lazy, status_error, with_deadline,
+    Auth, CallFailed, Client, ClientConfig, DEFAULT_TIMEOUT, connect, connect_lazy, status_error,
+    with_deadline,
 };
 pub use list::{DEFAULT_PAGE_SIZE, Pages, list_all};
+pub use servers::Servers;
 pub use watch::{PodWatch, WatchUpdate};

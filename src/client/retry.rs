@@ -1,5 +1,6 @@
-//! When and how soon the long-running clients try again: which answers no
-//! retry can fix, and a capped, jittered backoff for the rest.
+//! When and how soon the clients try again: which answers no retry can
+//! fix, which failures are the server's (another replica may answer), and a
+//! capped, jittered backoff for the long-running clients.
 
 use std::time::Duration;
 
@@ -14,6 +15,18 @@ pub fn is_fatal(code: Code) -> bool {
             | Code::Unimplemented
             | Code::Unauthenticated
             | Code::PermissionDenied
+    )
+}
+
+/// Whether a status says that the server failed rather than refused the
+/// request: it could not be reached, was stopping, or did not answer in
+/// time (tonic reports a connection that broke mid-call as `UNKNOWN` or
+/// `CANCELLED`). Another replica of the registry may well answer; any other
+/// status is an answer that every replica would give alike.
+pub fn is_server_failure(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
     )
 }
 
@@ -64,5 +77,14 @@ mod tests {
         assert!(is_fatal(Code::Unauthenticated));
         assert!(!is_fatal(Code::Unavailable));
         assert!(!is_fatal(Code::OutOfRange));
+    }
+
+    #[test]
+    fn only_a_server_failure_is_worth_another_replica() {
+        assert!(is_server_failure(Code::Unavailable));
+        assert!(is_server_failure(Code::DeadlineExceeded));
+        assert!(!is_server_failure(Code::InvalidArgument));
+        assert!(!is_server_failure(Code::NotFound));
+        assert!(!is_server_failure(Code::Unauthenticated));
     }
 }

@@ -9,6 +9,10 @@
 //! server sends to a quiet watch so that its place stays current; if the server can no longer continue from there
 //! (`OUT_OF_RANGE`), it lists again and reports only the difference from its
 //! cache. So no change is reported twice and none is missed.
+//!
+//! Given several [`Servers`], replicas of one registry, each resume goes to
+//! the next of them: a watch whose server died carries on at another, from
+//! the same version.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -17,9 +21,10 @@ use tokio::time::Instant;
 use tonic::{Code, Status, Streaming};
 
 use super::cache::{PodCache, PodEvent};
-use super::connect::{Client, status_error};
+use super::connect::status_error;
 use super::list::{DEFAULT_PAGE_SIZE, list_all};
 use super::retry::{Backoff, is_fatal};
+use super::servers::Servers;
 use crate::contract::{ListPodsRequest, Pod, code_name};
 
 /// What [`PodWatch::next`] reports.
@@ -47,7 +52,7 @@ pub enum WatchUpdate {
 
 /// See the module docs.
 pub struct PodWatch {
-    client: Client,
+    servers: Servers,
     namespace: String,
     cache: PodCache,
     /// The version the view reflects: where a resumed watch continues from.
@@ -62,10 +67,11 @@ pub struct PodWatch {
 }
 
 impl PodWatch {
-    /// A watch of one namespace (`""` = every namespace).
-    pub fn new(client: Client, namespace: impl Into<String>) -> Self {
+    /// A watch of one namespace (`""` = every namespace), on a client or
+    /// on several servers.
+    pub fn new(servers: impl Into<Servers>, namespace: impl Into<String>) -> Self {
         PodWatch {
-            client,
+            servers: servers.into(),
             namespace: namespace.into(),
             cache: PodCache::default(),
             version: 0,
@@ -88,6 +94,14 @@ impl PodWatch {
     /// The version the watch has reached.
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// The server the watch uses (after an interruption: the one it will
+    /// resume at), when it has several to choose from.
+    pub fn server(&self) -> Option<&str> {
+        (self.servers.count() > 1)
+            .then(|| self.servers.addr())
+            .flatten()
     }
 
     /// The pods as currently known, sorted by namespace then name.
@@ -114,6 +128,9 @@ impl PodWatch {
                     }
                     code if is_fatal(code) => return Err(status_error(status)),
                     code => {
+                        // Whatever ended the stream, another replica may
+                        // not share it; a lone server is simply tried again.
+                        self.servers.fail_over();
                         let retry_in = self.backoff.next_delay();
                         self.retry_at = Some(Instant::now() + retry_in);
                         return Ok(WatchUpdate::Interrupted {
@@ -134,7 +151,12 @@ impl PodWatch {
             allow_bookmarks: self.bookmarks,
             ..ListPodsRequest::default()
         };
-        let stream = self.client.watch_pods(request).await?.into_inner();
+        let stream = self
+            .servers
+            .client()
+            .watch_pods(request)
+            .await?
+            .into_inner();
         Ok(self.stream.insert(stream))
     }
 
@@ -142,7 +164,7 @@ impl PodWatch {
     async fn step(&mut self) -> Result<(), Status> {
         if !self.listed {
             let (pods, version) =
-                list_all(&mut self.client, &self.namespace, DEFAULT_PAGE_SIZE).await?;
+                list_all(self.servers.client(), &self.namespace, DEFAULT_PAGE_SIZE).await?;
             let events = self.cache.replace(pods, version);
             self.version = version;
             self.listed = true;

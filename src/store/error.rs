@@ -86,7 +86,10 @@ impl fmt::Display for StoreError {
                         f,
                         "the history has moved past it (it keeps changes after {oldest})"
                     )?,
-                    None => write!(f, "the server restarted since its first page")?,
+                    None => write!(
+                        f,
+                        "the server restarted since its first page, or it began on another registry"
+                    )?,
                 }
                 write!(f, "; list again from the first page")
             }

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test crate uses a different part of this
 
 pub mod browser;
+pub mod etcd;
 pub mod process;
 pub mod proxy;
 pub mod tools;
@@ -17,7 +18,7 @@ use pod_service::contract::{
 };
 use pod_service::domain::{ApplyPod, PodKey};
 use pod_service::server::{InProcessServer, ServerConfig};
-use pod_service::store::{DurableStore, MemoryStore, PodStore, StoreConfig};
+use pod_service::store::{DurableStore, EtcdConfig, EtcdStore, MemoryStore, PodStore, StoreConfig};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
@@ -33,11 +34,28 @@ pub enum Backend {
     Memory,
     /// A durable store in a fresh temporary directory.
     Durable,
+    /// An etcd store under a fresh prefix of the test binary's shared
+    /// 3-member etcd cluster.
+    Etcd,
+}
+
+impl Backend {
+    /// Asserts that `later` is the version of the change right after the
+    /// one at `earlier`: the next integer on the embedded stores, any
+    /// larger version on etcd (whose revisions also count other keys).
+    pub fn assert_next(self, earlier: u64, later: u64) {
+        match self {
+            Backend::Memory | Backend::Durable => {
+                assert_eq!(later, earlier + 1, "the next version")
+            }
+            Backend::Etcd => assert!(later > earlier, "{later} is not after {earlier}"),
+        }
+    }
 }
 
 /// Runs each listed test, an `async fn(Backend)`, once on each store.
 #[allow(unused_macros)]
-macro_rules! on_both_stores {
+macro_rules! on_every_store {
     ($($test:ident),* $(,)?) => {
         mod memory {
             $(
@@ -55,10 +73,34 @@ macro_rules! on_both_stores {
                 }
             )*
         }
+        mod etcd {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::common::Backend::Etcd).await
+                }
+            )*
+        }
     };
 }
 #[allow(unused_imports)]
-pub(crate) use on_both_stores;
+pub(crate) use on_every_store;
+
+/// An etcd store under `prefix` of the shared cluster, new and empty the
+/// first time, with no compaction unless a test asks for it.
+pub async fn open_etcd_store(prefix: &str, store: StoreConfig) -> EtcdStore {
+    let config = EtcdConfig {
+        prefix: prefix.to_owned(),
+        compaction_interval: Duration::ZERO,
+        ..EtcdConfig::new(etcd::EtcdCluster::shared().endpoints())
+    };
+    within(
+        "the etcd store to open",
+        EtcdStore::open(config, store, Vec::new()),
+    )
+    .await
+    .expect("open the etcd store")
+}
 
 /// The server of a test: the real server in this process
 /// ([`InProcessServer`]), and the directory of its store if durable.
@@ -68,6 +110,8 @@ pub struct TestServer {
     server: InProcessServer,
     /// The data directory of a durable store, removed with the server.
     data: Option<tempfile::TempDir>,
+    /// The prefix of an etcd store's registry.
+    etcd_prefix: Option<String>,
 }
 
 impl TestServer {
@@ -86,6 +130,13 @@ impl TestServer {
                 server.data = Some(data);
                 server
             }
+            Backend::Etcd => {
+                let prefix = etcd::unique_prefix();
+                let store = open_etcd_store(&prefix, store).await;
+                let mut server = Self::start_on(Arc::new(store), config).await;
+                server.etcd_prefix = Some(prefix);
+                server
+            }
         }
     }
 
@@ -97,6 +148,7 @@ impl TestServer {
             store,
             server,
             data: None,
+            etcd_prefix: None,
         }
     }
 
@@ -138,15 +190,17 @@ impl TestServer {
         within("the store to close", self.store.close())
             .await
             .expect("close the store");
-        let store: Arc<dyn PodStore> = match &self.data {
-            Some(dir) => Arc::new(
+        let store: Arc<dyn PodStore> = match (&self.data, &self.etcd_prefix) {
+            (Some(dir), _) => Arc::new(
                 DurableStore::open(dir.path(), StoreConfig::default()).expect("reopen the store"),
             ),
-            None => Arc::new(MemoryStore::new(StoreConfig::default())),
+            (None, Some(prefix)) => Arc::new(open_etcd_store(prefix, StoreConfig::default()).await),
+            (None, None) => Arc::new(MemoryStore::new(StoreConfig::default())),
         };
-        let data = self.data.take();
+        let (data, prefix) = (self.data.take(), self.etcd_prefix.take());
         *self = Self::start_on(store, config).await;
         self.data = data;
+        self.etcd_prefix = prefix;
     }
 
     /// Applies a pod directly to the store (bypassing gRPC).

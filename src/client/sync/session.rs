@@ -18,9 +18,10 @@ use super::commands::{Command, HELP, PodEdit, parse};
 use super::lines::{ack_line, change_line, write_line};
 use super::stream::{Events, Outbound, open_stream};
 use crate::client::cache::PodCache;
-use crate::client::connect::{Client, status_error};
+use crate::client::connect::status_error;
 use crate::client::list::{DEFAULT_PAGE_SIZE, list_all};
 use crate::client::retry::{Backoff, is_fatal};
+use crate::client::servers::Servers;
 use crate::contract::{
     DEFAULT_NAMESPACE, Pod, Subscribe, SyncAck, SyncEvent, SyncRequest, ack, code_name, sync_event,
     sync_request,
@@ -61,17 +62,20 @@ const RESUME_ID: u64 = 0;
 /// backoff and resumes its watch from that version (re-listing, and
 /// printing only the differences, if the server cannot continue from it).
 /// Ops that were in flight are reported as failed: whether they were
-/// applied is unknown. Progress goes to `notice`, not to `output`.
+/// applied is unknown. Given several [`Servers`], replicas of one registry,
+/// each reconnection goes to the next of them, and the watch resumes there.
+/// Progress goes to `notice`, not to `output`.
 pub async fn run_session(
-    client: &mut Client,
+    servers: impl Into<Servers>,
     input: impl AsyncBufRead + Unpin,
     output: impl AsyncWrite + Unpin,
     mode: Mode,
     notice: impl FnMut(Notice),
 ) -> anyhow::Result<SessionReport> {
-    let (requests, events) = open_stream(client);
+    let mut servers = servers.into();
+    let (requests, events) = open_stream(servers.client());
     let mut session = Session {
-        client: client.clone(),
+        servers,
         output,
         notice,
         requests: Some(requests),
@@ -139,7 +143,7 @@ pub enum Notice {
 }
 
 struct Session<W, N> {
-    client: Client,
+    servers: Servers,
     output: W,
     notice: N,
     /// `None` once the input has ended.
@@ -266,7 +270,7 @@ impl<W: AsyncWrite + Unpin, N: FnMut(Notice)> Session<W, N> {
         } else {
             &edit.namespace
         };
-        match list_all(&mut self.client, namespace, DEFAULT_PAGE_SIZE).await {
+        match list_all(self.servers.client(), namespace, DEFAULT_PAGE_SIZE).await {
             Ok((pods, _)) => Ok(pods.into_iter().find(|pod| pod.name == edit.name)),
             Err(status) if status.code() == tonic::Code::InvalidArgument => Ok(None),
             Err(status) => Err(status),
@@ -281,7 +285,8 @@ impl<W: AsyncWrite + Unpin, N: FnMut(Notice)> Session<W, N> {
                 if subscribe.resource_version == 0 && self.subscription.is_none() =>
             {
                 // List, then subscribe from the list's version.
-                match list_all(&mut self.client, &subscribe.namespace, DEFAULT_PAGE_SIZE).await {
+                let namespace = &subscribe.namespace;
+                match list_all(self.servers.client(), namespace, DEFAULT_PAGE_SIZE).await {
                     Ok((pods, version)) => {
                         self.snapshot = Some((id, pods));
                         self.version = version;
@@ -381,7 +386,7 @@ impl<W: AsyncWrite + Unpin, N: FnMut(Notice)> Session<W, N> {
         }
         // Too far behind: list again, show what changed, and subscribe from there.
         let namespace = self.subscription.clone().unwrap_or_default();
-        let (pods, version) = list_all(&mut self.client, &namespace, DEFAULT_PAGE_SIZE)
+        let (pods, version) = list_all(self.servers.client(), &namespace, DEFAULT_PAGE_SIZE)
             .await
             .map_err(status_error)?;
         (self.notice)(Notice::Note(format!(
@@ -429,15 +434,22 @@ impl<W: AsyncWrite + Unpin, N: FnMut(Notice)> Session<W, N> {
         if self.requests.is_none() {
             return Ok(false);
         }
+        // Whatever broke the stream, another replica may not share it; a
+        // lone server is simply tried again.
+        self.servers.fail_over();
+        let to = match self.servers.addr() {
+            Some(addr) if self.servers.count() > 1 => format!(" to {addr}"),
+            _ => String::new(),
+        };
         let delay = self.backoff.next_delay();
         (self.notice)(Notice::Note(format!(
-            "session interrupted ({reason}); reconnecting in {:.1}s",
+            "session interrupted ({reason}); reconnecting{to} in {:.1}s",
             delay.as_secs_f64()
         )));
         tokio::time::sleep(delay).await;
         // A failed reopening shows up as the new stream's first error and
         // brings the session back here, with a longer delay.
-        let (requests, events) = open_stream(&self.client);
+        let (requests, events) = open_stream(self.servers.client());
         self.requests = Some(requests);
         self.events = events;
         self.resubscribe().await;

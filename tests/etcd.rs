@@ -47,7 +47,11 @@ async fn open_seeded(
         compaction_interval: Duration::ZERO,
         ..EtcdConfig::new(cluster.endpoints())
     };
-    within("the etcd store to open", EtcdStore::open(config, store, seed)).await
+    within(
+        "the etcd store to open",
+        EtcdStore::open(config, store, seed),
+    )
+    .await
 }
 
 /// `n` in-process replicas of one registry.
@@ -95,7 +99,10 @@ fn assert_once_in_order(seen: &[(u64, String)], expected: &BTreeSet<u64>, who: &
         "{who}: versions in strictly increasing order (no repeat): {versions:?}"
     );
     let got: BTreeSet<u64> = versions.iter().copied().collect();
-    assert_eq!(&got, expected, "{who}: every acknowledged change, nothing else");
+    assert_eq!(
+        &got, expected,
+        "{who}: every acknowledged change, nothing else"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,8 +115,16 @@ async fn writes_through_two_replicas_reach_watchers_on_the_others_once_in_order(
         servers[2].client().await,
     );
     let (_, from) = list(&mut a, "").await;
-    let on_b = b.watch_pods(list_request("", from)).await.unwrap().into_inner();
-    let on_c = c.watch_pods(list_request("", from)).await.unwrap().into_inner();
+    let on_b = b
+        .watch_pods(list_request("", from))
+        .await
+        .unwrap()
+        .into_inner();
+    let on_c = c
+        .watch_pods(list_request("", from))
+        .await
+        .unwrap()
+        .into_inner();
 
     const EACH: i32 = 40;
     let write = |mut client: PodServiceClient<Channel>, name: &'static str| async move {
@@ -122,9 +137,14 @@ async fn writes_through_two_replicas_reach_watchers_on_the_others_once_in_order(
         }
         versions
     };
-    let (through_a, through_b) = tokio::join!(write(a.clone(), "from-a"), write(b.clone(), "from-b"));
+    let (through_a, through_b) =
+        tokio::join!(write(a.clone(), "from-a"), write(b.clone(), "from-b"));
     let expected: BTreeSet<u64> = through_a.iter().chain(&through_b).copied().collect();
-    assert_eq!(expected.len(), 2 * EACH as usize, "every ack its own version");
+    assert_eq!(
+        expected.len(),
+        2 * EACH as usize,
+        "every ack its own version"
+    );
 
     let (seen_b, seen_c) = tokio::join!(watch_until(on_b, &expected), watch_until(on_c, &expected));
     assert_once_in_order(&seen_b, &expected, "the watcher on B");
@@ -139,11 +159,16 @@ async fn a_list_on_one_replica_right_after_an_ack_on_another_includes_it() {
     let mut c = servers[2].client().await;
     let mut session = Session::open(&mut a).await;
     for i in 0..50 {
-        let ack = session.apply(pod("dev", &format!("p{i}"), "Running", i)).await;
+        let ack = session
+            .apply(pod("dev", &format!("p{i}"), "Running", i))
+            .await;
         assert_eq!(ack.code, 0, "{}", ack.message);
         let acked = ack.pod.expect("the stored pod").resource_version;
         let (pods, version) = list(&mut c, "dev").await;
-        assert!(version >= acked, "the list at {version} reflects the ack at {acked}");
+        assert!(
+            version >= acked,
+            "the list at {version} reflects the ack at {acked}"
+        );
         let listed = pods.iter().find(|p| p.name == format!("p{i}"));
         assert_eq!(listed.map(|p| p.resource_version), Some(acked), "p{i} on C");
     }
@@ -173,7 +198,9 @@ async fn every_list_reflects_every_write_acknowledged_before_it_began() {
                 let ack = session.apply(pod("dev", &name, "Running", 1)).await;
                 assert_eq!(ack.code, 0, "{}", ack.message);
                 let version = ack.pod.expect("the stored pod").resource_version;
-                acks.lock().unwrap().push((started.elapsed(), name, version));
+                acks.lock()
+                    .unwrap()
+                    .push((started.elapsed(), name, version));
             }
         }));
     }
@@ -210,7 +237,10 @@ async fn every_list_reflects_every_write_acknowledged_before_it_began() {
             }
         }
     }
-    assert!(checked > 100, "the lists overlapped the writes ({checked} checks)");
+    assert!(
+        checked > 100,
+        "the lists overlapped the writes ({checked} checks)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,7 +265,11 @@ async fn concurrent_conditional_applies_through_different_replicas_have_one_winn
         });
         let acks = futures::future::join_all(attempts).await;
         let winners: Vec<_> = acks.iter().filter(|ack| ack.code == 0).collect();
-        assert_eq!(winners.len(), 1, "round {round}: exactly one winner: {acks:?}");
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: exactly one winner: {acks:?}"
+        );
         for ack in acks.iter().filter(|ack| ack.code != 0) {
             assert_eq!(ack.code, Code::Aborted as u32, "{}", ack.message);
         }
@@ -250,7 +284,12 @@ async fn a_new_registry_gets_the_starting_pods_once_however_many_replicas_start_
     let prefix = unique_prefix();
     let cluster = EtcdCluster::shared();
     let opening = (0..4).map(|_| {
-        open_seeded(cluster, &prefix, StoreConfig::default(), sample::numbered(250).collect())
+        open_seeded(
+            cluster,
+            &prefix,
+            StoreConfig::default(),
+            sample::numbered(250).collect(),
+        )
     });
     let stores: Vec<EtcdStore> = futures::future::join_all(opening)
         .await
@@ -266,12 +305,21 @@ async fn a_new_registry_gets_the_starting_pods_once_however_many_replicas_start_
     assert!(loaded.contains(&Some(250)));
     for store in &stores {
         store.catch_up(0).await.expect("catch up");
-        assert_eq!(store.list(None).pods.len(), 250, "every replica, every pod, once");
+        assert_eq!(
+            store.list(None).pods.len(),
+            250,
+            "every replica, every pod, once"
+        );
     }
     // Opened again, it is not new.
-    let again = open_seeded(cluster, &prefix, StoreConfig::default(), sample::sample().collect())
-        .await
-        .expect("open");
+    let again = open_seeded(
+        cluster,
+        &prefix,
+        StoreConfig::default(),
+        sample::sample().collect(),
+    )
+    .await
+    .expect("open");
     assert_eq!(again.seeded(), None);
     assert_eq!(again.list(None).pods.len(), 250);
 }
@@ -284,14 +332,32 @@ async fn a_watch_moved_to_another_replica_resumes_with_nothing_missed_or_repeate
     let mut session = Session::open(&mut writer).await;
     let mut acked = BTreeSet::new();
     for i in 0..5 {
-        acked.insert(session.apply(pod("dev", "web", "Running", i)).await.pod.unwrap().resource_version);
+        acked.insert(
+            session
+                .apply(pod("dev", "web", "Running", i))
+                .await
+                .pod
+                .unwrap()
+                .resource_version,
+        );
     }
     let mut a = servers[0].client().await;
     let (_, from) = list(&mut a, "").await;
-    let mut stream = a.watch_pods(list_request("", from)).await.unwrap().into_inner();
+    let mut stream = a
+        .watch_pods(list_request("", from))
+        .await
+        .unwrap()
+        .into_inner();
     let mut expected = BTreeSet::new();
     for i in 0..5 {
-        expected.insert(session.apply(pod("dev", "db", "Running", i)).await.pod.unwrap().resource_version);
+        expected.insert(
+            session
+                .apply(pod("dev", "db", "Running", i))
+                .await
+                .pod
+                .unwrap()
+                .resource_version,
+        );
     }
     // Read part of it on A, then lose A.
     let mut last = 0;
@@ -301,10 +367,21 @@ async fn a_watch_moved_to_another_replica_resumes_with_nothing_missed_or_repeate
     }
     servers[0].stop().await;
     for i in 0..5 {
-        expected.insert(session.apply(pod("dev", "api", "Running", i)).await.pod.unwrap().resource_version);
+        expected.insert(
+            session
+                .apply(pod("dev", "api", "Running", i))
+                .await
+                .pod
+                .unwrap()
+                .resource_version,
+        );
     }
     let mut b = servers[1].client().await;
-    let resumed = b.watch_pods(list_request("", last)).await.unwrap().into_inner();
+    let resumed = b
+        .watch_pods(list_request("", last))
+        .await
+        .unwrap()
+        .into_inner();
     let rest: BTreeSet<u64> = expected.iter().copied().filter(|v| *v > last).collect();
     let seen = watch_until(resumed, &rest).await;
     assert_once_in_order(&seen, &rest, "the resumed watch on B");
@@ -322,7 +399,11 @@ async fn versions_etcd_lacks_or_has_not_reached_are_out_of_range() {
         .await
         .expect_err("a version from the future is refused");
     assert_eq!(err.code(), Code::OutOfRange, "{}", err.message());
-    assert!(err.message().contains(&beyond.to_string()), "{}", err.message());
+    assert!(
+        err.message().contains(&beyond.to_string()),
+        "{}",
+        err.message()
+    );
 }
 
 /// A watch from a version just acknowledged on another replica waits for
@@ -342,9 +423,19 @@ async fn a_watch_from_a_version_acknowledged_elsewhere_is_waited_for() {
             .await
             .unwrap_or_else(|status| panic!("a watch from {acked} on B: {status:?}"))
             .into_inner();
-        let next = session.apply(pod("dev", "web", "Pending", i)).await.pod.unwrap();
-        let change = within("the next change", stream.message()).await.unwrap().unwrap();
-        assert_eq!(change.resource_version, next.resource_version, "exactly the change after");
+        let next = session
+            .apply(pod("dev", "web", "Pending", i))
+            .await
+            .pod
+            .unwrap();
+        let change = within("the next change", stream.message())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            change.resource_version, next.resource_version,
+            "exactly the change after"
+        );
     }
 }
 
@@ -354,15 +445,27 @@ async fn a_watch_from_a_version_acknowledged_elsewhere_is_waited_for() {
 async fn a_replica_started_later_resumes_watches_from_before_it_started() {
     let prefix = unique_prefix();
     let first = replicas(EtcdCluster::shared(), &prefix, 1).await;
-    let from = first[0].apply("dev", "web", "Running", 0).await.resource_version;
+    let from = first[0]
+        .apply("dev", "web", "Running", 0)
+        .await
+        .resource_version;
     let mut expected = BTreeSet::new();
     for i in 1..=5 {
-        expected.insert(first[0].apply("dev", "web", "Running", i).await.resource_version);
+        expected.insert(
+            first[0]
+                .apply("dev", "web", "Running", i)
+                .await
+                .resource_version,
+        );
     }
     expected.insert(first[0].delete("dev", "web").await.resource_version);
     let later = replicas(EtcdCluster::shared(), &prefix, 1).await;
     let mut client = later[0].client().await;
-    let stream = client.watch_pods(list_request("", from)).await.unwrap().into_inner();
+    let stream = client
+        .watch_pods(list_request("", from))
+        .await
+        .unwrap()
+        .into_inner();
     let seen = watch_until(stream, &expected).await;
     assert_once_in_order(&seen, &expected, "the later replica");
 }
@@ -376,11 +479,21 @@ async fn a_thousand_watchers_cost_etcd_one_watch_per_replica() {
     let mut streams = Vec::new();
     for i in 0..1_000 {
         let mut client = servers[i % 2].client().await;
-        streams.push(client.watch_pods(list_request("", 0)).await.unwrap().into_inner());
+        streams.push(
+            client
+                .watch_pods(list_request("", 0))
+                .await
+                .unwrap()
+                .into_inner(),
+        );
     }
     servers[0].await_watchers(500).await;
     servers[1].await_watchers(500).await;
-    assert_eq!(etcd_watchers(&cluster).await, 2, "one etcd watch per replica");
+    assert_eq!(
+        etcd_watchers(&cluster).await,
+        2,
+        "one etcd watch per replica"
+    );
 }
 
 /// etcd's own count of its watchers (`etcd_debugging_mvcc_watcher_total`).
@@ -402,7 +515,9 @@ async fn http_get(endpoint: &str, path: &str) -> String {
 async fn http(endpoint: &str, method: &str, path: &str, body: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let host = endpoint.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect to etcd");
+    let mut stream = tokio::net::TcpStream::connect(host)
+        .await
+        .expect("connect to etcd");
     let request = format!(
         "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\n\r\n{body}",
@@ -451,14 +566,18 @@ async fn watch_pods_rides_through_a_killed_replica() {
     let mut expected = BTreeMap::new();
     let mut seen = BTreeMap::new();
     for i in 0..5 {
-        let ack = session.apply(pod("dev", &format!("before-{i}"), "Running", 1)).await;
+        let ack = session
+            .apply(pod("dev", &format!("before-{i}"), "Running", 1))
+            .await;
         expected.insert(ack.pod.unwrap().resource_version, format!("before-{i}"));
         record(&mut seen, &watch.next_line().await);
     }
     // watch-pods reads from the first address: kill it.
     processes.remove(0).kill().await;
     for i in 0..5 {
-        let ack = session.apply(pod("dev", &format!("after-{i}"), "Running", 1)).await;
+        let ack = session
+            .apply(pod("dev", &format!("after-{i}"), "Running", 1))
+            .await;
         expected.insert(ack.pod.unwrap().resource_version, format!("after-{i}"));
     }
     while seen.len() < expected.len() {
@@ -521,7 +640,11 @@ async fn killing_the_etcd_leader_loses_no_acknowledged_write() {
         }));
     }
     // Let every writer get going, then kill the leader.
-    common::eventually(|| acked.lock().unwrap().len() >= 40, "writes before the kill").await;
+    common::eventually(
+        || acked.lock().unwrap().len() >= 40,
+        "writes before the kill",
+    )
+    .await;
     let leader = cluster.leader().await;
     cluster.kill(leader);
     let killed_at = Instant::now();
@@ -529,14 +652,24 @@ async fn killing_the_etcd_leader_loses_no_acknowledged_write() {
     for writer in writers {
         within("writes after the kill", writer).await.unwrap();
     }
-    eprintln!("20 writes per session after the leader was killed, in {:?}", killed_at.elapsed());
+    eprintln!(
+        "20 writes per session after the leader was killed, in {:?}",
+        killed_at.elapsed()
+    );
     cluster.restart(leader).await;
     let acked = acked.lock().unwrap().clone();
     let mut reader = servers[1].client().await;
     let (pods, _) = list(&mut reader, "dev").await;
-    let stored: BTreeMap<String, u64> = pods.into_iter().map(|p| (p.name, p.resource_version)).collect();
+    let stored: BTreeMap<String, u64> = pods
+        .into_iter()
+        .map(|p| (p.name, p.resource_version))
+        .collect();
     for (name, version, _) in &acked {
-        assert_eq!(stored.get(name), Some(version), "{name} was acknowledged at {version}");
+        assert_eq!(
+            stored.get(name),
+            Some(version),
+            "{name} was acknowledged at {version}"
+        );
     }
 }
 
@@ -551,7 +684,11 @@ async fn a_frozen_member_is_left_behind() {
     let mut a = servers[0].client().await;
     let mut b = servers[1].client().await;
     let (_, from) = list(&mut a, "").await;
-    let mut watch = a.watch_pods(list_request("", from)).await.unwrap().into_inner();
+    let mut watch = a
+        .watch_pods(list_request("", from))
+        .await
+        .unwrap()
+        .into_inner();
     cluster.pause(0);
     let mut session = Session::open(&mut b).await;
     // A write sent to the frozen member before the replica noticed is
@@ -591,12 +728,14 @@ async fn compaction_makes_old_versions_out_of_range_and_the_client_relists() {
     let server_b = TestServer::start_on(Arc::new(b), ServerConfig::default()).await;
     server_a.apply("a", "stays", "Running", 1).await;
     server_a.apply("a", "changes", "Running", 1).await;
-    let old = server_a.apply("a", "goes", "Running", 1).await.resource_version;
+    let old = server_a
+        .apply("a", "goes", "Running", 1)
+        .await
+        .resource_version;
 
-    let client = pod_service::client::connect_lazy(&pod_service::client::ClientConfig::new(
-        server_a.url(),
-    ))
-    .unwrap();
+    let client =
+        pod_service::client::connect_lazy(&pod_service::client::ClientConfig::new(server_a.url()))
+            .unwrap();
     let mut watch = PodWatch::new(client, "a");
     let first = next_update(&mut watch).await;
     assert!(matches!(first, WatchUpdate::Listed(l) if l.len() == 3));
@@ -619,7 +758,9 @@ async fn compaction_makes_old_versions_out_of_range_and_the_client_relists() {
         .await;
     }
     let mut client_b = server_b.client().await;
-    let err = client_b.watch_pods(list_request("", old)).await
+    let err = client_b
+        .watch_pods(list_request("", old))
+        .await
         .expect_err("out of range");
     assert_eq!(err.code(), Code::OutOfRange, "{}", err.message());
 
@@ -627,9 +768,13 @@ async fn compaction_makes_old_versions_out_of_range_and_the_client_relists() {
     let WatchUpdate::Listed(diff) = next_update(&mut watch).await else {
         panic!("expected a re-list");
     };
-    let diff: HashSet<String> = diff.into_iter().map(|e| format!("{:?} {}", e.kind, e.pod.name)).collect();
-    let expected: HashSet<String> =
-        ["Modified changes", "Deleted goes", "Added new"].map(String::from).into();
+    let diff: HashSet<String> = diff
+        .into_iter()
+        .map(|e| format!("{:?} {}", e.kind, e.pod.name))
+        .collect();
+    let expected: HashSet<String> = ["Modified changes", "Deleted goes", "Added new"]
+        .map(String::from)
+        .into();
     assert_eq!(diff, expected);
 }
 
@@ -677,7 +822,10 @@ async fn every_replica_killed_and_restarted_keeps_everything_acknowledged() {
     let again = ServerProcess::start_replica(&endpoints, &prefix, "127.0.0.1:0", &[]).await;
     let mut client = PodServiceClient::connect(again.url()).await.unwrap();
     let (pods, _) = list(&mut client, "dev").await;
-    let stored: BTreeMap<String, u64> = pods.into_iter().map(|p| (p.name, p.resource_version)).collect();
+    let stored: BTreeMap<String, u64> = pods
+        .into_iter()
+        .map(|p| (p.name, p.resource_version))
+        .collect();
     assert_eq!(stored, acked);
 }
 
@@ -696,7 +844,10 @@ async fn failing_server(args: &[&str]) -> String {
     .expect("run pod-server");
     assert!(!output.status.success(), "pod-server must fail");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let errors: Vec<&str> = stderr.lines().filter(|line| line.starts_with("error:")).collect();
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("error:"))
+        .collect();
     assert_eq!(errors.len(), 1, "one error line: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     errors[0].to_owned()
@@ -705,14 +856,20 @@ async fn failing_server(args: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_endpoints_an_unreachable_cluster_and_foreign_data_are_one_line_errors() {
     let error = failing_server(&["--etcd-endpoints", "localhost:2379"]).await;
-    assert!(error.contains("--etcd-endpoints") && error.contains("localhost:2379"), "{error}");
+    assert!(
+        error.contains("--etcd-endpoints") && error.contains("localhost:2379"),
+        "{error}"
+    );
 
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     let unreachable = format!("http://127.0.0.1:{port}");
     let error = failing_server(&["--etcd-endpoints", &unreachable]).await;
-    assert!(error.contains("cannot reach etcd") && error.contains(&unreachable), "{error}");
+    assert!(
+        error.contains("cannot reach etcd") && error.contains(&unreachable),
+        "{error}"
+    );
 
     // A key of someone else's under the prefix.
     let cluster = EtcdCluster::shared();

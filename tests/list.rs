@@ -48,7 +48,10 @@ async fn lists_every_pod_sorted_with_the_store_version(backend: Backend) {
         .collect();
     assert_eq!(got, expected);
     let newest = list.pods.iter().map(|p| p.resource_version).max();
-    assert!(Some(list.resource_version) >= newest, "the list reflects every pod");
+    assert!(
+        Some(list.resource_version) >= newest,
+        "the list reflects every pod"
+    );
     if backend != Backend::Etcd {
         // (Embedded stores: one version per pod loaded.)
         assert_eq!(list.resource_version, sample::SAMPLE_PODS.len() as u64);

@@ -10,11 +10,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use pod_service::contract::{self, DEFAULT_SERVER_ADDR, Token};
-use pod_service::server::{self, ServerConfig, Shutdown, certs};
-use pod_service::store::{
-    DurableStore, EtcdConfig, EtcdStore, MemoryStore, PodStore, StoreConfig,
-};
 use pod_service::domain::ApplyPod;
+use pod_service::server::{self, ServerConfig, Shutdown, certs};
+use pod_service::store::{DurableStore, EtcdConfig, EtcdStore, MemoryStore, PodStore, StoreConfig};
 use pod_service::{cli, sample};
 use tonic::transport::Identity;
 
@@ -157,8 +155,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let endpoints = etcd.endpoints.join(",");
         let store = EtcdStore::open(etcd, store_config(&args), starting_pods(&args)).await?;
         match store.seeded() {
-            Some(pods) => tracing::info!(%endpoints, prefix = %args.etcd_prefix, pods, "new registry in etcd, starting pods loaded"),
-            None => tracing::info!(%endpoints, prefix = %args.etcd_prefix, version = store.version(), "registry in etcd opened"),
+            Some(pods) => {
+                tracing::info!(%endpoints, prefix = %args.etcd_prefix, pods, "new registry in etcd, starting pods loaded")
+            }
+            None => {
+                tracing::info!(%endpoints, prefix = %args.etcd_prefix, version = store.version(), "registry in etcd opened")
+            }
         }
         if store.seeded().is_none() && args.pods.is_some() {
             tracing::warn!("the registry is not new: --pods is ignored");

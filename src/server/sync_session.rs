@@ -169,11 +169,7 @@ impl Ops {
     }
 
     /// Registers the session's watcher; returns the subscribe's ack.
-    async fn subscribe(
-        &self,
-        request: SyncRequest,
-        subscription: &mut Option<Watcher>,
-    ) -> SyncAck {
+    async fn subscribe(&self, request: SyncRequest, subscription: &mut Option<Watcher>) -> SyncAck {
         let Some(sync_request::Op::Subscribe(subscribe)) = request.op else {
             return ack(request.id, Err(Status::internal("not a subscribe")));
         };

@@ -340,10 +340,17 @@ impl Index {
             .map(|pod| {
                 let key = PodKey::of(&pod);
                 // A pod that is still there keeps its log.
-                let log = logs.get(&key).cloned().unwrap_or_else(|| {
-                    Arc::new(PodLog::new(self.config.log_bytes_per_pod))
-                });
-                (key, Entry { pod: Arc::new(pod), log })
+                let log = logs
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(PodLog::new(self.config.log_bytes_per_pod)));
+                (
+                    key,
+                    Entry {
+                        pod: Arc::new(pod),
+                        log,
+                    },
+                )
             })
             .collect();
         for (key, log) in &logs {

@@ -29,7 +29,9 @@ use server::{InProcess, StoreKind};
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// Load an existing server instead (http://HOST:PORT or https://...).
+    /// Load an existing server instead (http://HOST:PORT or https://...);
+    /// several, comma-separated, are replicas of one registry: the
+    /// connections are spread over them in turn.
     #[arg(long)]
     addr: Option<String>,
     /// With an https address: the CA that signed the server's certificate.
@@ -176,13 +178,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
             (server.url(), Some(server))
         }
     };
-    let server = ClientConfig {
-        ca: args.ca.clone(),
-        token: Token::configured(args.token_file.as_deref()).map_err(anyhow::Error::msg)?,
-        ..ClientConfig::new(url)
-    };
+    let token = Token::configured(args.token_file.as_deref()).map_err(anyhow::Error::msg)?;
+    let replicas: Vec<&str> = url.split(',').collect();
     let mut clients = Vec::new();
-    for _ in 0..args.connections.max(1) {
+    for i in 0..args.connections.max(1) {
+        let server = ClientConfig {
+            ca: args.ca.clone(),
+            token: token.clone(),
+            ..ClientConfig::new(replicas[i % replicas.len()])
+        };
         clients.push(client::connect(&server).await?);
     }
     let store = match (&args.addr, args.store) {

@@ -25,7 +25,7 @@ use super::api::etcdserverpb::{
     WatchRequest, WatchResponse, kv_client::KvClient, lease_client::LeaseClient,
     watch_client::WatchClient,
 };
-use crate::store::StoreError;
+use crate::store::error::StoreError;
 
 /// How long one call to one member may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -299,7 +299,10 @@ fn not_sent(status: &Status) -> bool {
 fn permanent(status: &Status) -> bool {
     matches!(
         status.code(),
-        Code::InvalidArgument | Code::FailedPrecondition | Code::PermissionDenied | Code::Unimplemented
+        Code::InvalidArgument
+            | Code::FailedPrecondition
+            | Code::PermissionDenied
+            | Code::Unimplemented
     )
 }
 

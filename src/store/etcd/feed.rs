@@ -14,13 +14,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Inner;
 use super::api::etcdserverpb::{RangeRequest, WatchCreateRequest, WatchRequest, watch_request};
 use super::api::mvccpb::{Event, event::EventType};
 use super::client::ReadError;
 use super::keys::{self, Kind};
+use super::shared::Shared;
 use crate::contract::Pod;
-use crate::store::StoreError;
+use crate::store::error::StoreError;
 use crate::store::index::Batch;
 
 /// Waits between attempts when no member takes the watch.
@@ -37,7 +37,7 @@ enum End {
 }
 
 /// Follows the prefix until the store closes.
-pub(super) async fn follow(inner: Arc<Inner>) {
+pub(super) async fn follow(inner: Arc<Shared>) {
     let mut member = None;
     loop {
         let from = inner.index.version() + 1;
@@ -85,7 +85,10 @@ pub(super) async fn follow(inner: Arc<Inner>) {
     }
 }
 
-async fn run(inner: &Inner, mut stream: tonic::Streaming<super::api::etcdserverpb::WatchResponse>) -> End {
+async fn run(
+    inner: &Shared,
+    mut stream: tonic::Streaming<super::api::etcdserverpb::WatchResponse>,
+) -> End {
     loop {
         let message = tokio::select! {
             message = stream.message() => message,
@@ -135,7 +138,7 @@ enum Seen {
     Nothing,
 }
 
-fn change(inner: &Inner, event: Event, applied: u64) -> Result<Seen, End> {
+fn change(inner: &Shared, event: Event, applied: u64) -> Result<Seen, End> {
     let Some(kv) = event.kv else {
         return Ok(Seen::Nothing);
     };
@@ -163,7 +166,9 @@ fn change(inner: &Inner, event: Event, applied: u64) -> Result<Seen, End> {
             .prev_kv
             .and_then(|prev| keys::decode(&key, &prev.value, prev.mod_revision))
         else {
-            return Err(End::Reset(format!("the delete of {key} came without the pod")));
+            return Err(End::Reset(format!(
+                "the delete of {key} came without the pod"
+            )));
         };
         Pod {
             resource_version: version,
@@ -183,18 +188,22 @@ fn change(inner: &Inner, event: Event, applied: u64) -> Result<Seen, End> {
 }
 
 /// Replaces the index with the pods as they are at `revision` (0: now).
-pub(super) async fn start_over(inner: &Inner, revision: i64) -> Result<(), StoreError> {
+pub(super) async fn start_over(inner: &Shared, revision: i64) -> Result<(), StoreError> {
     let (pods, at) = match load(inner, revision).await {
         Err(ReadError::Compacted) if revision > 0 => load(inner, 0).await?,
         loaded => loaded?,
     };
-    tracing::info!(pods = pods.len(), revision = at, "the index starts over from etcd");
+    tracing::info!(
+        pods = pods.len(),
+        revision = at,
+        "the index starts over from etcd"
+    );
     inner.index.reset(pods, at);
     Ok(())
 }
 
 /// Every pod under the prefix at `revision` (0: now), and that revision.
-async fn load(inner: &Inner, revision: i64) -> Result<(Vec<Pod>, u64), ReadError> {
+async fn load(inner: &Shared, revision: i64) -> Result<(Vec<Pod>, u64), ReadError> {
     let (mut key, range_end) = inner.keys.pods(None);
     let mut pods = Vec::new();
     let mut at = revision;
@@ -214,7 +223,10 @@ async fn load(inner: &Inner, revision: i64) -> Result<(Vec<Pod>, u64), ReadError
         }
         for kv in &page.kvs {
             let Kind::Pod(pod_key) = inner.keys.kind(&kv.key) else {
-                return Err(ReadError::Failed(super::registry::foreign(&inner.keys, &kv.key)));
+                return Err(ReadError::Failed(super::registry::foreign(
+                    &inner.keys,
+                    &kv.key,
+                )));
             };
             let pod = keys::decode(&pod_key, &kv.value, kv.mod_revision)
                 .ok_or_else(|| ReadError::Failed(super::registry::foreign(&inner.keys, &kv.key)))?;

@@ -213,7 +213,10 @@ mod tests {
         let key = PodKey::new("dev", "web-1");
         let value = encode(&key, "Running", 3);
         let pod = decode(&key, &value, 7).expect("a pod");
-        assert_eq!((pod.status.as_str(), pod.replicas, pod.resource_version), ("Running", 3, 7));
+        assert_eq!(
+            (pod.status.as_str(), pod.replicas, pod.resource_version),
+            ("Running", 3, 7)
+        );
         assert!(decode(&PodKey::new("dev", "other"), &value, 7).is_none());
         assert!(decode(&key, b"\xff\xff not protobuf", 7).is_none());
     }

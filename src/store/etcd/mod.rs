@@ -26,9 +26,11 @@
 
 mod api;
 mod client;
+mod config;
 mod feed;
 mod keys;
 mod registry;
+mod shared;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,6 +46,9 @@ use api::etcdserverpb::{
 };
 use client::{Etcd, ReadError};
 use keys::{Keys, Kind};
+use shared::Shared;
+
+pub use config::EtcdConfig;
 
 use super::config::StoreConfig;
 use super::error::StoreError;
@@ -54,67 +59,14 @@ use super::watcher::Watcher;
 use crate::contract::Pod;
 use crate::domain::{ApplyPod, PodKey};
 
-/// Where the etcd store keeps its registry, and how it treats etcd.
-#[derive(Debug, Clone)]
-pub struct EtcdConfig {
-    /// The cluster's client URLs, `http://HOST:PORT` each.
-    pub endpoints: Vec<String>,
-    /// Every key of the registry starts with it, so that several
-    /// registries (and tests) can share one cluster.
-    pub prefix: String,
-    /// How often this server tries to compact etcd (one server of the
-    /// registry wins each round); zero: never (compact etcd otherwise,
-    /// e.g. with its `--auto-compaction-retention`).
-    pub compaction_interval: Duration,
-    /// How long a read waits for this server to catch up with etcd
-    /// before it fails with `UNAVAILABLE`.
-    pub catch_up_timeout: Duration,
-}
-
-impl EtcdConfig {
-    /// The default of [`EtcdConfig::prefix`].
-    pub const DEFAULT_PREFIX: &str = "/pod-service/";
-    /// The default of [`EtcdConfig::compaction_interval`] (kube-apiserver
-    /// compacts every 5 minutes).
-    pub const DEFAULT_COMPACTION_INTERVAL: Duration = Duration::from_secs(60);
-    /// The default of [`EtcdConfig::catch_up_timeout`] (as kube-apiserver
-    /// waits for its cache).
-    pub const DEFAULT_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(3);
-
-    /// The defaults, for these endpoints.
-    pub fn new(endpoints: Vec<String>) -> Self {
-        EtcdConfig {
-            endpoints,
-            prefix: Self::DEFAULT_PREFIX.into(),
-            compaction_interval: Self::DEFAULT_COMPACTION_INTERVAL,
-            catch_up_timeout: Self::DEFAULT_CATCH_UP_TIMEOUT,
-        }
-    }
-}
-
 /// A store whose pods live in etcd. See the module docs.
 pub struct EtcdStore {
-    inner: Arc<Inner>,
+    inner: Arc<Shared>,
     /// Submitted writes, in order, for [`write`].
     writes: mpsc::UnboundedSender<Write>,
     tasks: Vec<JoinHandle<()>>,
     /// How many starting pods this server loaded into a new registry.
     seeded: Option<usize>,
-}
-
-struct Inner {
-    etcd: Etcd,
-    keys: Keys,
-    index: Index,
-    /// The etcd cluster's id: continue tokens name it, so that a list
-    /// begun on another cluster is not continued here.
-    cluster: u64,
-    config: EtcdConfig,
-    closed: AtomicBool,
-    /// Told when a read found the index behind etcd for too long: the
-    /// feed's member is probably frozen or cut off, and the feed moves to
-    /// another one rather than wait for the connection's pings to fail.
-    feed_behind: tokio::sync::Notify,
 }
 
 /// A write in the queue, and where its outcome goes.
@@ -145,11 +97,13 @@ impl EtcdStore {
     ) -> Result<Self, StoreError> {
         let etcd = Etcd::new(&config.endpoints).map_err(StoreError::Storage)?;
         if config.prefix.is_empty() {
-            return Err(StoreError::Storage("--etcd-prefix must not be empty".into()));
+            return Err(StoreError::Storage(
+                "--etcd-prefix must not be empty".into(),
+            ));
         }
         let keys = Keys::new(&config.prefix);
         let (cluster, seeded) = registry::prepare(&etcd, &keys, seed).await?;
-        let inner = Arc::new(Inner {
+        let inner = Arc::new(Shared {
             etcd,
             keys,
             index: Index::new(store),
@@ -208,7 +162,7 @@ impl Drop for EtcdStore {
     }
 }
 
-impl Inner {
+impl Shared {
     /// See [`PodStore::catch_up`]: a quorum read of the `revision` key
     /// gives the registry's newest change, which the index must reach.
     async fn catch_up(&self, version: u64, timeout: Duration) -> Result<(), StoreError> {
@@ -397,11 +351,13 @@ impl Inner {
         let pods = page
             .kvs
             .iter()
-            .map(|kv| match self.keys.kind(&kv.key) {
-                Kind::Pod(key) => keys::decode(&key, &kv.value, kv.mod_revision).map(Arc::new),
-                _ => None,
-            }
-            .ok_or_else(|| registry::foreign(&self.keys, &kv.key)))
+            .map(|kv| {
+                match self.keys.kind(&kv.key) {
+                    Kind::Pod(key) => keys::decode(&key, &kv.value, kv.mod_revision).map(Arc::new),
+                    _ => None,
+                }
+                .ok_or_else(|| registry::foreign(&self.keys, &kv.key))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let next = match pods.last() {
             Some(last) if page.more => Some(ListPosition {
@@ -420,13 +376,20 @@ impl Inner {
 
     /// The revision this registry last compacted etcd at, if known.
     async fn compacted_at(&self) -> Option<u64> {
-        let read = self.etcd.range(registry::get(self.keys.compacted())).await.ok()?;
+        let read = self
+            .etcd
+            .range(registry::get(self.keys.compacted()))
+            .await
+            .ok()?;
         let kv = read.kvs.first()?;
         std::str::from_utf8(&kv.value).ok()?.parse().ok()
     }
 
     async fn compact(&self) -> Result<Option<u64>, StoreError> {
-        let read = self.etcd.range(registry::get(self.keys.compacted())).await?;
+        let read = self
+            .etcd
+            .range(registry::get(self.keys.compacted()))
+            .await?;
         let now = read.header.as_ref().map_or(0, |header| header.revision);
         let (done, seen) = read.kvs.first().map_or((0, 0), |kv| {
             let done = std::str::from_utf8(&kv.value)
@@ -480,9 +443,7 @@ impl Inner {
     }
 }
 
-fn revision_of(
-    header: Option<&api::etcdserverpb::ResponseHeader>,
-) -> Result<u64, StoreError> {
+fn revision_of(header: Option<&api::etcdserverpb::ResponseHeader>) -> Result<u64, StoreError> {
     header
         .and_then(|header| u64::try_from(header.revision).ok())
         .filter(|revision| *revision > 0)
@@ -492,7 +453,7 @@ fn revision_of(
 /// Applies the submitted writes one at a time, in order: a later write of
 /// the same session may depend on an earlier one (an expected version),
 /// and etcd would not keep the order of concurrent transactions.
-async fn write(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<Write>) {
+async fn write(inner: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<Write>) {
     while let Some(write) = queue.recv().await {
         let (result, reply) = match write {
             Write::Apply(apply, reply) => (inner.apply(apply).await, reply),
@@ -519,7 +480,7 @@ async fn write(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<Write>) {
 }
 
 /// Compacts every `compaction_interval`.
-async fn compact_now_and_then(inner: Arc<Inner>) {
+async fn compact_now_and_then(inner: Arc<Shared>) {
     let mut every = tokio::time::interval(inner.config.compaction_interval);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -20,7 +20,7 @@ use super::api::etcdserverpb::{
 use super::client::Etcd;
 use super::keys::{self, Keys};
 use crate::domain::ApplyPod;
-use crate::store::StoreError;
+use crate::store::error::StoreError;
 
 const LOADING: &[u8] = b"pod-service registry v1: loading";
 const READY: &[u8] = b"pod-service registry v1: ready";

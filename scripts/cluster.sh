@@ -1,0 +1,335 @@
+#!/usr/bin/env bash
+# A local cluster in one command: 3 etcd members and 3 pod-server replicas
+# that share them, all on loopback.
+#
+# usage: scripts/cluster.sh up [--etcd-only]   start (or restart a stopped one)
+#        scripts/cluster.sh status             what runs, who leads (exit 1 if
+#                                              anything is down)
+#        scripts/cluster.sh down               stop everything, remove its state
+#
+# State (pid files, logs, etcd data) lives in $CLUSTER_DIR (target/cluster).
+# `up` builds pod-server (cargo build --release; set POD_SERVER=PATH to use
+# another binary), starts the etcd members and waits until each is healthy,
+# then starts the replicas and waits until each listens. If the directory
+# holds a stopped cluster of the same ports, `up` starts it again with its
+# data. --etcd-only starts the etcd members alone.
+#
+# Ports, each overridable (space-separated, three each):
+#   CLUSTER_ETCD_PORTS  etcd client ports   (12379 22379 32379; not 2379, where
+#                       Debian's own etcd service may listen)
+#   CLUSTER_PEER_PORTS  etcd peer ports     (12380 22380 32380)
+#   CLUSTER_POD_PORTS   pod-server replicas (50051 50052 50053)
+# Also: CLUSTER_ETCD_PREFIX (/pod-service/), the replicas' key prefix;
+# CLUSTER_SERVER_ARGS, more pod-server flags; CLUSTER_TIMEOUT (30), seconds
+# each member or replica may take to come up.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+dir=${CLUSTER_DIR:-$root/target/cluster}
+read -ra etcd_ports <<<"${CLUSTER_ETCD_PORTS:-12379 22379 32379}"
+read -ra peer_ports <<<"${CLUSTER_PEER_PORTS:-12380 22380 32380}"
+read -ra pod_ports <<<"${CLUSTER_POD_PORTS:-50051 50052 50053}"
+read -ra server_args <<<"${CLUSTER_SERVER_ARGS:-}"
+prefix=${CLUSTER_ETCD_PREFIX:-/pod-service/}
+timeout_s=${CLUSTER_TIMEOUT:-30}
+marker=.pod-service-cluster
+
+die() {
+  echo "cluster.sh: $*" >&2
+  exit 1
+}
+
+((${#etcd_ports[@]} == 3 && ${#peer_ports[@]} == 3 && ${#pod_ports[@]} == 3)) ||
+  die "CLUSTER_ETCD_PORTS, CLUSTER_PEER_PORTS and CLUSTER_POD_PORTS take three ports each"
+
+etcd_endpoints() {
+  local urls=() port
+  for port in "${etcd_ports[@]}"; do urls+=("http://127.0.0.1:$port"); done
+  (IFS=,; echo "${urls[*]}")
+}
+
+replica_urls() {
+  local urls=() port
+  for port in "${pod_ports[@]}"; do urls+=("http://127.0.0.1:$port"); done
+  (IFS=,; echo "${urls[*]}")
+}
+
+# The configuration a stopped cluster's state must match to be restarted.
+config() {
+  echo "etcd ${etcd_ports[*]} peers ${peer_ports[*]}"
+}
+
+# Whether process $1 runs (a zombie, dead but not yet reaped, does not).
+alive() {
+  local stat
+  kill -0 "$1" 2>/dev/null && stat=$(cat "/proc/$1/stat" 2>/dev/null) && [[ ${stat##*) } != [ZX]* ]]
+}
+
+# Whether the process in pid file $1 runs.
+running() {
+  local pid
+  [[ -f $1 ]] && pid=$(<"$1") && [[ -n $pid ]] && alive "$pid"
+}
+
+# Whether something accepts connections on loopback port $1.
+listens() {
+  timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+}
+
+# The body of one HTTP/1.0 request to loopback port $1 (METHOD PATH [BODY]),
+# in at most a second; fails if there is no answer. No curl needed.
+http() {
+  local port=$1 method=$2 path=$3 body=${4:-}
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  timeout 1 bash -c '
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+    printf "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: %s\r\n\r\n%s" \
+      "$2" "$3" "${#4}" "$4" >&3
+    sed "1,/^\r\{0,1\}$/d" <&3' _ "$port" "$method" "$path" "$body" 2>/dev/null
+}
+
+healthy() { # PORT
+  [[ $(http "$1" GET /health) == *'"health":"true"'* ]]
+}
+
+# A JSON string field of etcd's answer: json_field NAME < JSON.
+json_field() {
+  sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"
+}
+
+log_tail() { # LOG
+  echo "--- last lines of $1:" >&2
+  tail -n 20 "$1" >&2 || true
+}
+
+require_etcd() {
+  command -v etcd >/dev/null && return
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    echo "installing etcd-server with apt-get" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends etcd-server >/dev/null ||
+      { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends etcd-server >/dev/null; } ||
+      die "apt-get install etcd-server failed: run it by hand"
+    command -v etcd >/dev/null || die "etcd-server is installed but there is no etcd on the PATH"
+  else
+    die "etcd is missing: install it with \`sudo apt-get install etcd-server\`"
+  fi
+}
+
+pod_server_binary() {
+  if [[ -n ${POD_SERVER:-} ]]; then
+    [[ -x $POD_SERVER ]] || die "POD_SERVER=$POD_SERVER is not an executable"
+    echo "$POD_SERVER"
+    return
+  fi
+  local built=$root/target/release/pod-server
+  if command -v cargo >/dev/null; then
+    echo "building pod-server (cargo build --release --bin pod-server)" >&2
+    cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin pod-server >&2 ||
+      die "the build failed"
+  elif [[ -x $built ]]; then
+    echo "no cargo: using $built as it is" >&2
+  else
+    die "no cargo to build pod-server, and no $built"
+  fi
+  echo "$built"
+}
+
+# Waits until `check ARG` succeeds while pid file PIDFILE runs, for at most
+# $timeout_s seconds: wait_for WHAT PIDFILE LOG CHECK ARG
+wait_for() {
+  local what=$1 pidfile=$2 log=$3 check=$4 arg=$5 deadline=$((SECONDS + timeout_s))
+  until "$check" "$arg"; do
+    if ! running "$pidfile"; then
+      echo "cluster.sh: $what exited" >&2
+      log_tail "$log"
+      return 1
+    fi
+    if ((SECONDS >= deadline)); then
+      echo "cluster.sh: $what is not up after ${timeout_s}s" >&2
+      log_tail "$log"
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+# Whether replica N listens: its log says so, or its port accepts.
+replica_up() {
+  grep -q "pod-server listening" "$dir/replica$1.log" 2>/dev/null || listens "${pod_ports[$1 - 1]}"
+}
+
+start_etcd() {
+  local members=() initial i state
+  for i in 1 2 3; do members+=("m$i=http://127.0.0.1:${peer_ports[$i - 1]}"); done
+  initial=$(IFS=,; echo "${members[*]}")
+  for i in 1 2 3; do
+    running "$dir/etcd$i.pid" && continue
+    state=new
+    [[ -d $dir/etcd$i/member ]] && state=existing
+    local peer=http://127.0.0.1:${peer_ports[$i - 1]} client=http://127.0.0.1:${etcd_ports[$i - 1]}
+    nohup etcd --name "m$i" --data-dir "$dir/etcd$i" \
+      --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
+      --listen-client-urls "$client" --advertise-client-urls "$client" \
+      --initial-cluster "$initial" --initial-cluster-state "$state" \
+      --initial-cluster-token pod-service-local \
+      --heartbeat-interval 50 --election-timeout 500 \
+      --experimental-watch-progress-notify-interval 1s \
+      >>"$dir/etcd$i.log" 2>&1 </dev/null &
+    echo $! >"$dir/etcd$i.pid"
+  done
+  # All three start before any is waited for: one alone has no quorum.
+  for i in 1 2 3; do
+    wait_for "etcd member m$i (port ${etcd_ports[$i - 1]})" "$dir/etcd$i.pid" "$dir/etcd$i.log" \
+      healthy "${etcd_ports[$i - 1]}"
+  done
+}
+
+start_replicas() {
+  local binary=$1 i
+  for i in 1 2 3; do
+    running "$dir/replica$i.pid" && continue
+    mkdir -p "$dir/replica$i"
+    # In its own working directory, for anything it keeps on a relative
+    # path; exec, so that $! is pod-server's own pid.
+    (cd "$dir/replica$i" || exit
+      RUST_LOG=${RUST_LOG:-info} exec nohup "$binary" --addr "127.0.0.1:${pod_ports[$i - 1]}" \
+        --etcd-endpoints "$(etcd_endpoints)" --etcd-prefix "$prefix" "${server_args[@]}" \
+        >>"$dir/replica$i.log" 2>&1 </dev/null) &
+    echo $! >"$dir/replica$i.pid"
+  done
+  for i in 1 2 3; do
+    wait_for "pod-server replica $i (port ${pod_ports[$i - 1]})" "$dir/replica$i.pid" \
+      "$dir/replica$i.log" replica_up "$i"
+  done
+}
+
+# Stops the processes of the pid files given: SIGNAL (TERM: KILL after
+# 10 s), and waits until they are gone. stop SIGNAL PIDFILE...
+stop() {
+  local signal=$1 pidfile pid pids=()
+  shift
+  for pidfile in "$@"; do
+    running "$pidfile" && pids+=("$(<"$pidfile")")
+    rm -f "$pidfile"
+  done
+  ((${#pids[@]})) || return 0
+  kill "-$signal" "${pids[@]}" 2>/dev/null || true
+  local deadline=$((SECONDS + 10))
+  for pid in "${pids[@]}"; do
+    while alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+}
+
+# The replicas get to finish their calls. etcd is killed outright: it
+# loses nothing it acknowledged (its log is synced before it answers), and
+# three members stopped gracefully at once can each wait seconds to hand
+# over leadership to another that is stopping too.
+stop_all() {
+  stop TERM "$dir"/replica{1,2,3}.pid
+  stop KILL "$dir"/etcd{1,2,3}.pid
+}
+
+up() {
+  local etcd_only=false
+  case ${1:-} in
+    --etcd-only) etcd_only=true ;;
+    "") ;;
+    *) die "unknown option for up: $1" ;;
+  esac
+  if [[ -d $dir ]]; then
+    [[ -f $dir/$marker ]] || die "$dir exists but is not a cluster's directory: set CLUSTER_DIR"
+    [[ $(<"$dir/$marker") == "$(config)" ]] ||
+      die "$dir holds a cluster of other ports ($(<"$dir/$marker")): run \`$0 down\` first"
+  fi
+  require_etcd
+  local binary=
+  $etcd_only || binary=$(pod_server_binary)
+
+  # A port someone else listens on would fail late and obscurely.
+  local i port
+  for i in 1 2 3; do
+    for port in "${etcd_ports[$i - 1]}" "${peer_ports[$i - 1]}"; do
+      if ! running "$dir/etcd$i.pid" && listens "$port"; then
+        die "port $port is taken: choose others with CLUSTER_ETCD_PORTS / CLUSTER_PEER_PORTS"
+      fi
+    done
+    if ! $etcd_only && ! running "$dir/replica$i.pid" && listens "${pod_ports[$i - 1]}"; then
+      die "port ${pod_ports[$i - 1]} is taken: choose others with CLUSTER_POD_PORTS"
+    fi
+  done
+
+  mkdir -p "$dir"
+  config >"$dir/$marker"
+  if ! start_etcd || { ! $etcd_only && ! start_replicas "$binary"; }; then
+    stop_all
+    die "not started; everything is stopped, the logs are in $dir (\`$0 down\` removes it)"
+  fi
+
+  echo "etcd members:  $(etcd_endpoints)"
+  echo "etcd prefix:   $prefix"
+  if ! $etcd_only; then
+    local addrs=()
+    for port in "${pod_ports[@]}"; do addrs+=("127.0.0.1:$port"); done
+    echo "replicas:      ${addrs[*]}"
+    echo "for clients:   --addr $(replica_urls)"
+  fi
+  echo "logs:          $dir/*.log"
+  echo "stop:          $0 down"
+}
+
+status() {
+  [[ -d $dir ]] || { echo "no cluster (nothing in $dir)"; return 1; }
+  local ok=true i port state answer id leader
+  for i in 1 2 3; do
+    port=${etcd_ports[$i - 1]}
+    if ! running "$dir/etcd$i.pid"; then
+      state=stopped
+      ok=false
+    elif healthy "$port"; then
+      state=healthy
+      answer=$(http "$port" POST /v3/maintenance/status '{}' || true)
+      id=$(json_field member_id <<<"$answer")
+      leader=$(json_field leader <<<"$answer")
+      [[ -n $id && $id == "$leader" ]] && state="healthy, leader"
+    else
+      state="running, not healthy"
+      ok=false
+    fi
+    echo "etcd m$i     http://127.0.0.1:$port  pid $(cat "$dir/etcd$i.pid" 2>/dev/null || echo -)  $state"
+  done
+  for i in 1 2 3; do
+    [[ -f $dir/replica$i.pid ]] || [[ -f $dir/replica$i.log ]] || continue
+    port=${pod_ports[$i - 1]}
+    if ! running "$dir/replica$i.pid"; then
+      state=stopped
+      ok=false
+    elif listens "$port"; then
+      state=listening
+    else
+      state="running, not listening"
+      ok=false
+    fi
+    echo "replica $i    http://127.0.0.1:$port  pid $(cat "$dir/replica$i.pid" 2>/dev/null || echo -)  $state"
+  done
+  $ok
+}
+
+down() {
+  if [[ ! -d $dir ]]; then
+    echo "no cluster (nothing in $dir)"
+    return
+  fi
+  [[ -f $dir/$marker ]] || die "$dir is not a cluster's directory: not removing it"
+  stop_all
+  rm -rf "$dir"
+  echo "stopped; removed $dir"
+}
+
+case ${1:-} in
+  up) shift; up "$@" ;;
+  status) status ;;
+  down) down ;;
+  *) echo "usage: $0 up [--etcd-only] | status | down" >&2; exit 2 ;;
+esac

@@ -61,7 +61,7 @@ use crate::domain::{ApplyPod, PodKey};
 
 /// A store whose pods live in etcd. See the module docs.
 pub struct EtcdStore {
-    inner: Arc<Shared>,
+    shared: Arc<Shared>,
     /// Submitted writes, in order, for [`write`].
     writes: mpsc::UnboundedSender<Write>,
     tasks: Vec<JoinHandle<()>>,
@@ -103,7 +103,7 @@ impl EtcdStore {
         }
         let keys = Keys::new(&config.prefix);
         let (cluster, seeded) = registry::prepare(&etcd, &keys, seed).await?;
-        let inner = Arc::new(Shared {
+        let shared = Arc::new(Shared {
             etcd,
             keys,
             index: Index::new(store),
@@ -112,28 +112,28 @@ impl EtcdStore {
             closed: AtomicBool::new(false),
             feed_behind: tokio::sync::Notify::new(),
         });
-        let mut tasks = vec![tokio::spawn(feed::follow(Arc::clone(&inner)))];
+        let mut tasks = vec![tokio::spawn(feed::follow(Arc::clone(&shared)))];
         let (writes, queue) = mpsc::unbounded_channel();
-        tasks.push(tokio::spawn(write(Arc::clone(&inner), queue)));
+        tasks.push(tokio::spawn(write(Arc::clone(&shared), queue)));
         let store = EtcdStore {
-            inner: Arc::clone(&inner),
+            shared: Arc::clone(&shared),
             writes,
             tasks,
             seeded,
         };
-        match tokio::time::timeout(OPEN_TIMEOUT, inner.catch_up(0, OPEN_TIMEOUT)).await {
+        match tokio::time::timeout(OPEN_TIMEOUT, shared.catch_up(0, OPEN_TIMEOUT)).await {
             Ok(result) => result?,
             Err(_) => {
                 return Err(StoreError::Unavailable(format!(
                     "the index did not catch up with etcd at {} within {}s",
-                    inner.etcd.endpoints(),
+                    shared.etcd.endpoints(),
                     OPEN_TIMEOUT.as_secs()
                 )));
             }
         }
         let mut store = store;
-        if !inner.config.compaction_interval.is_zero() {
-            store.tasks.push(tokio::spawn(compact_now_and_then(inner)));
+        if !shared.config.compaction_interval.is_zero() {
+            store.tasks.push(tokio::spawn(compact_now_and_then(shared)));
         }
         Ok(store)
     }
@@ -150,7 +150,7 @@ impl EtcdStore {
     /// Compaction is cluster-wide: registries sharing a cluster should
     /// share `--history` too.
     pub async fn compact(&self) -> Result<Option<u64>, StoreError> {
-        self.inner.compact().await
+        self.shared.compact().await
     }
 }
 
@@ -453,39 +453,27 @@ fn revision_of(header: Option<&api::etcdserverpb::ResponseHeader>) -> Result<u64
 /// Applies the submitted writes one at a time, in order: a later write of
 /// the same session may depend on an earlier one (an expected version),
 /// and etcd would not keep the order of concurrent transactions.
-async fn write(inner: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<Write>) {
+async fn write(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<Write>) {
     while let Some(write) = queue.recv().await {
         let (result, reply) = match write {
-            Write::Apply(apply, reply) => (inner.apply(apply).await, reply),
-            Write::Delete(key, reply) => (inner.delete(key).await, reply),
+            Write::Apply(apply, reply) => (shared.apply(apply).await, reply),
+            Write::Delete(key, reply) => (shared.delete(key).await, reply),
             Write::Flush(reply) => {
                 let _ = reply.send(());
                 continue;
             }
         };
-        // The ack waits for this server's index, so that its watchers have
-        // the change first, as on the embedded stores.
-        if let Ok(pod) = &result
-            && tokio::time::timeout(SEEN_TIMEOUT, inner.index.reached(pod.resource_version))
-                .await
-                .is_err()
-        {
-            tracing::warn!(
-                version = pod.resource_version,
-                "a committed write is not in this server's index yet"
-            );
-        }
         let _ = reply.send(result);
     }
 }
 
 /// Compacts every `compaction_interval`.
-async fn compact_now_and_then(inner: Arc<Shared>) {
-    let mut every = tokio::time::interval(inner.config.compaction_interval);
+async fn compact_now_and_then(shared: Arc<Shared>) {
+    let mut every = tokio::time::interval(shared.config.compaction_interval);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        if let Err(err) = inner.compact().await {
+        if let Err(err) = shared.compact().await {
             tracing::warn!(%err, "cannot compact etcd");
         }
     }
@@ -493,7 +481,7 @@ async fn compact_now_and_then(inner: Arc<Shared>) {
 
 impl PodStore for EtcdStore {
     fn list(&self, namespace: Option<&str>) -> PodList {
-        self.inner.index.list(namespace)
+        self.shared.index.list(namespace)
     }
 
     fn list_page(
@@ -502,29 +490,29 @@ impl PodStore for EtcdStore {
         from: Option<ListPosition>,
         limit: usize,
     ) -> Pending<PodPage> {
-        let inner = Arc::clone(&self.inner);
-        async move { inner.list_page(namespace, from, limit).await }.boxed()
+        let shared = Arc::clone(&self.shared);
+        async move { shared.list_page(namespace, from, limit).await }.boxed()
     }
 
     fn catch_up(&self, version: u64) -> Pending<()> {
         // A resume from a version the index has needs nothing from etcd.
-        if version > 0 && version <= self.inner.index.version() {
+        if version > 0 && version <= self.shared.index.version() {
             return futures::future::ready(Ok(())).boxed();
         }
-        let inner = Arc::clone(&self.inner);
+        let shared = Arc::clone(&self.shared);
         async move {
-            let timeout = inner.config.catch_up_timeout;
-            inner.catch_up(version, timeout).await
+            let timeout = shared.config.catch_up_timeout;
+            shared.catch_up(version, timeout).await
         }
         .boxed()
     }
 
     fn watch(&self, namespace: Option<String>, from: u64) -> Result<Watcher, StoreError> {
-        self.inner.index.watch(namespace, from)
+        self.shared.index.watch(namespace, from)
     }
 
     fn log(&self, key: &PodKey) -> Result<Arc<PodLog>, StoreError> {
-        self.inner.index.log(key)
+        self.shared.index.log(key)
     }
 
     fn apply(&self, apply: ApplyPod) -> Pending<Arc<Pod>> {
@@ -536,7 +524,7 @@ impl PodStore for EtcdStore {
     }
 
     fn append_log(&self, key: PodKey, lines: Vec<String>) -> Pending<()> {
-        let index = &self.inner.index;
+        let index = &self.shared.index;
         let mut batch = index.batch();
         let planned = index.plan_append(&mut batch, key, lines);
         if planned.is_ok() {
@@ -550,7 +538,7 @@ impl PodStore for EtcdStore {
     }
 
     fn close(&self) -> Pending<()> {
-        self.inner.closed.store(true, Ordering::Relaxed);
+        self.shared.closed.store(true, Ordering::Relaxed);
         let (reply, done) = oneshot::channel();
         let _ = self.writes.send(Write::Flush(reply));
         async move {
@@ -561,11 +549,11 @@ impl PodStore for EtcdStore {
     }
 
     fn version(&self) -> u64 {
-        self.inner.index.version()
+        self.shared.index.version()
     }
 
     fn watcher_count(&self) -> usize {
-        self.inner.index.watcher_count()
+        self.shared.index.watcher_count()
     }
 }
 
@@ -574,7 +562,7 @@ impl EtcdStore {
         &self,
         write: impl FnOnce(oneshot::Sender<Result<Arc<Pod>, StoreError>>) -> Write,
     ) -> Pending<Arc<Pod>> {
-        if let Err(err) = self.inner.check_open() {
+        if let Err(err) = self.shared.check_open() {
             return futures::future::ready(Err(err)).boxed();
         }
         let (reply, outcome) = oneshot::channel();
@@ -584,10 +572,22 @@ impl EtcdStore {
             )))
             .boxed();
         }
+        let shared = Arc::clone(&self.shared);
         async move {
-            outcome
+            let pod = outcome
                 .await
-                .unwrap_or_else(|_| Err(StoreError::Storage("the store is shut down".into())))
+                .unwrap_or_else(|_| Err(StoreError::Storage("the store is shut down".into())))?;
+            // The ack waits for this server's index, so that its watchers
+            // have the change first, as on the embedded stores. (The writer
+            // goes on meanwhile: it only waits for etcd.)
+            let seen = shared.index.reached(pod.resource_version);
+            if tokio::time::timeout(SEEN_TIMEOUT, seen).await.is_err() {
+                tracing::warn!(
+                    version = pod.resource_version,
+                    "a committed write is not in this server's index yet"
+                );
+            }
+            Ok(pod)
         }
         .boxed()
     }

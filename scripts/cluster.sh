@@ -135,6 +135,7 @@ pod_server_binary() {
   echo "$built"
 }
 
+# (Called where `set -e` does not apply: callers check its status.)
 # Waits until `check ARG` succeeds while pid file PIDFILE runs, for at most
 # $timeout_s seconds: wait_for WHAT PIDFILE LOG CHECK ARG
 wait_for() {
@@ -154,9 +155,14 @@ wait_for() {
   done
 }
 
-# Whether replica N listens: its log says so, or its port accepts.
+# Where each replica's log stood when it was started (logs are appended to).
+log_offsets=(0 0 0)
+
+# Whether replica N listens: its log says so since it started, or its port
+# accepts.
 replica_up() {
-  grep -q "pod-server listening" "$dir/replica$1.log" 2>/dev/null || listens "${pod_ports[$1 - 1]}"
+  tail -c "+$((log_offsets[$1 - 1] + 1))" "$dir/replica$1.log" 2>/dev/null |
+    grep -q "pod-server listening" || listens "${pod_ports[$1 - 1]}"
 }
 
 start_etcd() {
@@ -181,7 +187,7 @@ start_etcd() {
   # All three start before any is waited for: one alone has no quorum.
   for i in 1 2 3; do
     wait_for "etcd member m$i (port ${etcd_ports[$i - 1]})" "$dir/etcd$i.pid" "$dir/etcd$i.log" \
-      healthy "${etcd_ports[$i - 1]}"
+      healthy "${etcd_ports[$i - 1]}" || return 1
   done
 }
 
@@ -190,6 +196,7 @@ start_replicas() {
   for i in 1 2 3; do
     running "$dir/replica$i.pid" && continue
     mkdir -p "$dir/replica$i"
+    log_offsets[i - 1]=$(stat -c %s "$dir/replica$i.log" 2>/dev/null || echo 0)
     # In its own working directory, for anything it keeps on a relative
     # path; exec, so that $! is pod-server's own pid.
     (cd "$dir/replica$i" || exit
@@ -200,7 +207,7 @@ start_replicas() {
   done
   for i in 1 2 3; do
     wait_for "pod-server replica $i (port ${pod_ports[$i - 1]})" "$dir/replica$i.pid" \
-      "$dir/replica$i.log" replica_up "$i"
+      "$dir/replica$i.log" replica_up "$i" || return 1
   done
 }
 

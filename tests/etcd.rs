@@ -470,6 +470,30 @@ async fn a_replica_started_later_resumes_watches_from_before_it_started() {
     assert_once_in_order(&seen, &expected, "the later replica");
 }
 
+/// A loader that died half-way leaves pods but no registry: the next server
+/// starts over, and what the dead one wrote is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfinished_load_is_started_over() {
+    let cluster = EtcdCluster::shared();
+    let prefix = unique_prefix();
+    for key in ["pods/dev,half-loaded", "revision"] {
+        let body = format!(
+            r#"{{"key":"{}","value":"{}"}}"#,
+            base64(format!("{prefix}{key}").as_bytes()),
+            base64(b"")
+        );
+        let put = http(&cluster.endpoint(0), "POST", "/v3/kv/put", &body).await;
+        assert!(put.contains("200 OK"), "{put}");
+    }
+    let store = open_seeded(cluster, &prefix, StoreConfig::default(), sample::sample().collect())
+        .await
+        .expect("open");
+    assert_eq!(store.seeded(), Some(sample::SAMPLE_PODS.len()));
+    let names: Vec<String> = store.list(None).pods.iter().map(|p| p.name.clone()).collect();
+    assert_eq!(names.len(), sample::SAMPLE_PODS.len(), "{names:?}");
+    assert!(!names.contains(&"half-loaded".to_owned()), "{names:?}");
+}
+
 /// One etcd watch per replica, however many clients watch it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_watchers_cost_etcd_one_watch_per_replica() {

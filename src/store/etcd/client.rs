@@ -37,6 +37,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// its `--grpc-keepalive-min-time` (5 s by default).
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(6);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The largest message taken from etcd: a watch catching up sends up to
+/// 1,000 revisions in one response, and a revision of the starting pods
+/// holds 100 of them.
+const MAX_MESSAGE_BYTES: usize = 256 << 20;
 /// How many times a call goes round the members before it gives up.
 const ROUNDS: usize = 3;
 
@@ -113,7 +117,9 @@ impl Etcd {
                     .tcp_nodelay(true)
                     .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
                     .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-                    .keep_alive_while_idle(true)
+                    // Not on idle connections: etcd counts such pings as
+                    // abuse (its PermitWithoutStream is off) and closes them.
+                    .keep_alive_while_idle(false)
                     .connect_lazy();
                 Ok(Member {
                     url: url.clone(),
@@ -137,7 +143,12 @@ impl Etcd {
     pub async fn range(&self, request: RangeRequest) -> Result<RangeResponse, ReadError> {
         self.read(move |channel| {
             let request = request.clone();
-            async move { KvClient::new(channel).range(timed(request)).await }
+            async move {
+                KvClient::new(channel)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .range(timed(request))
+                    .await
+            }
         })
         .await
     }
@@ -222,6 +233,7 @@ impl Etcd {
                 .metadata_mut()
                 .insert("hasleader", MetadataValue::from_static("true"));
             match WatchClient::new(self.members[index].channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .watch(request)
                 .await
             {
@@ -249,9 +261,7 @@ impl Etcd {
                     self.current.store(attempt, Ordering::Relaxed);
                     return Ok(response.into_inner());
                 }
-                Err(status) if status.code() == Code::OutOfRange => {
-                    return Err(ReadError::Compacted);
-                }
+                Err(status) if compacted(&status) => return Err(ReadError::Compacted),
                 Err(status) if permanent(&status) => {
                     return Err(ReadError::Failed(StoreError::Storage(format!(
                         "etcd refused the request: {}",
@@ -288,11 +298,23 @@ impl Etcd {
     }
 }
 
-/// Whether a failed call certainly did not reach etcd's log.
+/// Whether etcd answered that the revision asked for was compacted
+/// ("mvcc: required revision has been compacted").
+fn compacted(status: &Status) -> bool {
+    status.code() == Code::OutOfRange && status.message().contains("compacted")
+}
+
+/// Whether a failed call certainly did not reach etcd's log: the
+/// connection was refused (tonic reports hyper's "tcp connect error"), or
+/// etcd said it has no leader to propose to. Anything else, etcd's own
+/// "request timed out, possibly due to connection lost" included, may have
+/// committed.
 fn not_sent(status: &Status) -> bool {
-    let message = status.message();
+    let message = status.message().to_ascii_lowercase();
     status.code() == Code::Unavailable
-        && (message.contains("connect") || message.contains("no leader"))
+        && (message.contains("tcp connect error")
+            || message.contains("connection refused")
+            || message.contains("etcdserver: no leader"))
 }
 
 /// Errors that another member would answer the same way.

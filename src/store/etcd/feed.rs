@@ -89,6 +89,9 @@ async fn run(
     inner: &Shared,
     mut stream: tonic::Streaming<super::api::etcdserverpb::WatchResponse>,
 ) -> End {
+    // The newest revision a response of this stream was at: one that
+    // answers from before it has gone back in time.
+    let mut newest = 0;
     loop {
         let message = tokio::select! {
             message = stream.message() => message,
@@ -108,12 +111,16 @@ async fn run(
             return End::Broken(format!("cancelled: {}", response.cancel_reason));
         }
         let applied = inner.index.version();
-        let revision = response.header.as_ref().map_or(0, |header| header.revision);
-        if !response.events.is_empty() && u64::try_from(revision).unwrap_or(0) < applied {
+        let revision = response
+            .header
+            .as_ref()
+            .map_or(newest, |header| header.revision);
+        if revision < newest {
             return End::Reset(format!(
-                "the member answered at revision {revision}, before revision {applied} applied"
+                "the member answered at revision {revision} after revision {newest}"
             ));
         }
+        newest = revision;
         let mut changes = Vec::with_capacity(response.events.len());
         let mut compacted = None;
         for event in response.events {
@@ -143,18 +150,22 @@ fn change(inner: &Shared, event: Event, applied: u64) -> Result<Seen, End> {
         return Ok(Seen::Nothing);
     };
     let version = u64::try_from(kv.mod_revision).unwrap_or(0);
+    let kind = inner.keys.kind(&kv.key);
+    if let Kind::Compacted = kind {
+        // Not a change of the index (nor counted by its version), and
+        // harmless twice: taken whatever its revision.
+        return Ok(std::str::from_utf8(&kv.value)
+            .ok()
+            .and_then(|value| value.parse().ok())
+            .map_or(Seen::Nothing, Seen::Compacted));
+    }
     if version <= applied {
         // Delivered twice (etcd#15271, #17529): applied already.
         return Ok(Seen::Nothing);
     }
-    let key = match inner.keys.kind(&kv.key) {
+    let key = match kind {
         Kind::Pod(key) => key,
-        Kind::Compacted => {
-            return Ok(std::str::from_utf8(&kv.value)
-                .ok()
-                .and_then(|value| value.parse().ok())
-                .map_or(Seen::Nothing, Seen::Compacted));
-        }
+        Kind::Compacted => return Ok(Seen::Nothing),
         Kind::Revision | Kind::Registry => return Ok(Seen::Nothing),
         Kind::Foreign => {
             tracing::warn!(key = %String::from_utf8_lossy(&kv.key), "ignoring a foreign key under the prefix");

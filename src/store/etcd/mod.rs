@@ -400,7 +400,16 @@ impl Shared {
         });
         let history = i64::try_from(self.index.config().history).unwrap_or(i64::MAX);
         let target = now.saturating_sub(history);
-        if target <= done.max(0) {
+        // Each round's claim is a revision of its own: without a pod change
+        // since the last round there is nothing worth compacting.
+        let newest_change = self
+            .etcd
+            .range(registry::get(self.keys.revision()))
+            .await?
+            .kvs
+            .first()
+            .map_or(0, |kv| kv.mod_revision);
+        if target <= done.max(0) || newest_change <= done {
             return Ok(None);
         }
         // One server wins each round: the one whose claim of the round
@@ -455,6 +464,15 @@ fn revision_of(header: Option<&api::etcdserverpb::ResponseHeader>) -> Result<u64
 /// and etcd would not keep the order of concurrent transactions.
 async fn write(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<Write>) {
     while let Some(write) = queue.recv().await {
+        // A write whose caller has gone (a cancelled call, a closed
+        // session) is not sent: nobody would learn its outcome.
+        let abandoned = match &write {
+            Write::Apply(_, reply) | Write::Delete(_, reply) => reply.is_closed(),
+            Write::Flush(_) => false,
+        };
+        if abandoned {
+            continue;
+        }
         let (result, reply) = match write {
             Write::Apply(apply, reply) => (shared.apply(apply).await, reply),
             Write::Delete(key, reply) => (shared.delete(key).await, reply),
@@ -473,6 +491,9 @@ async fn compact_now_and_then(shared: Arc<Shared>) {
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
+        if shared.closed.load(Ordering::Relaxed) {
+            return;
+        }
         if let Err(err) = shared.compact().await {
             tracing::warn!(%err, "cannot compact etcd");
         }

@@ -8,17 +8,20 @@
 //! step), under a lease, loads
 //! the pods in a few transactions, and then marks it ready. Every other
 //! server waits for "ready". If the loader dies, its lease ends, the claim
-//! disappears and the next server starts over (rewriting the same pods).
+//! disappears, and the next server finds only a registry's own keys under
+//! the prefix: it claims the registry key alone, deletes the unfinished
+//! load's pods in the same transaction, and loads again.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::api::etcdserverpb::{
-    Compare, PutRequest, RangeRequest, RequestOp, TxnRequest, compare, request_op, response_op,
+    Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, compare,
+    request_op, response_op,
 };
 use super::client::Etcd;
-use super::keys::{self, Keys};
+use super::keys::{self, Keys, Kind};
 use crate::domain::ApplyPod;
 use crate::store::error::StoreError;
 
@@ -55,11 +58,22 @@ pub(super) async fn prepare(
                 )));
             }
             Some(_) => return Err(foreign(keys, &keys.registry())),
-            None => match claim_and_load(etcd, keys, &seed).await? {
+            None => match claim_and_load(etcd, keys, &seed, Start::New).await? {
                 Claim::Loaded(loaded) => return Ok((cluster, Some(loaded))),
                 // Another server claimed it first: wait for it.
                 Claim::Taken => {}
-                Claim::Foreign => return Err(foreign_data(etcd, keys).await),
+                Claim::Foreign => match first_foreign_key(etcd, keys).await? {
+                    Some(key) => return Err(foreign(keys, &key)),
+                    // Only a registry's own keys, and no registry: a loader
+                    // died before it was done (its claim expired). Start over.
+                    None => {
+                        if let Claim::Loaded(loaded) =
+                            claim_and_load(etcd, keys, &seed, Start::Over).await?
+                        {
+                            return Ok((cluster, Some(loaded)));
+                        }
+                    }
+                },
             },
         }
     }
@@ -72,13 +86,44 @@ enum Claim {
     Foreign,
 }
 
+/// Whether a claim is for an empty prefix, or for the remains of a load
+/// that did not finish.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Start {
+    New,
+    Over,
+}
+
 /// Claims a new registry and loads `seed`.
-async fn claim_and_load(etcd: &Etcd, keys: &Keys, seed: &[ApplyPod]) -> Result<Claim, StoreError> {
+async fn claim_and_load(
+    etcd: &Etcd,
+    keys: &Keys,
+    seed: &[ApplyPod],
+    start: Start,
+) -> Result<Claim, StoreError> {
     let lease = etcd.grant_lease(CLAIM_SECONDS).await?;
-    let (key, range_end) = keys.all();
-    // One comparison over the whole prefix: it holds only if no key there
-    // was ever created, so the claim and the check for foreign data are
-    // one step, and exactly one server wins.
+    // A new registry: one comparison over the whole prefix, which holds
+    // only if no key exists there, so the claim and the check for foreign
+    // data are one step and exactly one server wins. Starting over: the
+    // registry key alone, and the unfinished load's pods go first.
+    let (key, range_end) = match start {
+        Start::New => keys.all(),
+        Start::Over => (keys.registry(), Vec::new()),
+    };
+    let mut success = Vec::new();
+    if start == Start::Over {
+        let (key, range_end) = keys.pods(None);
+        success.push(RequestOp {
+            request: Some(request_op::Request::RequestDeleteRange(
+                DeleteRangeRequest {
+                    key,
+                    range_end,
+                    ..DeleteRangeRequest::default()
+                },
+            )),
+        });
+    }
+    success.push(put(keys.registry(), LOADING.to_vec(), lease));
     let claim = etcd
         .txn(TxnRequest {
             compare: vec![Compare {
@@ -88,7 +133,7 @@ async fn claim_and_load(etcd: &Etcd, keys: &Keys, seed: &[ApplyPod]) -> Result<C
                 target_union: Some(compare::TargetUnion::CreateRevision(0)),
                 range_end,
             }],
-            success: vec![put(keys.registry(), LOADING.to_vec(), lease)],
+            success,
             failure: vec![RequestOp {
                 request: Some(request_op::Request::RequestRange(get(keys.registry()))),
             }],
@@ -149,24 +194,33 @@ async fn claim_and_load(etcd: &Etcd, keys: &Keys, seed: &[ApplyPod]) -> Result<C
     Ok(Claim::Loaded(seed.len()))
 }
 
-/// The error for a prefix that holds keys but no registry, naming one.
-async fn foreign_data(etcd: &Etcd, keys: &Keys) -> StoreError {
-    let (key, range_end) = keys.all();
-    let found = etcd
-        .range(RangeRequest {
-            key,
-            range_end,
-            limit: 1,
-            keys_only: true,
-            ..RangeRequest::default()
-        })
-        .await;
-    match found {
-        Ok(found) => match found.kvs.first() {
-            Some(kv) => foreign(keys, &kv.key),
-            None => foreign(keys, keys.prefix()),
-        },
-        Err(err) => err.into(),
+/// The first key under the prefix that is not one a registry writes.
+async fn first_foreign_key(etcd: &Etcd, keys: &Keys) -> Result<Option<Vec<u8>>, StoreError> {
+    let (mut key, range_end) = keys.all();
+    loop {
+        let page = etcd
+            .range(RangeRequest {
+                key,
+                range_end: range_end.clone(),
+                limit: 1_000,
+                keys_only: true,
+                ..RangeRequest::default()
+            })
+            .await?;
+        if let Some(kv) = page
+            .kvs
+            .iter()
+            .find(|kv| keys.kind(&kv.key) == Kind::Foreign)
+        {
+            return Ok(Some(kv.key.clone()));
+        }
+        match page.kvs.last() {
+            Some(last) if page.more => {
+                key = last.key.clone();
+                key.push(0);
+            }
+            _ => return Ok(None),
+        }
     }
 }
 

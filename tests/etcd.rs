@@ -174,6 +174,59 @@ async fn a_list_on_one_replica_right_after_an_ack_on_another_includes_it() {
     }
 }
 
+/// A paged list begun on one replica goes on on the others, at the first
+/// page's revision, whatever was written meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continue_token_from_one_replica_continues_on_the_others() {
+    let prefix = unique_prefix();
+    let servers = replicas(EtcdCluster::shared(), &prefix, 3).await;
+    for i in 0..30 {
+        servers[0]
+            .apply("dev", &format!("p{i:02}"), "Running", 1)
+            .await;
+    }
+    let mut clients = Vec::new();
+    for server in &servers {
+        clients.push(server.client().await);
+    }
+    let (whole, _) = list(&mut clients[0], "dev").await;
+    let mut token = String::new();
+    let mut paged = Vec::new();
+    let mut version = None;
+    for page in 0.. {
+        let answer = clients[page % 3]
+            .list_pods(pod_service::contract::ListPodsRequest {
+                namespace: "dev".into(),
+                limit: 7,
+                continue_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|status| panic!("page {page} on replica {}: {status:?}", page % 3))
+            .into_inner();
+        assert_eq!(
+            *version.get_or_insert(answer.resource_version),
+            answer.resource_version
+        );
+        paged.extend(answer.pods);
+        // Meanwhile: a change and a new pod, which the pages must not show.
+        servers[1]
+            .apply("dev", &format!("p{page:02}"), "Failed", 9)
+            .await;
+        servers[2]
+            .apply("dev", &format!("new-{page}"), "Running", 1)
+            .await;
+        if answer.continue_token.is_empty() {
+            break;
+        }
+        token = answer.continue_token;
+    }
+    assert_eq!(
+        paged, whole,
+        "the pages together are the list at the first page's revision"
+    );
+}
+
 /// Writers and listers on different replicas, concurrently: every list
 /// includes every write acknowledged before the list began.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -485,11 +538,21 @@ async fn an_unfinished_load_is_started_over() {
         let put = http(&cluster.endpoint(0), "POST", "/v3/kv/put", &body).await;
         assert!(put.contains("200 OK"), "{put}");
     }
-    let store = open_seeded(cluster, &prefix, StoreConfig::default(), sample::sample().collect())
-        .await
-        .expect("open");
+    let store = open_seeded(
+        cluster,
+        &prefix,
+        StoreConfig::default(),
+        sample::sample().collect(),
+    )
+    .await
+    .expect("open");
     assert_eq!(store.seeded(), Some(sample::SAMPLE_PODS.len()));
-    let names: Vec<String> = store.list(None).pods.iter().map(|p| p.name.clone()).collect();
+    let names: Vec<String> = store
+        .list(None)
+        .pods
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
     assert_eq!(names.len(), sample::SAMPLE_PODS.len(), "{names:?}");
     assert!(!names.contains(&"half-loaded".to_owned()), "{names:?}");
 }

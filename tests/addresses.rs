@@ -13,48 +13,14 @@ mod common;
 use std::process::Stdio;
 use std::sync::Arc;
 
+use common::process::{Output, bin, run};
 use common::{TestServer, within};
 use pod_service::client::{self, ClientConfig, Pages, Servers};
 use pod_service::sample;
 use pod_service::server::ServerConfig;
 use pod_service::store::{MemoryStore, PodStore, StoreConfig};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
-
-fn bin(name: &str) -> Command {
-    let path = match name {
-        "list-pods" => env!("CARGO_BIN_EXE_list-pods"),
-        "watch-pods" => env!("CARGO_BIN_EXE_watch-pods"),
-        "upload-logs" => env!("CARGO_BIN_EXE_upload-logs"),
-        "pod-logs" => env!("CARGO_BIN_EXE_pod-logs"),
-        "sync-pods" => env!("CARGO_BIN_EXE_sync-pods"),
-        other => panic!("no binary {other}"),
-    };
-    let mut command = Command::new(path);
-    command.env_remove("POD_SERVICE_ADDR").kill_on_drop(true);
-    command
-}
-
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs a binary to completion, with no input.
-async fn run(mut command: Command, what: &str) -> Output {
-    let output = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output();
-    let output = within(what, output).await.unwrap();
-    Output {
-        code: output.status.code(),
-        stdout: String::from_utf8(output.stdout).unwrap(),
-        stderr: String::from_utf8(output.stderr).unwrap(),
-    }
-}
+use tokio::process::{Child, ChildStdout};
 
 /// A long-running binary whose stdout is read line by line.
 struct Running {

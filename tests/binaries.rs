@@ -9,33 +9,12 @@ mod common;
 
 use std::process::Stdio;
 
+use common::process::{Output, bin};
 use common::{Session, TestServer, pod, within};
 use pod_service::domain::PodKey;
 use pod_service::sample;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
-
-fn bin(name: &str) -> Command {
-    let path = match name {
-        "pod-server" => env!("CARGO_BIN_EXE_pod-server"),
-        "list-pods" => env!("CARGO_BIN_EXE_list-pods"),
-        "watch-pods" => env!("CARGO_BIN_EXE_watch-pods"),
-        "upload-logs" => env!("CARGO_BIN_EXE_upload-logs"),
-        "pod-logs" => env!("CARGO_BIN_EXE_pod-logs"),
-        "sync-pods" => env!("CARGO_BIN_EXE_sync-pods"),
-        "tour" => env!("CARGO_BIN_EXE_tour"),
-        other => panic!("no binary {other}"),
-    };
-    let mut command = Command::new(path);
-    command.env_remove("POD_SERVICE_ADDR").kill_on_drop(true);
-    command
-}
-
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
 
 /// Runs a binary to completion with `stdin` as its input.
 async fn run(name: &str, args: &[&str], stdin: &str) -> Output {

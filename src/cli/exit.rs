@@ -18,7 +18,7 @@ pub fn exit(result: anyhow::Result<()>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            let line = describe_chain(&err);
+            let line = crate::client::one_line(&err);
             let words: Vec<&str> = line.split_whitespace().collect();
             eprintln!("error: {}", words.join(" "));
             ExitCode::FAILURE
@@ -32,21 +32,4 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
             .downcast_ref::<std::io::Error>()
             .is_some_and(|err| err.kind() == std::io::ErrorKind::BrokenPipe)
     })
-}
-
-/// An error and its causes joined by ": ", leaving out a cause whose text
-/// is already in the line (transport errors tend to repeat themselves).
-fn describe_chain(err: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
 }

@@ -159,9 +159,9 @@ pub(super) fn connect_lazy_to(config: &ClientConfig, addr: &str) -> anyhow::Resu
 }
 
 /// An error and its causes on one line, each cause left out whose text is
-/// already there (transport errors repeat themselves), as the binaries
-/// print errors.
-fn one_line(err: &anyhow::Error) -> String {
+/// already there (transport errors repeat themselves): how the binaries
+/// print errors, and how a client names why each address failed.
+pub fn one_line(err: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in err.chain() {
         let text = cause.to_string();

@@ -18,8 +18,8 @@ mod watch;
 
 pub use cache::{EventKind, PodEvent};
 pub use connect::{
-    Auth, CallFailed, Client, ClientConfig, DEFAULT_TIMEOUT, connect, connect_lazy, status_error,
-    with_deadline,
+    Auth, CallFailed, Client, ClientConfig, DEFAULT_TIMEOUT, connect, connect_lazy, one_line,
+    status_error, with_deadline,
 };
 pub use list::{DEFAULT_PAGE_SIZE, Pages, list_all};
 pub use servers::Servers;

@@ -155,3 +155,43 @@ impl ClientProcess {
         stdin.write_all(text.as_bytes()).await.expect("write stdin");
     }
 }
+
+/// A client binary (or `pod-server`, or the tour) by name, with the
+/// default-address variable cleared, killed if the test drops it.
+pub fn bin(name: &str) -> Command {
+    let path = match name {
+        "pod-server" => env!("CARGO_BIN_EXE_pod-server"),
+        "list-pods" => env!("CARGO_BIN_EXE_list-pods"),
+        "watch-pods" => env!("CARGO_BIN_EXE_watch-pods"),
+        "upload-logs" => env!("CARGO_BIN_EXE_upload-logs"),
+        "pod-logs" => env!("CARGO_BIN_EXE_pod-logs"),
+        "sync-pods" => env!("CARGO_BIN_EXE_sync-pods"),
+        "tour" => env!("CARGO_BIN_EXE_tour"),
+        other => panic!("no binary {other}"),
+    };
+    let mut command = Command::new(path);
+    command.env_remove("POD_SERVICE_ADDR").kill_on_drop(true);
+    command
+}
+
+/// What a binary run to completion printed, and its exit status.
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs a binary to completion, with no input.
+pub async fn run(mut command: Command, what: &str) -> Output {
+    let output = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output();
+    let output = within(what, output).await.unwrap();
+    Output {
+        code: output.status.code(),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}

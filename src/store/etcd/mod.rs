@@ -115,7 +115,8 @@ impl EtcdStore {
         let mut tasks = vec![tokio::spawn(feed::follow(Arc::clone(&shared)))];
         let (writes, queue) = mpsc::unbounded_channel();
         tasks.push(tokio::spawn(write(Arc::clone(&shared), queue)));
-        let store = EtcdStore {
+        // Dropped on an error below: its tasks end with it.
+        let mut opened = EtcdStore {
             shared: Arc::clone(&shared),
             writes,
             tasks,
@@ -131,11 +132,12 @@ impl EtcdStore {
                 )));
             }
         }
-        let mut store = store;
         if !shared.config.compaction_interval.is_zero() {
-            store.tasks.push(tokio::spawn(compact_now_and_then(shared)));
+            opened
+                .tasks
+                .push(tokio::spawn(compact_now_and_then(shared)));
         }
-        Ok(store)
+        Ok(opened)
     }
 
     /// How many starting pods this server loaded into a new registry

@@ -15,15 +15,6 @@ use pod_service::contract::{ListPodsRequest, Token};
 use pod_service::domain::PodKey;
 use pod_service::sample;
 use pod_service::server::ServerConfig;
-use pod_service::store::StoreConfig;
-
-async fn sample_server(backend: Backend, config: ServerConfig) -> TestServer {
-    let server = TestServer::start_with(backend, StoreConfig::default(), config).await;
-    sample::load(server.store.as_ref(), sample::sample())
-        .await
-        .unwrap();
-    server
-}
 
 fn sample_keys() -> Vec<String> {
     let mut keys: Vec<String> = sample::SAMPLE_PODS
@@ -58,7 +49,7 @@ fn has_no_row(key: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_table_shows_the_pods_and_follows_other_clients() {
-    let server = sample_server(Backend::Memory, ServerConfig::default()).await;
+    let server = TestServer::with_sample(Backend::Memory, ServerConfig::default()).await;
     let browser = Browser::start().await;
     browser.open(&server.url()).await;
     browser
@@ -135,7 +126,7 @@ async fn the_table_shows_the_pods_and_follows_other_clients() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_restart_the_page_is_live_again_with_every_change() {
-    let mut server = sample_server(Backend::Durable, ServerConfig::default()).await;
+    let mut server = TestServer::with_sample(Backend::Durable, ServerConfig::default()).await;
     let browser = Browser::start().await;
     browser.open(&server.url()).await;
     browser
@@ -178,7 +169,7 @@ async fn after_a_restart_the_page_is_live_again_with_every_change() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_followed_log_shows_lines_from_upload_logs() {
-    let server = sample_server(Backend::Memory, ServerConfig::default()).await;
+    let server = TestServer::with_sample(Backend::Memory, ServerConfig::default()).await;
     let browser = Browser::start().await;
     browser
         .open(&format!("{}/?namespace=dev&pod=scratchpad", server.url()))
@@ -238,7 +229,7 @@ async fn a_followed_log_shows_lines_from_upload_logs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_apply_from_the_page_reaches_a_watch_and_a_refusal_shows_why() {
-    let server = sample_server(Backend::Memory, ServerConfig::default()).await;
+    let server = TestServer::with_sample(Backend::Memory, ServerConfig::default()).await;
     let mut client = server.client().await;
     let mut watch = client
         .watch_pods(ListPodsRequest {
@@ -315,7 +306,7 @@ async fn with_a_token_the_page_works_once_it_is_entered() {
         token: Some(token.clone()),
         ..ServerConfig::default()
     };
-    let server = sample_server(Backend::Memory, config).await;
+    let server = TestServer::with_sample(Backend::Memory, config).await;
     let browser = Browser::start().await;
     browser.open(&server.url()).await;
     browser
@@ -353,7 +344,7 @@ async fn with_a_token_the_page_works_once_it_is_entered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_tab_frees_its_watcher() {
-    let server = sample_server(Backend::Memory, ServerConfig::default()).await;
+    let server = TestServer::with_sample(Backend::Memory, ServerConfig::default()).await;
     let browser = Browser::start().await;
     let first = browser.client.window().await.expect("the first tab");
     let tab = browser.client.new_window(true).await.expect("a new tab");

@@ -20,7 +20,6 @@ use pod_service::contract::{
 };
 use pod_service::sample;
 use pod_service::server::ServerConfig;
-use pod_service::store::StoreConfig;
 use prost::Message;
 use tokio::net::TcpStream;
 
@@ -181,20 +180,12 @@ impl Frames {
     }
 }
 
-async fn sample_server(backend: Backend, config: ServerConfig) -> TestServer {
-    let server = TestServer::start_with(backend, StoreConfig::default(), config).await;
-    sample::load(server.store.as_ref(), sample::sample())
-        .await
-        .unwrap();
-    server
-}
-
 fn header<'a>(head: &'a http::response::Parts, name: &str) -> Option<&'a str> {
     head.headers.get(name).and_then(|value| value.to_str().ok())
 }
 
 async fn a_unary_call_over_http1(backend: Backend) {
-    let server = sample_server(backend, ServerConfig::default()).await;
+    let server = TestServer::with_sample(backend, ServerConfig::default()).await;
     let (head, body) = call(&server, "ListPods", &ListPodsRequest::default(), &[]).await;
     assert_eq!(head.status, 200);
     assert_eq!(head.version, http::Version::HTTP_11);
@@ -208,7 +199,7 @@ async fn a_unary_call_over_http1(backend: Backend) {
 }
 
 async fn a_watch_streams_each_change_as_it_happens(backend: Backend) {
-    let server = sample_server(backend, ServerConfig::default()).await;
+    let server = TestServer::with_sample(backend, ServerConfig::default()).await;
     let request = ListPodsRequest {
         namespace: "production".into(),
         allow_bookmarks: true,
@@ -236,7 +227,7 @@ async fn a_watch_streams_each_change_as_it_happens(backend: Backend) {
 }
 
 async fn errors_come_trailers_only_or_in_the_trailer_frame(backend: Backend) {
-    let mut server = sample_server(backend, ServerConfig::default()).await;
+    let mut server = TestServer::with_sample(backend, ServerConfig::default()).await;
     // Refused before any message: the status is in the headers, the body empty.
     let bad = ListPodsRequest {
         namespace: "Bad".into(),
@@ -276,7 +267,7 @@ async fn the_token_check_covers_grpc_web() {
         token: Some(token.clone()),
         ..ServerConfig::default()
     };
-    let server = sample_server(Backend::Memory, config).await;
+    let server = TestServer::with_sample(Backend::Memory, config).await;
     let request = ListPodsRequest::default();
     let (head, _) = call(&server, "ListPods", &request, &[]).await;
     assert_eq!(header(&head, "grpc-status"), Some("16"), "{head:?}");
@@ -295,7 +286,7 @@ async fn the_token_check_covers_grpc_web() {
 /// half-close, is a session that applies them in order, acknowledges each,
 /// and ends OK. This is how the dashboard applies and deletes.
 async fn a_sync_body_is_a_session_of_its_ops(backend: Backend) {
-    let server = sample_server(backend, ServerConfig::default()).await;
+    let server = TestServer::with_sample(backend, ServerConfig::default()).await;
     let op = |id, op| SyncRequest { id, op: Some(op) };
     let apply = op(
         1,
@@ -368,7 +359,7 @@ async fn get(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_is_served_with_its_security_headers() {
-    let server = sample_server(Backend::Memory, ServerConfig::default()).await;
+    let server = TestServer::with_sample(Backend::Memory, ServerConfig::default()).await;
     let (head, page) = get(&server, "/?namespace=dev&pod=scratchpad", &[]).await;
     assert_eq!(head.status, 200);
     assert_eq!(
@@ -420,7 +411,7 @@ async fn the_page_is_served_with_its_security_headers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_hosts_other_origins_and_preflights_are_refused() {
-    let server = sample_server(Backend::Memory, ServerConfig::default()).await;
+    let server = TestServer::with_sample(Backend::Memory, ServerConfig::default()).await;
     let port = server.addr.port();
     let list = ListPodsRequest::default();
     // DNS rebinding: a site that points its name at 127.0.0.1.
@@ -485,7 +476,7 @@ async fn no_dashboard_turns_the_page_off_and_keeps_grpc_web() {
         dashboard: false,
         ..ServerConfig::default()
     };
-    let server = sample_server(Backend::Memory, config).await;
+    let server = TestServer::with_sample(Backend::Memory, config).await;
     let (head, body) = get(&server, "/", &[]).await;
     assert_eq!(head.status, 404);
     assert!(

@@ -12,6 +12,7 @@ mod common;
 use common::{Backend, TestServer, list_request, pod, within};
 use pod_service::contract::LogChunk;
 use pod_service::sample;
+use pod_service::server::ServerConfig;
 use tonic::Code;
 
 /// The client a user of the original tutorial has: generated from
@@ -20,16 +21,8 @@ mod tutorial {
     include!(concat!(env!("OUT_DIR"), "/tutorial/infra.rs"));
 }
 
-async fn sample_server(backend: Backend) -> TestServer {
-    let server = TestServer::start(backend).await;
-    sample::load(server.store.as_ref(), sample::sample())
-        .await
-        .unwrap();
-    server
-}
-
 async fn lists_every_pod_sorted_with_the_store_version(backend: Backend) {
-    let server = sample_server(backend).await;
+    let server = TestServer::with_sample(backend, ServerConfig::default()).await;
     let mut client = server.client().await;
     let list = client
         .list_pods(list_request("", 0))
@@ -64,7 +57,7 @@ async fn lists_every_pod_sorted_with_the_store_version(backend: Backend) {
 }
 
 async fn lists_one_namespace(backend: Backend) {
-    let server = sample_server(backend).await;
+    let server = TestServer::with_sample(backend, ServerConfig::default()).await;
     let mut client = server.client().await;
     let list = client
         .list_pods(list_request("production", 0))
@@ -84,7 +77,7 @@ async fn lists_one_namespace(backend: Backend) {
 }
 
 async fn an_invalid_namespace_filter_is_refused(backend: Backend) {
-    let server = sample_server(backend).await;
+    let server = TestServer::with_sample(backend, ServerConfig::default()).await;
     let mut client = server.client().await;
     for bad in ["Production", "prod/../etc", "a b", &"n".repeat(64)] {
         let status = client.list_pods(list_request(bad, 0)).await.unwrap_err();
@@ -100,7 +93,7 @@ async fn an_invalid_namespace_filter_is_refused(backend: Backend) {
 }
 
 async fn a_tutorial_client_keeps_working(backend: Backend) {
-    let server = sample_server(backend).await;
+    let server = TestServer::with_sample(backend, ServerConfig::default()).await;
     let mut client = tutorial::pod_service_client::PodServiceClient::connect(server.url())
         .await
         .unwrap();
@@ -140,7 +133,7 @@ async fn a_tutorial_client_keeps_working(backend: Backend) {
 /// RESOURCE_EXHAUSTED (tonic's own code would be OUT_OF_RANGE), changes
 /// nothing, and the server goes on.
 async fn an_oversized_message_is_refused_and_the_server_goes_on(backend: Backend) {
-    let server = sample_server(backend).await;
+    let server = TestServer::with_sample(backend, ServerConfig::default()).await;
     let mut client = server.client().await;
     let version_before = client
         .list_pods(list_request("", 0))
@@ -226,7 +219,7 @@ async fn first_error<T>(
 /// Lists are encoded once per namespace and store version: a change must
 /// show in the very next list, and an unchanged store gives the same list.
 async fn a_list_after_a_change_shows_it(backend: Backend) {
-    let server = sample_server(backend).await;
+    let server = TestServer::with_sample(backend, ServerConfig::default()).await;
     let mut client = server.client().await;
     let list = |client: &mut pod_service::contract::PodServiceClient<tonic::transport::Channel>| {
         let mut client = client.clone();

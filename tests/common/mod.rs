@@ -140,6 +140,15 @@ impl TestServer {
         }
     }
 
+    /// A server whose store starts with the sample pods.
+    pub async fn with_sample(backend: Backend, config: ServerConfig) -> Self {
+        let server = Self::start_with(backend, StoreConfig::default(), config).await;
+        pod_service::sample::load(server.store.as_ref(), pod_service::sample::sample())
+            .await
+            .expect("load the sample pods");
+        server
+    }
+
     /// A server on a given store.
     pub async fn start_on(store: Arc<dyn PodStore>, config: ServerConfig) -> Self {
         let server = InProcessServer::start(Arc::clone(&store), config).expect("start the server");

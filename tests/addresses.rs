@@ -10,66 +10,14 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::sync::Arc;
 
-use common::process::{Output, bin, run};
+use common::process::{ClientProcess, Output, bin, run};
 use common::{TestServer, within};
 use pod_service::client::{self, ClientConfig, Pages, Servers};
 use pod_service::sample;
 use pod_service::server::ServerConfig;
 use pod_service::store::{MemoryStore, PodStore, StoreConfig};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout};
-
-/// A long-running binary whose stdout is read line by line.
-struct Running {
-    child: Child,
-    lines: Lines<BufReader<ChildStdout>>,
-}
-
-impl Running {
-    fn spawn(name: &str, args: &[&str]) -> Self {
-        let mut child = bin(name)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        Running { child, lines }
-    }
-
-    async fn next_line(&mut self) -> String {
-        within("a line of output", self.lines.next_line())
-            .await
-            .unwrap()
-            .expect("output ended")
-    }
-
-    /// The next line, in words (tables pad their columns).
-    async fn next_words(&mut self) -> Vec<String> {
-        let line = self.next_line().await;
-        line.split_whitespace().map(str::to_owned).collect()
-    }
-
-    async fn write(&mut self, text: &str) {
-        let stdin = self.child.stdin.as_mut().unwrap();
-        stdin.write_all(text.as_bytes()).await.unwrap();
-    }
-
-    /// Kills it and returns what it wrote to stderr.
-    async fn kill(mut self) -> String {
-        self.child.start_kill().unwrap();
-        let mut stderr = String::new();
-        let mut pipe = self.child.stderr.take().unwrap();
-        within("stderr to end", pipe.read_to_string(&mut stderr))
-            .await
-            .unwrap();
-        stderr
-    }
-}
 
 /// A loopback address where nothing listens: bound, then closed.
 fn dead_url() -> String {
@@ -221,7 +169,7 @@ async fn watch_pods_moves_to_the_next_replica_and_misses_nothing() {
     let (mut first, mut second) = replicas().await;
     first.apply("production", "web", "Running", 1).await; // v1
     let addrs = format!("{},{}", first.url(), second.url());
-    let mut watch = Running::spawn("watch-pods", &["--addr", &addrs]);
+    let mut watch = ClientProcess::of_keeping_stderr("watch-pods", &["--addr", &addrs]);
     assert_eq!(
         watch.next_words().await,
         [
@@ -284,7 +232,7 @@ async fn a_sync_session_moves_to_the_next_replica() {
     let (mut first, second) = replicas().await;
     first.apply("dev", "scratchpad", "Running", 1).await; // v1
     let addrs = format!("{},{}", first.url(), second.url());
-    let mut session = Running::spawn("sync-pods", &["--addr", &addrs]);
+    let mut session = ClientProcess::of("sync-pods", &["--addr", &addrs]);
     session.write("watch dev\n").await;
     assert_eq!(session.next_line().await, "ack 1 OK");
     assert_eq!(

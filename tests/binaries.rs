@@ -9,12 +9,12 @@ mod common;
 
 use std::process::Stdio;
 
-use common::process::{Output, bin};
+use common::process::{ClientProcess, Output, bin};
 use common::{Session, TestServer, pod, within};
 use pod_service::domain::PodKey;
 use pod_service::sample;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
 
 /// Runs a binary to completion with `stdin` as its input.
 async fn run(name: &str, args: &[&str], stdin: &str) -> Output {
@@ -34,30 +34,6 @@ async fn run(name: &str, args: &[&str], stdin: &str) -> Output {
         stdout: String::from_utf8(output.stdout).unwrap(),
         stderr: String::from_utf8(output.stderr).unwrap(),
     }
-}
-
-/// Starts a long-running binary whose stdout is read line by line.
-fn spawn(name: &str, args: &[&str]) -> (Child, Lines<BufReader<ChildStdout>>) {
-    let mut child = bin(name)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    (child, lines)
-}
-
-async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>) -> String {
-    within("a line of output", lines.next_line())
-        .await
-        .unwrap()
-        .expect("output ended")
-}
-
-fn words(line: &str) -> Vec<&str> {
-    line.split_whitespace().collect()
 }
 
 /// One line on stderr, starting with "error: ", and a failure exit code.
@@ -176,9 +152,9 @@ async fn clients_report_errors_in_one_line() {
 #[tokio::test]
 async fn watch_pods_prints_the_pods_then_each_change_across_a_restart() {
     let mut server = sample_server().await;
-    let (_child, mut lines) = spawn("watch-pods", &["--addr", &server.url(), "-n", "production"]);
+    let mut watch = ClientProcess::of("watch-pods", &["--addr", &server.url(), "-n", "production"]);
     assert_eq!(
-        words(&next_line(&mut lines).await),
+        watch.next_words().await,
         [
             "EVENT",
             "NAMESPACE",
@@ -189,8 +165,7 @@ async fn watch_pods_prints_the_pods_then_each_change_across_a_restart() {
         ]
     );
     for name in ["api", "postgres", "web"] {
-        let line = next_line(&mut lines).await;
-        assert_eq!(words(&line)[..3], ["ADDED", "production", name]);
+        assert_eq!(watch.next_words().await[..3], ["ADDED", "production", name]);
     }
 
     let mut client = server.client().await;
@@ -199,11 +174,11 @@ async fn watch_pods_prints_the_pods_then_each_change_across_a_restart() {
     session.apply(pod("staging", "web", "Failed", 0)).await; // v9: not watched
     session.delete("production", "api").await; // v10
     assert_eq!(
-        words(&next_line(&mut lines).await),
+        watch.next_words().await,
         ["MODIFIED", "production", "web", "Failed", "0", "8"]
     );
     assert_eq!(
-        words(&next_line(&mut lines).await),
+        watch.next_words().await,
         ["DELETED", "production", "api", "-", "-", "10"]
     );
 
@@ -213,16 +188,16 @@ async fn watch_pods_prints_the_pods_then_each_change_across_a_restart() {
     server.apply("production", "web", "Running", 2).await; // v12
     server.restart().await;
     assert_eq!(
-        words(&next_line(&mut lines).await),
+        watch.next_words().await,
         ["ADDED", "production", "cache", "Running", "1", "11"]
     );
     assert_eq!(
-        words(&next_line(&mut lines).await),
+        watch.next_words().await,
         ["MODIFIED", "production", "web", "Running", "2", "12"]
     );
     server.apply("production", "last", "Running", 1).await; // v13: nothing repeated before it
     assert_eq!(
-        words(&next_line(&mut lines).await)[..3],
+        watch.next_words().await[..3],
         ["ADDED", "production", "last"]
     );
 }
@@ -360,18 +335,20 @@ async fn pod_logs_prints_the_tail_and_follows() {
     assert_eq!(output.code, Some(0), "{}", output.stderr);
     assert_eq!(output.stdout, "line 4\nline 5\n");
 
-    let (mut child, mut lines) = spawn(
+    let mut follow = ClientProcess::of(
         "pod-logs",
         &["--addr", &server.url(), "--pod", "hello-world", "-f"],
     );
     for i in 1..=5 {
-        assert_eq!(next_line(&mut lines).await, format!("line {i}"));
+        assert_eq!(follow.next_line().await, format!("line {i}"));
     }
     log.append(vec!["line 6".into()]);
-    assert_eq!(next_line(&mut lines).await, "line 6");
+    assert_eq!(follow.next_line().await, "line 6");
     // Deleting the pod ends the follow, and the command succeeds.
     server.delete("default", "hello-world").await;
-    let status = within("pod-logs to exit", child.wait()).await.unwrap();
+    let status = within("pod-logs to exit", follow.child.wait())
+        .await
+        .unwrap();
     assert!(status.success());
 }
 
@@ -422,12 +399,11 @@ ack 4 OK staging/web deleted v9
 #[tokio::test]
 async fn sync_pods_shows_other_clients_changes_live() {
     let server = sample_server().await;
-    let (mut child, mut lines) = spawn("sync-pods", &["--addr", &server.url()]);
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"watch dev\n").await.unwrap();
-    assert_eq!(next_line(&mut lines).await, "ack 1 OK");
+    let mut session = ClientProcess::of("sync-pods", &["--addr", &server.url()]);
+    session.write("watch dev\n").await;
+    assert_eq!(session.next_line().await, "ack 1 OK");
     assert_eq!(
-        next_line(&mut lines).await,
+        session.next_line().await,
         "change ADDED dev/scratchpad status=CrashLoopBackOff replicas=1 v2"
     );
 
@@ -437,11 +413,13 @@ async fn sync_pods_shows_other_clients_changes_live() {
         .apply(pod("dev", "scratchpad", "Running", 1))
         .await;
     assert_eq!(
-        next_line(&mut lines).await,
+        session.next_line().await,
         "change MODIFIED dev/scratchpad status=Running replicas=1 v8"
     );
-    stdin.write_all(b"quit\n").await.unwrap();
-    let status = within("sync-pods to exit", child.wait()).await.unwrap();
+    session.write("quit\n").await;
+    let status = within("sync-pods to exit", session.child.wait())
+        .await
+        .unwrap();
     assert!(status.success());
 }
 
@@ -468,17 +446,17 @@ async fn list_and_watch_print_json_lines() {
     assert_eq!(pods[1]["resource_version"], 7);
     assert!(!output.stdout.contains('\x1b'), "no colour when piped");
 
-    let (_child, mut lines) = spawn(
+    let mut watch = ClientProcess::of(
         "watch-pods",
         &["--addr", &server.url(), "-n", "dev", "--output", "json"],
     );
-    let listed: serde_json::Value = serde_json::from_str(&next_line(&mut lines).await).unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&watch.next_line().await).unwrap();
     assert_eq!(
         (listed["event"].as_str(), listed["name"].as_str()),
         (Some("ADDED"), Some("scratchpad"))
     );
     server.delete("dev", "scratchpad").await;
-    let deleted: serde_json::Value = serde_json::from_str(&next_line(&mut lines).await).unwrap();
+    let deleted: serde_json::Value = serde_json::from_str(&watch.next_line().await).unwrap();
     assert_eq!(deleted["event"], "DELETED");
     assert_eq!(deleted["deleted"], true);
     assert_eq!(deleted["resource_version"], 8);

@@ -105,6 +105,22 @@ fn assert_once_in_order(seen: &[(u64, String)], expected: &BTreeSet<u64>, who: &
     );
 }
 
+/// [`Session::apply`] for a test that needs the apply to succeed.
+trait AppliedVersion {
+    /// The version `pod` was stored at. A refusal fails the test with the
+    /// server's reason, which the ack of a refused apply, carrying no pod,
+    /// would otherwise hide.
+    async fn applied_version(&mut self, pod: Pod) -> u64;
+}
+
+impl AppliedVersion for Session {
+    async fn applied_version(&mut self, pod: Pod) -> u64 {
+        let ack = self.apply(pod).await;
+        assert_eq!(ack.code, 0, "{}", ack.message);
+        ack.pod.expect("the stored pod").resource_version
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_through_two_replicas_reach_watchers_on_the_others_once_in_order() {
     let prefix = unique_prefix();
@@ -131,9 +147,11 @@ async fn writes_through_two_replicas_reach_watchers_on_the_others_once_in_order(
         let mut session = Session::open(&mut client).await;
         let mut versions = Vec::new();
         for i in 0..EACH {
-            let ack = session.apply(pod("dev", name, "Running", i)).await;
-            assert_eq!(ack.code, 0, "{}", ack.message);
-            versions.push(ack.pod.expect("the stored pod").resource_version);
+            versions.push(
+                session
+                    .applied_version(pod("dev", name, "Running", i))
+                    .await,
+            );
         }
         versions
     };
@@ -159,11 +177,9 @@ async fn a_list_on_one_replica_right_after_an_ack_on_another_includes_it() {
     let mut c = servers[2].client().await;
     let mut session = Session::open(&mut a).await;
     for i in 0..50 {
-        let ack = session
-            .apply(pod("dev", &format!("p{i}"), "Running", i))
+        let acked = session
+            .applied_version(pod("dev", &format!("p{i}"), "Running", i))
             .await;
-        assert_eq!(ack.code, 0, "{}", ack.message);
-        let acked = ack.pod.expect("the stored pod").resource_version;
         let (pods, version) = list(&mut c, "dev").await;
         assert!(
             version >= acked,
@@ -248,9 +264,9 @@ async fn every_list_reflects_every_write_acknowledged_before_it_began() {
             let mut session = Session::open(&mut client).await;
             for i in 0..60 {
                 let name = format!("w{w}-{i}");
-                let ack = session.apply(pod("dev", &name, "Running", 1)).await;
-                assert_eq!(ack.code, 0, "{}", ack.message);
-                let version = ack.pod.expect("the stored pod").resource_version;
+                let version = session
+                    .applied_version(pod("dev", &name, "Running", 1))
+                    .await;
                 acks.lock()
                     .unwrap()
                     .push((started.elapsed(), name, version));
@@ -305,11 +321,8 @@ async fn concurrent_conditional_applies_through_different_replicas_have_one_winn
         sessions.push(Session::open(&mut server.client().await).await);
     }
     let mut version = sessions[0]
-        .apply(pod("dev", "contended", "Running", 0))
-        .await
-        .pod
-        .expect("the stored pod")
-        .resource_version;
+        .applied_version(pod("dev", "contended", "Running", 0))
+        .await;
     for round in 1..=20 {
         let attempts = sessions.iter_mut().enumerate().map(|(i, session)| {
             let mut edit = pod("dev", "contended", "Running", round * 10 + i as i32);
@@ -387,11 +400,8 @@ async fn a_watch_moved_to_another_replica_resumes_with_nothing_missed_or_repeate
     for i in 0..5 {
         acked.insert(
             session
-                .apply(pod("dev", "web", "Running", i))
-                .await
-                .pod
-                .unwrap()
-                .resource_version,
+                .applied_version(pod("dev", "web", "Running", i))
+                .await,
         );
     }
     let mut a = servers[0].client().await;
@@ -405,11 +415,8 @@ async fn a_watch_moved_to_another_replica_resumes_with_nothing_missed_or_repeate
     for i in 0..5 {
         expected.insert(
             session
-                .apply(pod("dev", "db", "Running", i))
-                .await
-                .pod
-                .unwrap()
-                .resource_version,
+                .applied_version(pod("dev", "db", "Running", i))
+                .await,
         );
     }
     // Read part of it on A, then lose A.
@@ -422,11 +429,8 @@ async fn a_watch_moved_to_another_replica_resumes_with_nothing_missed_or_repeate
     for i in 0..5 {
         expected.insert(
             session
-                .apply(pod("dev", "api", "Running", i))
-                .await
-                .pod
-                .unwrap()
-                .resource_version,
+                .applied_version(pod("dev", "api", "Running", i))
+                .await,
         );
     }
     let mut b = servers[1].client().await;
@@ -469,26 +473,22 @@ async fn a_watch_from_a_version_acknowledged_elsewhere_is_waited_for() {
     let mut b = servers[1].client().await;
     let mut session = Session::open(&mut a).await;
     for i in 0..20 {
-        let ack = session.apply(pod("dev", "web", "Running", i)).await;
-        let acked = ack.pod.expect("the stored pod").resource_version;
+        let acked = session
+            .applied_version(pod("dev", "web", "Running", i))
+            .await;
         let mut stream = b
             .watch_pods(list_request("", acked))
             .await
             .unwrap_or_else(|status| panic!("a watch from {acked} on B: {status:?}"))
             .into_inner();
         let next = session
-            .apply(pod("dev", "web", "Pending", i))
-            .await
-            .pod
-            .unwrap();
+            .applied_version(pod("dev", "web", "Pending", i))
+            .await;
         let change = within("the next change", stream.message())
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(
-            change.resource_version, next.resource_version,
-            "exactly the change after"
-        );
+        assert_eq!(change.resource_version, next, "exactly the change after");
     }
 }
 
@@ -653,19 +653,19 @@ async fn watch_pods_rides_through_a_killed_replica() {
     let mut expected = BTreeMap::new();
     let mut seen = BTreeMap::new();
     for i in 0..5 {
-        let ack = session
-            .apply(pod("dev", &format!("before-{i}"), "Running", 1))
+        let version = session
+            .applied_version(pod("dev", &format!("before-{i}"), "Running", 1))
             .await;
-        expected.insert(ack.pod.unwrap().resource_version, format!("before-{i}"));
+        expected.insert(version, format!("before-{i}"));
         record(&mut seen, &watch.next_line().await);
     }
     // watch-pods reads from the first address: kill it.
     processes.remove(0).kill().await;
     for i in 0..5 {
-        let ack = session
-            .apply(pod("dev", &format!("after-{i}"), "Running", 1))
+        let version = session
+            .applied_version(pod("dev", &format!("after-{i}"), "Running", 1))
             .await;
-        expected.insert(ack.pod.unwrap().resource_version, format!("after-{i}"));
+        expected.insert(version, format!("after-{i}"));
     }
     while seen.len() < expected.len() {
         record(&mut seen, &watch.next_line().await);
@@ -891,8 +891,10 @@ async fn every_replica_killed_and_restarted_keeps_everything_acknowledged() {
         let mut session = Session::open(&mut client).await;
         for j in 0..10 {
             let name = format!("r{i}-{j}");
-            let ack = session.apply(pod("dev", &name, "Running", j)).await;
-            acked.insert(name, ack.pod.unwrap().resource_version);
+            let version = session
+                .applied_version(pod("dev", &name, "Running", j))
+                .await;
+            acked.insert(name, version);
         }
         let ack = session
             .call(sync_request::Op::Delete(pod_service::contract::PodRef {

@@ -316,16 +316,7 @@ async fn a_token_expires_with_the_history_and_with_a_restart(backend: Backend) {
         .unwrap();
     assert_eq!(second.resource_version, first.resource_version);
     server.apply("apps", "pod-00000", "Running", 99).await;
-    let status = page(&mut client, page_request("", 5, &second.continue_token))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::OutOfRange, "{}", status.message());
-    assert!(
-        status.message().contains("history has moved past it")
-            && status.message().ends_with("list again from the first page"),
-        "{}",
-        status.message()
-    );
+    assert_left_behind_by_the_history(&mut client, &second.continue_token).await;
 
     let fresh = page(&mut client, page_request("", 5, "")).await.unwrap();
     server.restart_process(ServerConfig::default()).await;
@@ -338,6 +329,20 @@ async fn a_token_expires_with_the_history_and_with_a_restart(backend: Backend) {
         status
             .message()
             .contains("the server restarted since its first page"),
+        "{}",
+        status.message()
+    );
+}
+
+/// The page after `token`, whose list's version the history (the server's,
+/// or etcd's once compacted) has moved past: OUT_OF_RANGE, telling the
+/// client to start the list again.
+async fn assert_left_behind_by_the_history(client: &mut PodServiceClient<Channel>, token: &str) {
+    let status = page(client, page_request("", 5, token)).await.unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "{}", status.message());
+    assert!(
+        status.message().contains("history has moved past it")
+            && status.message().ends_with("list again from the first page"),
         "{}",
         status.message()
     );
@@ -391,16 +396,7 @@ async fn a_token_expires_with_etcd_compaction_but_not_with_a_restart() {
     server.apply("apps", "pod-00000", "Running", 99).await;
     let compacted = store.compact().await.expect("compact").expect("compacted");
     assert!(compacted > first.resource_version, "{compacted}");
-    let status = page(&mut client, page_request("", 5, &second.continue_token))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::OutOfRange, "{}", status.message());
-    assert!(
-        status.message().contains("history has moved past it")
-            && status.message().ends_with("list again from the first page"),
-        "{}",
-        status.message()
-    );
+    assert_left_behind_by_the_history(&mut client, &second.continue_token).await;
 
     // A restarted server continues the list, at the first page's revision.
     let fresh = page(&mut client, page_request("", 5, "")).await.unwrap();

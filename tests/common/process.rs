@@ -1,11 +1,12 @@
-//! `pod-server` run as a real process, to be stopped or killed.
+//! The binaries run as real processes: `pod-server`, to be stopped or
+//! killed; the clients, read line by line as they run, or run to completion.
 
 use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Stdio;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
 
 use super::within;
 
@@ -124,18 +125,36 @@ impl ServerProcess {
 /// A long-running client binary whose stdout is read line by line.
 pub struct ClientProcess {
     pub child: Child,
-    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    lines: Lines<BufReader<ChildStdout>>,
 }
 
 impl ClientProcess {
+    /// Starts the client at the path `program`. Its stderr is discarded, as
+    /// with [`ClientProcess::of`].
     pub fn spawn(program: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        command.env_remove("POD_SERVICE_ADDR").kill_on_drop(true);
+        Self::start(command, args, Stdio::null())
+    }
+
+    /// Starts the client binary `name` (as [`bin`] names them). Its stderr
+    /// is discarded: a pipe nobody reads would fill and block the client.
+    pub fn of(name: &str, args: &[&str]) -> Self {
+        Self::start(bin(name), args, Stdio::null())
+    }
+
+    /// [`ClientProcess::of`], with stderr kept for [`ClientProcess::kill`]
+    /// to return; for clients that write little to it.
+    pub fn of_keeping_stderr(name: &str, args: &[&str]) -> Self {
+        Self::start(bin(name), args, Stdio::piped())
+    }
+
+    fn start(mut command: Command, args: &[&str], stderr: Stdio) -> Self {
+        let mut child = command
             .args(args)
-            .env_remove("POD_SERVICE_ADDR")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
+            .stderr(stderr)
             .spawn()
             .expect("spawn the client");
         let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
@@ -149,10 +168,32 @@ impl ClientProcess {
             .expect("output ended")
     }
 
+    /// The next line, in words: tables pad their columns.
+    pub async fn next_words(&mut self) -> Vec<String> {
+        let line = self.next_line().await;
+        line.split_whitespace().map(str::to_owned).collect()
+    }
+
     pub async fn write(&mut self, text: &str) {
-        use tokio::io::AsyncWriteExt;
         let stdin = self.child.stdin.as_mut().expect("stdin");
         stdin.write_all(text.as_bytes()).await.expect("write stdin");
+    }
+
+    /// Kills it and returns all it wrote to stderr (the pipe ends as it
+    /// dies). Only for a client started by
+    /// [`ClientProcess::of_keeping_stderr`].
+    pub async fn kill(mut self) -> String {
+        self.child.start_kill().expect("kill");
+        let mut pipe = self
+            .child
+            .stderr
+            .take()
+            .expect("stderr kept: start it with ClientProcess::of_keeping_stderr");
+        let mut stderr = String::new();
+        within("stderr to end", pipe.read_to_string(&mut stderr))
+            .await
+            .expect("read stderr");
+        stderr
     }
 }
 

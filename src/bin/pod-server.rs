@@ -12,7 +12,10 @@ use clap::Parser;
 use pod_service::contract::{self, DEFAULT_SERVER_ADDR, Token};
 use pod_service::domain::ApplyPod;
 use pod_service::server::{self, ServerConfig, Shutdown, certs};
-use pod_service::store::{DurableStore, EtcdConfig, EtcdStore, MemoryStore, PodStore, StoreConfig};
+use pod_service::store::{
+    DurableStore, EtcdConfig, EtcdStore, JetStreamLogs, MemoryStore, NatsConfig, PodStore,
+    StoreConfig,
+};
 use pod_service::{cli, sample};
 use tonic::transport::Identity;
 
@@ -22,8 +25,8 @@ use tonic::transport::Identity;
 /// directory: everything acknowledged survives a restart or a crash. A new,
 /// empty store starts with a small sample set of pods (see the README),
 /// unless --no-sample or --pods N is given. With --etcd-endpoints, the pods
-/// live in etcd instead, and any number of servers serve them together.
-/// Stop it with Ctrl-C.
+/// live in etcd instead, and any number of servers serve them together;
+/// with --nats-url too, so do the logs, on NATS JetStream. Stop it with Ctrl-C.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
@@ -44,7 +47,7 @@ struct Args {
     /// Keep the pods in this etcd cluster instead (client URLs,
     /// comma-separated), shared by every pod-server pointed at the same
     /// endpoints and prefix. Nothing goes on local disk; uploaded logs stay
-    /// in this server's memory.
+    /// in this server's memory, unless --nats-url is given.
     #[arg(long, value_name = "URL,...", value_delimiter = ',',
           env = "POD_SERVER_ETCD_ENDPOINTS", conflicts_with_all = ["data_dir", "in_memory"])]
     etcd_endpoints: Vec<String>,
@@ -59,6 +62,24 @@ struct Args {
     #[arg(long, value_name = "SECONDS",
           default_value_t = EtcdConfig::DEFAULT_COMPACTION_INTERVAL.as_secs_f64())]
     etcd_compaction_interval: f64,
+    /// Keep uploaded logs on these NATS servers instead (URLs,
+    /// comma-separated; one is enough to find the cluster), in a JetStream
+    /// stream shared by every pod-server of the registry: a log uploaded
+    /// through one is read and followed through any. Needs --etcd-endpoints.
+    #[arg(long, value_name = "URL,...", value_delimiter = ',',
+          env = "POD_SERVER_NATS_URL", requires = "etcd_endpoints")]
+    nats_url: Vec<String>,
+    /// How many NATS servers keep a copy of each log line (the stream's
+    /// replicas): an acknowledged line survives the loss of fewer than
+    /// half of them. Default: 3 on a cluster of 3 or more servers, else 1.
+    #[arg(long, value_name = "N", requires = "nats_url",
+          value_parser = clap::value_parser!(u8).range(1..=5))]
+    nats_replicas: Option<u8>,
+    /// The JetStream stream that holds the logs (created if missing):
+    /// servers of one registry use the same.
+    #[arg(long, value_name = "NAME", default_value = NatsConfig::DEFAULT_STREAM,
+          requires = "nats_url")]
+    nats_stream: String,
     /// Start a new store empty instead of with the sample pods.
     #[arg(long)]
     no_sample: bool,
@@ -82,7 +103,8 @@ struct Args {
     #[arg(long, default_value_t = ServerConfig::default().max_line_bytes)]
     max_line_bytes: usize,
     /// Bytes of log kept per pod (each line counts its length plus its
-    /// bookkeeping); the oldest lines are dropped beyond it.
+    /// bookkeeping); the oldest lines are dropped beyond it (on NATS, once
+    /// a log is an eighth over it).
     #[arg(long, default_value_t = StoreConfig::default().log_bytes_per_pod)]
     log_bytes_per_pod: usize,
     /// Serve over TLS with this certificate chain (PEM); needs --tls-key.
@@ -165,7 +187,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if store.seeded().is_none() && args.pods.is_some() {
             tracing::warn!("the registry is not new: --pods is ignored");
         }
-        Arc::new(store)
+        let store: Arc<dyn PodStore> = Arc::new(store);
+        if args.nats_url.is_empty() {
+            store
+        } else {
+            let nats = NatsConfig {
+                stream: args.nats_stream.clone(),
+                replicas: args.nats_replicas.map(usize::from),
+                ..NatsConfig::new(args.nats_url.clone())
+            };
+            Arc::new(JetStreamLogs::open(nats, store, args.log_bytes_per_pod).await?)
+        }
     } else if args.in_memory {
         Arc::new(MemoryStore::new(store_config(&args)))
     } else {

@@ -170,6 +170,7 @@ async fn run() -> anyhow::Result<()> {
             pod: "web".into(),
             follow: false,
             tail_lines: 3,
+            from_line: 0,
         })
         .await
         .map_err(status_error)?

@@ -23,8 +23,8 @@ const CA_ENV: &str = "POD_SERVICE_CA";
 pub struct ServerArgs {
     /// Server address: http://HOST:PORT, or https://HOST:PORT for TLS.
     /// Several, comma-separated, are replicas of one registry: a client uses
-    /// the first that accepts a connection, and list-pods, watch-pods and
-    /// sync-pods move on to the next when theirs fails.
+    /// the first that accepts a connection, and list-pods, watch-pods,
+    /// pod-logs and sync-pods move on to the next when theirs fails.
     #[arg(long = "addr", value_name = "ADDR[,ADDR...]", value_delimiter = ',',
           default_value = DEFAULT_SERVER_URL, env = ADDR_ENV)]
     pub addrs: Vec<String>,

@@ -1,6 +1,6 @@
 //! The clients' logic, for the binaries and for anyone embedding a client:
 //! connecting (to one server, or moving between replicas), paged lists, the
-//! resumable watch, log upload and the sync session.
+//! resumable watch, the resumable log read, log upload and the sync session.
 //!
 //! It needs nothing of the server: only the [contract](crate::contract).
 //! Each binary in `src/bin/` parses its arguments (with [`crate::cli`]) and
@@ -9,6 +9,7 @@
 mod cache;
 mod connect;
 mod list;
+mod logs;
 mod retry;
 mod servers;
 pub mod sync;
@@ -22,5 +23,6 @@ pub use connect::{
     status_error, with_deadline,
 };
 pub use list::{DEFAULT_PAGE_SIZE, Pages, list_all};
+pub use logs::{LogRead, LogUpdate};
 pub use servers::Servers;
 pub use watch::{PodWatch, WatchUpdate};

@@ -83,6 +83,7 @@ pub async fn upload(
         namespace: namespace.to_owned(),
         pod: pod.to_owned(),
         lines: Vec::new(),
+        first_line: 0,
     };
     let queued = Arc::new(AtomicU64::new(0));
     let mut reader = tokio::spawn(read_chunks(

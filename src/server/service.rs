@@ -11,7 +11,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::bookmarks::BookmarkClock;
@@ -27,7 +27,7 @@ use crate::contract::{
     STORED_BEFORE_ERROR, SyncEvent, SyncRequest, UploadLogsResponse, bookmark,
 };
 use crate::domain::PodKey;
-use crate::store::{PodStore, WatchEnd};
+use crate::store::{PodStore, StoreError, WatchEnd};
 
 /// The longest log line accepted by default, in bytes.
 pub(super) const DEFAULT_MAX_LINE_BYTES: usize = 64 << 10;
@@ -111,7 +111,7 @@ impl pb::PodService for PodService {
     ) -> Result<Response<Self::GetLogsStream>, Status> {
         let mut log = CallLog::start("GetLogs", &request);
         let deadline = deadline::of(&request);
-        match self.logs(request.into_inner()) {
+        match self.logs(request.into_inner()).await {
             Ok(stream) => Ok(Response::new(
                 log.stream(deadline::bounded(stream, deadline)),
             )),
@@ -236,11 +236,24 @@ impl PodService {
     ) -> Result<UploadLogsResponse, Status> {
         let mut summary = UploadLogsResponse::default();
         let mut stored = async {
+            let mut caught_up = false;
             while let Some(chunk) = chunks.message().await? {
                 received.add();
                 let (key, bytes) = self.check_chunk(&chunk)?;
+                if !caught_up {
+                    // The pod may have been created through another
+                    // server just now.
+                    self.store.catch_up(0).await?;
+                    caught_up = true;
+                }
                 let lines = chunk.lines.len() as u64;
-                self.store.append_log(key, chunk.lines).await?;
+                if let Err(err) = self.store.append_log(key, chunk.lines).await {
+                    if let StoreError::Interrupted { stored, .. } = &err {
+                        // Counted, so that the error's count is exact.
+                        summary.lines += stored;
+                    }
+                    return Err(err.into());
+                }
                 summary.chunks += 1;
                 summary.lines += lines;
                 summary.bytes += bytes;
@@ -282,40 +295,37 @@ impl PodService {
         Ok(summary)
     }
 
-    fn logs(
+    async fn logs(
         &self,
         request: GetLogsRequest,
     ) -> Result<impl Stream<Item = Result<LogChunk, Status>> + Send + 'static, Status> {
-        let key = validate::pod_key("", &request.namespace, "pod", &request.pod)?;
-        let log = self.store.log(&key)?;
+        let (key, start) = validate::get_logs(&request)?;
+        // The pod may have been created through another server just now.
+        self.store.catch_up(0).await?;
+        let mut lines = self.store.read_log(&key, start, request.follow)?;
         let shutdown = self.shutdown.clone();
         let stream = async_stream::stream! {
-            let mut updates = log.updates();
-            let mut cursor = log.tail_cursor(request.tail_lines);
             loop {
-                updates.borrow_and_update();
-                let batch = log.read(cursor);
-                cursor = batch.next;
-                let caught_up = batch.lines.is_empty();
-                if !caught_up {
-                    yield Ok(LogChunk {
-                        namespace: key.namespace.clone(),
-                        pod: key.name.clone(),
-                        lines: batch.lines,
-                    });
-                }
-                if batch.at_end_of_closed_log || (caught_up && !request.follow) {
-                    break;
-                }
-                if caught_up {
-                    let stopping = tokio::select! {
-                        _ = shutdown.cancelled() => true,
-                        _ = updates.changed() => false,
-                    };
-                    if stopping {
+                let next = tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => {
                         yield Err(Status::unavailable("server is stopping"));
                         break;
                     }
+                    next = lines.next() => next,
+                };
+                match next {
+                    Some(Ok(batch)) => yield Ok(LogChunk {
+                        namespace: key.namespace.clone(),
+                        pod: key.name.clone(),
+                        lines: batch.lines,
+                        first_line: batch.first_line,
+                    }),
+                    Some(Err(err)) => {
+                        yield Err(err.into());
+                        break;
+                    }
+                    None => break,
                 }
             }
         };

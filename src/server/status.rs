@@ -22,7 +22,9 @@ impl From<StoreError> for Status {
                 tonic::Code::OutOfRange
             }
             StoreError::Storage(_) => tonic::Code::Internal,
-            StoreError::Unavailable(_) => tonic::Code::Unavailable,
+            StoreError::Unavailable(_) | StoreError::Interrupted { .. } => {
+                tonic::Code::Unavailable
+            }
         };
         Status::new(code, err.to_string())
     }

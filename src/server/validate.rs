@@ -8,7 +8,7 @@
 use super::continue_token;
 use crate::contract::{self as pb, DEFAULT_NAMESPACE};
 use crate::domain::{ApplyPod, Invalid, PodKey, describe, dns_label};
-use crate::store::ListPosition;
+use crate::store::{ListPosition, LogStart};
 
 /// The status given to a pod applied without one.
 const DEFAULT_STATUS: &str = "Pending";
@@ -120,6 +120,23 @@ pub fn apply(pod: pb::Pod) -> Result<ApplyPod, Invalid> {
 /// Validates the `delete` of a SyncRequest.
 pub fn delete(pod: &pb::PodRef) -> Result<PodKey, Invalid> {
     pod_key("delete", &pod.namespace, "name", &pod.name)
+}
+
+/// Validates a `GetLogs`: the pod, and where its read starts.
+pub fn get_logs(request: &pb::GetLogsRequest) -> Result<(PodKey, LogStart), Invalid> {
+    let key = pod_key("", &request.namespace, "pod", &request.pod)?;
+    let start = match (request.from_line, request.tail_lines) {
+        (0, 0) => LogStart::Oldest,
+        (0, n) => LogStart::Tail(n),
+        (line, 0) => LogStart::Line(line),
+        _ => {
+            return Err(Invalid::new(
+                "from_line",
+                "must not be set together with tail_lines (0 = not set)",
+            ));
+        }
+    };
+    Ok((key, start))
 }
 
 /// Checks the lines of an upload chunk; returns their total size in bytes.

@@ -43,6 +43,14 @@ pub enum StoreError {
     /// server has not caught up with it); the same call may succeed later
     /// or on another server. A write refused so did not happen.
     Unavailable(String),
+    /// A log append stopped part-way, the store being unavailable: its
+    /// first `stored` lines are stored; the rest may or may not be.
+    Interrupted {
+        /// How many of the append's lines are stored, in order.
+        stored: u64,
+        /// Why it stopped, and what became of the rest.
+        reason: String,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -95,6 +103,10 @@ impl fmt::Display for StoreError {
             }
             StoreError::Storage(reason) => write!(f, "storage failure: {reason}"),
             StoreError::Unavailable(reason) => write!(f, "store unavailable: {reason}"),
+            StoreError::Interrupted { stored, reason } => write!(
+                f,
+                "store unavailable after the chunk's first {stored} lines were stored: {reason}"
+            ),
         }
     }
 }

@@ -154,7 +154,9 @@ impl Index {
             .into_iter()
             .map(|pod| {
                 let entry = Entry {
-                    log: Arc::new(PodLog::new(config.log_bytes_per_pod)),
+                    // An embedded store keeps no creation versions, and
+                    // needs none: its logs live in the entry.
+                    log: Arc::new(PodLog::new(config.log_bytes_per_pod, 0)),
                     pod: Arc::new(pod),
                 };
                 (PodKey::of(&entry.pod), entry)
@@ -328,8 +330,9 @@ impl Index {
     /// store that lost its place in the feed it follows. Every watcher of
     /// the state before ends (as [`WatchEnd::Closed`](super::WatchEnd)),
     /// to resume from its last version, which the new history cannot
-    /// continue: its client lists again.
-    pub fn reset(&self, pods: Vec<Pod>, version: u64) {
+    /// continue: its client lists again. Each pod comes with the version
+    /// that created it.
+    pub fn reset(&self, pods: Vec<(Pod, u64)>, version: u64) {
         let mut state = self.write();
         let logs: HashMap<PodKey, Arc<PodLog>> = std::mem::take(&mut state.pods)
             .into_iter()
@@ -337,13 +340,16 @@ impl Index {
             .collect();
         state.pods = pods
             .into_iter()
-            .map(|pod| {
+            .map(|(pod, created)| {
                 let key = PodKey::of(&pod);
-                // A pod that is still there keeps its log.
+                // A pod that is still there, in the same life, keeps its log.
                 let log = logs
                     .get(&key)
+                    .filter(|log| log.created() == created)
                     .cloned()
-                    .unwrap_or_else(|| Arc::new(PodLog::new(self.config.log_bytes_per_pod)));
+                    .unwrap_or_else(|| {
+                        Arc::new(PodLog::new(self.config.log_bytes_per_pod, created))
+                    });
                 (
                     key,
                     Entry {
@@ -354,7 +360,11 @@ impl Index {
             })
             .collect();
         for (key, log) in &logs {
-            if !state.pods.contains_key(key) {
+            let kept = state
+                .pods
+                .get(key)
+                .is_some_and(|entry| Arc::ptr_eq(&entry.log, log));
+            if !kept {
                 log.close();
             }
         }
@@ -467,7 +477,10 @@ impl Index {
         } else {
             let entry = Entry {
                 pod: Arc::clone(&change),
-                log: Arc::new(PodLog::new(self.config.log_bytes_per_pod)),
+                log: Arc::new(PodLog::new(
+                    self.config.log_bytes_per_pod,
+                    change.resource_version,
+                )),
             };
             state.pods.insert(key, entry);
             None

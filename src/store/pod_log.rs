@@ -1,17 +1,26 @@
 //! Per-pod log buffers: appended by `UploadLogs`, read and followed by `GetLogs`.
 //!
 //! Each pod owns one [`PodLog`] (created with the pod, closed when it is
-//! deleted). Lines are numbered from 0 in upload order; a reader keeps a
-//! cursor (the number of its next line) and reads in batches, so a follower
+//! deleted), for one life of the pod: a pod deleted and created again gets
+//! a new, empty one. Lines are numbered from 1 in upload order; a reader
+//! keeps the number of its next line and reads in batches, so a follower
 //! costs nothing per line while it waits and a slow follower never holds up
 //! an upload. Retention is by bytes, counted by [`line_cost`]: beyond the
-//! limit the oldest lines are dropped, and a cursor that points before the
-//! oldest retained line simply continues from it.
+//! limit the oldest lines are dropped, keeping their numbers, and a read
+//! from a dropped line continues from the oldest retained one.
+//!
+//! On a store whose logs live elsewhere (JetStream, see
+//! [`JetStreamLogs`](super::JetStreamLogs)) the pod's `PodLog` holds no
+//! lines: it stands for the pod's life, its [`created`](PodLog::created)
+//! version naming it and its [`close`](PodLog::close) ending it.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use futures::stream::BoxStream;
 use tokio::sync::watch;
+
+use super::error::StoreError;
 
 /// The most lines returned by one [`PodLog::read`]...
 const READ_BATCH_LINES: usize = 1_000;
@@ -30,12 +39,37 @@ pub fn line_cost(line: &str) -> usize {
     line.len() + LINE_OVERHEAD
 }
 
+/// Where a read of a log starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStart {
+    /// At the oldest retained line.
+    Oldest,
+    /// At the `n`th line from the end (all of them if there are fewer).
+    Tail(u32),
+    /// At this line number, or at the oldest retained line if it is newer.
+    Line(u64),
+}
+
+/// Lines read from a log, in order, in batches.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LogBatch {
+    /// The number of the first line.
+    pub first_line: u64,
+    /// The lines, oldest first; never empty.
+    pub lines: Vec<String>,
+}
+
+/// A read of a log: its batches, in order. Without follow it ends at the
+/// newest line; with follow it ends when the pod is deleted.
+pub type LogLines = BoxStream<'static, Result<LogBatch, StoreError>>;
+
 /// The log of one pod: its retained lines, numbered in upload order.
 pub struct PodLog {
     buffer: Mutex<Buffer>,
     /// Bumped on every append and on close, to wake followers.
     updates: watch::Sender<()>,
     max_bytes: usize,
+    created: u64,
 }
 
 struct Buffer {
@@ -46,30 +80,45 @@ struct Buffer {
     closed: bool,
 }
 
-/// One batch of lines and the cursor to read the next batch from.
+impl Buffer {
+    /// The number the next appended line gets.
+    fn next(&self) -> u64 {
+        self.first + self.lines.len() as u64
+    }
+}
+
+/// One [`PodLog::read`]: a batch, and whether the log ends after it.
 #[derive(Debug, Default)]
-pub struct LogBatch {
-    /// The lines, oldest first.
-    pub lines: Vec<String>,
-    /// The cursor of the line after the last one in `lines`.
+pub struct Read {
+    /// The lines from the first one asked for (or the oldest retained).
+    pub batch: LogBatch,
+    /// The number of the line after the batch.
     pub next: u64,
     /// The log was closed (its pod deleted) and every line has been read.
     pub at_end_of_closed_log: bool,
 }
 
 impl PodLog {
-    /// An empty log that keeps at most `max_bytes` (by [`line_cost`]).
-    pub fn new(max_bytes: usize) -> Self {
+    /// An empty log of the pod created at version `created` (0 where the
+    /// store does not know it), keeping at most `max_bytes` (by [`line_cost`]).
+    pub fn new(max_bytes: usize, created: u64) -> Self {
         PodLog {
             buffer: Mutex::new(Buffer {
                 lines: VecDeque::new(),
-                first: 0,
+                first: 1,
                 bytes: 0,
                 closed: false,
             }),
             updates: watch::Sender::new(()),
             max_bytes,
+            created,
         }
+    }
+
+    /// The store version that created this life of the pod, or 0 where the
+    /// store does not know it (pods an embedded store loaded from disk).
+    pub fn created(&self) -> u64 {
+        self.created
     }
 
     /// Appends lines in order and wakes followers.
@@ -91,34 +140,50 @@ impl PodLog {
         self.updates.send_replace(());
     }
 
+    /// Appends lines numbered from `first_line` on, as they were before a
+    /// restart: the lines before it were dropped, and keep their numbers.
+    pub fn restore(&self, first_line: u64, lines: Vec<String>) {
+        {
+            let mut buffer = self.lock();
+            if buffer.lines.is_empty() && first_line > buffer.first {
+                buffer.first = first_line;
+            }
+        }
+        self.append(lines);
+    }
+
     /// Marks the log as finished: followers end after the last line.
     pub fn close(&self) {
         self.lock().closed = true;
         self.updates.send_replace(());
     }
 
-    /// The cursor of the `n`th line from the end (0 = the oldest retained line).
-    pub fn tail_cursor(&self, n: u32) -> u64 {
+    /// Whether the pod is gone.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// The number of the line a read from `start` begins with.
+    pub fn start(&self, start: LogStart) -> u64 {
         let buffer = self.lock();
-        let end = buffer.first + buffer.lines.len() as u64;
-        if n == 0 {
-            buffer.first
-        } else {
-            end.saturating_sub(u64::from(n)).max(buffer.first)
+        match start {
+            LogStart::Oldest => buffer.first,
+            LogStart::Tail(0) => buffer.first,
+            LogStart::Tail(n) => buffer.next().saturating_sub(u64::from(n)).max(buffer.first),
+            LogStart::Line(line) => line.max(buffer.first),
         }
     }
 
-    /// The cursor after the newest line: the number of lines ever appended.
+    /// How many lines were ever appended (retained or dropped).
     pub fn end_cursor(&self) -> u64 {
-        let buffer = self.lock();
-        buffer.first + buffer.lines.len() as u64
+        self.lock().next() - 1
     }
 
-    /// Up to one batch of lines from `cursor` on.
-    pub fn read(&self, cursor: u64) -> LogBatch {
+    /// Up to one batch of lines from line number `from` on.
+    pub fn read(&self, from: u64) -> Read {
         let buffer = self.lock();
-        let start = cursor.max(buffer.first);
-        let skip = (start - buffer.first) as usize;
+        let start = from.max(buffer.first);
+        let skip = usize::try_from(start - buffer.first).unwrap_or(usize::MAX);
         let mut lines = Vec::new();
         let mut bytes = 0;
         for line in buffer.lines.iter().skip(skip) {
@@ -131,11 +196,13 @@ impl PodLog {
             lines.push(line.clone());
         }
         let next = start + lines.len() as u64;
-        let end = buffer.first + buffer.lines.len() as u64;
-        LogBatch {
-            lines,
+        Read {
+            at_end_of_closed_log: buffer.closed && next >= buffer.next(),
+            batch: LogBatch {
+                first_line: start,
+                lines,
+            },
             next,
-            at_end_of_closed_log: buffer.closed && next == end,
         }
     }
 
@@ -144,6 +211,30 @@ impl PodLog {
     /// wait is missed.
     pub fn updates(&self) -> watch::Receiver<()> {
         self.updates.subscribe()
+    }
+
+    /// Reads this log from `start`: to its newest line, or with `follow`
+    /// on until the pod is deleted. The read holds the log, not the pod.
+    pub fn lines(self: Arc<Self>, start: LogStart, follow: bool) -> LogLines {
+        Box::pin(async_stream::stream! {
+            let mut updates = self.updates();
+            let mut next = self.start(start);
+            loop {
+                updates.borrow_and_update();
+                let read = self.read(next);
+                next = read.next;
+                let caught_up = read.batch.lines.is_empty();
+                if !caught_up {
+                    yield Ok(read.batch);
+                }
+                if read.at_end_of_closed_log || (caught_up && !follow) {
+                    break;
+                }
+                if caught_up && updates.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Buffer> {
@@ -162,44 +253,61 @@ mod tests {
     }
 
     #[test]
-    fn reads_in_batches_from_a_cursor() {
-        let log = PodLog::new(usize::MAX);
-        log.append(lines(0..2500));
-        let first = log.read(0);
-        assert_eq!(first.lines.len(), READ_BATCH_LINES);
-        assert_eq!(first.next, 1000);
-        let rest = log.read(2000);
-        assert_eq!(rest.lines.first().map(String::as_str), Some("line 2000"));
-        assert_eq!(rest.next, 2500);
-        assert!(log.read(2500).lines.is_empty());
+    fn reads_in_batches_from_a_line_number() {
+        let log = PodLog::new(usize::MAX, 1);
+        log.append(lines(1..2501));
+        let first = log.read(1);
+        assert_eq!(first.batch.lines.len(), READ_BATCH_LINES);
+        assert_eq!((first.batch.first_line, first.next), (1, 1001));
+        let rest = log.read(2001);
+        assert_eq!(
+            rest.batch.lines.first().map(String::as_str),
+            Some("line 2001")
+        );
+        assert_eq!(rest.next, 2501);
+        assert!(log.read(2501).batch.lines.is_empty());
     }
 
     #[test]
-    fn tail_and_retention() {
-        let log = PodLog::new(10 * line_cost("0000")); // 10 lines of 4 bytes fit
-        log.append((0..25).map(|i| format!("{i:04}")).collect());
-        assert_eq!(log.tail_cursor(0), 15);
-        assert_eq!(log.tail_cursor(3), 22);
-        assert_eq!(log.tail_cursor(100), 15);
-        let batch = log.read(0);
-        assert_eq!(batch.lines.first().map(String::as_str), Some("0015"));
-        assert_eq!(batch.lines.len(), 10);
+    fn tail_and_retention_keep_the_numbers() {
+        let log = PodLog::new(10 * line_cost("0000"), 1); // 10 lines of 4 bytes fit
+        log.append((1..26).map(|i| format!("{i:04}")).collect());
+        assert_eq!(log.start(LogStart::Oldest), 16);
+        assert_eq!(log.start(LogStart::Tail(3)), 23);
+        assert_eq!(log.start(LogStart::Tail(100)), 16);
+        assert_eq!(log.start(LogStart::Line(2)), 16);
+        assert_eq!(log.start(LogStart::Line(20)), 20);
+        let read = log.read(1);
+        assert_eq!(read.batch.first_line, 16);
+        assert_eq!(read.batch.lines.first().map(String::as_str), Some("0016"));
+        assert_eq!(read.batch.lines.len(), 10);
+        assert_eq!(log.end_cursor(), 25);
+    }
+
+    #[test]
+    fn a_restored_log_keeps_its_numbers() {
+        let log = PodLog::new(usize::MAX, 0);
+        log.restore(41, lines(41..43));
+        log.restore(43, lines(43..44));
+        let read = log.read(0);
+        assert_eq!(read.batch.first_line, 41);
+        assert_eq!(read.batch.lines, lines(41..44));
     }
 
     #[test]
     fn tiny_lines_count_their_overhead() {
-        let log = PodLog::new(1 << 20);
+        let log = PodLog::new(1 << 20, 1);
         log.append(vec!["x".to_owned(); 1_000_000]);
-        let kept = log.end_cursor() - log.tail_cursor(0);
+        let kept = log.end_cursor() + 1 - log.start(LogStart::Oldest);
         assert_eq!(kept, (1 << 20) / line_cost("x") as u64);
     }
 
     #[test]
     fn close_is_seen_after_the_last_line() {
-        let log = PodLog::new(usize::MAX);
+        let log = PodLog::new(usize::MAX, 1);
         log.append(lines(0..3));
         log.close();
-        assert!(!log.read(0).lines.is_empty());
-        assert!(log.read(0).at_end_of_closed_log);
+        assert!(!log.read(1).batch.lines.is_empty());
+        assert!(log.read(1).at_end_of_closed_log);
     }
 }

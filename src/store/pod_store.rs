@@ -5,7 +5,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use super::error::StoreError;
-use super::pod_log::PodLog;
+use super::pod_log::{LogLines, LogStart, PodLog};
 use super::watcher::Watcher;
 use crate::contract::Pod;
 use crate::domain::{ApplyPod, PodKey};
@@ -95,8 +95,15 @@ pub trait PodStore: Send + Sync + 'static {
     /// `from`, which must lie within the retained history.
     fn watch(&self, namespace: Option<String>, from: u64) -> Result<Watcher, StoreError>;
 
-    /// The log of an existing pod, for reading and following.
+    /// The log of an existing pod in this server: its lines where the
+    /// store keeps them here, and its life in any case (see [`PodLog`]).
     fn log(&self, key: &PodKey) -> Result<Arc<PodLog>, StoreError>;
+
+    /// Reads the log of an existing pod from `start`, numbered: to its
+    /// newest line, or with `follow` on until the pod is deleted.
+    fn read_log(&self, key: &PodKey, start: LogStart, follow: bool) -> Result<LogLines, StoreError> {
+        Ok(self.log(key)?.lines(start, follow))
+    }
 
     /// Creates or replaces a pod; resolves to the stored pod with its new
     /// version once the change is durable and published.

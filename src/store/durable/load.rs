@@ -86,7 +86,8 @@ pub(super) fn load(
             .entry(key)
             .or_default()
             .loaded(first_line, lines.len() as u64, bytes);
-        log.append(lines);
+        // The key counts the pod's lines before the chunk.
+        log.restore(first_line + 1, lines);
     }
     Ok((index, disk_logs))
 }

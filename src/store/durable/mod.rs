@@ -27,7 +27,7 @@
 //! | `meta`    | `"schema"`, `"version"`  | `u64`                                  |
 //! | `pods`    | `(namespace, name)`      | a `Pod`, protobuf-encoded ([`records`]) |
 //! | `history` | version                  | the changed `Pod` or tombstone         |
-//! | `logs`    | `(namespace, name, line)`| a `LogChunk` of lines from `line` on   |
+//! | `logs`    | `(namespace, name, before)`| a `LogChunk` of the pod's lines after its first `before` |
 
 mod committer;
 mod error;

@@ -39,6 +39,7 @@ pub fn encode_lines(lines: &[String]) -> Vec<u8> {
         namespace: String::new(),
         pod: String::new(),
         lines: lines.to_vec(),
+        first_line: 0,
     }
     .encode_to_vec()
 }

@@ -18,7 +18,9 @@ pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 pub(super) const PODS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("pods");
 /// version → the changed `Pod` or tombstone.
 pub(super) const HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("history");
-/// `(namespace, name, first line)` → a `LogChunk` of lines from that line on.
+/// `(namespace, name, lines before)` → a `LogChunk` of the pod's lines from
+/// number `lines before + 1` on (the wire numbers lines from 1; this key,
+/// older than that, counts the lines before the chunk).
 pub(super) const LOGS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("logs");
 
 /// What a database holds, once checked.

@@ -213,8 +213,9 @@ pub(super) async fn start_over(inner: &Shared, revision: i64) -> Result<(), Stor
     Ok(())
 }
 
-/// Every pod under the prefix at `revision` (0: now), and that revision.
-async fn load(inner: &Shared, revision: i64) -> Result<(Vec<Pod>, u64), ReadError> {
+/// Every pod under the prefix at `revision` (0: now), each with the
+/// revision that created it, and that revision.
+async fn load(inner: &Shared, revision: i64) -> Result<(Vec<(Pod, u64)>, u64), ReadError> {
     let (mut key, range_end) = inner.keys.pods(None);
     let mut pods = Vec::new();
     let mut at = revision;
@@ -241,7 +242,7 @@ async fn load(inner: &Shared, revision: i64) -> Result<(Vec<Pod>, u64), ReadErro
             };
             let pod = keys::decode(&pod_key, &kv.value, kv.mod_revision)
                 .ok_or_else(|| ReadError::Failed(super::registry::foreign(&inner.keys, &kv.key)))?;
-            pods.push(pod);
+            pods.push((pod, u64::try_from(kv.create_revision).unwrap_or(0)));
         }
         match page.kvs.last() {
             Some(last) if page.more => {

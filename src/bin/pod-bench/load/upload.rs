@@ -46,6 +46,7 @@ pub async fn upload(
                 namespace: namespace.to_owned(),
                 pod: format!("upload-{stream}"),
                 lines: vec![line.clone(); lines_per_chunk],
+                first_line: 0,
             };
             tokio::spawn(async move {
                 let full = per_stream / lines_per_chunk;

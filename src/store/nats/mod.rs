@@ -1,0 +1,313 @@
+//! Pod logs on NATS JetStream, shared by every server of a registry.
+//!
+//! [`JetStreamLogs`] is a [`PodStore`] that keeps the pods in another store
+//! (the etcd store, whose servers share them) and the log lines in one
+//! JetStream stream, which every server reads and writes, so that a log
+//! uploaded through one server is read and followed through any other, and
+//! an acknowledged line survives the loss of any one NATS server (with 3
+//! replicas).
+//!
+//! - **Subjects.** One per life of a pod: `<stream>.<namespace>.<pod>.<created>`,
+//!   `created` being the version that created the pod (etcd's
+//!   `create_revision`). A pod deleted and created again writes to a new
+//!   subject, so it starts with an empty log whatever became of the old
+//!   one, which is purged after the delete. Namespaces and names are
+//!   DNS-1123 labels, valid subject tokens.
+//! - **Messages** hold runs of lines with their numbers ([`records`]).
+//! - **Writes** ([`writer`]) are serialised per pod with JetStream's
+//!   expected-last-subject-sequence check, so that two servers uploading to
+//!   one pod never give two lines one number; an upload is answered after
+//!   JetStream acknowledged every message (a quorum of replicas has it).
+//! - **Retention** is by bytes, as on the embedded stores: the writer
+//!   purges a pod's oldest messages once its log is an eighth over
+//!   `log_bytes_per_pod`. JetStream has no per-subject byte limit, and its
+//!   per-subject message limit would count messages of any size alike.
+//! - **Reads** ([`reader`]) use JetStream's direct get, which any replica
+//!   answers, so stored lines stay readable while the stream has no
+//!   leader; a follower is woken by a plain NATS subscription to the
+//!   subject, one per followed pod per server ([`wakeups`]).
+//!
+//! The pods' store must never give two lives of a pod one creation
+//! version, even across restarts: the etcd store, whose revisions are
+//! never reused. `pod-server` only allows `--nats-url` with it.
+
+mod config;
+mod reader;
+mod records;
+mod wakeups;
+mod writer;
+
+use std::sync::Arc;
+
+use async_nats::jetstream::{self, stream};
+
+pub use config::NatsConfig;
+
+use super::error::StoreError;
+use super::pod_log::{LogLines, LogStart, PodLog};
+use super::pod_store::{ListPosition, Pending, PodList, PodPage, PodStore};
+use super::watcher::Watcher;
+use crate::contract::Pod;
+use crate::domain::{ApplyPod, PodKey};
+
+/// The most payload one message carries: small enough that finding a line
+/// (some tens of direct gets) moves little, large enough that one message
+/// takes a typical 1,000-line chunk.
+const MAX_MESSAGE_BYTES: usize = 128 << 10;
+
+/// How long opening waits for JetStream to be ready.
+const OPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Pods in another store, their logs on JetStream (see the module docs).
+pub struct JetStreamLogs {
+    pods: Arc<dyn PodStore>,
+    logs: Arc<Logs>,
+}
+
+/// What the reads and writes share.
+struct Logs {
+    client: async_nats::Client,
+    jetstream: jetstream::Context,
+    stream: stream::Stream,
+    config: NatsConfig,
+    /// The most payload one message of ours carries.
+    max_message_bytes: usize,
+    /// Bytes of log kept per pod (by `line_cost`).
+    log_bytes_per_pod: u64,
+    writers: writer::Writers,
+    wakeups: wakeups::Wakeups,
+}
+
+/// Why the logs could not be opened: one line for the operator.
+#[derive(Debug)]
+pub struct NatsError(String);
+
+impl std::fmt::Display for NatsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NatsError {}
+
+impl JetStreamLogs {
+    /// Connects to NATS, creates the stream if it is missing (or sets its
+    /// replicas if they differ), and keeps the logs of `pods`' pods there,
+    /// at most `log_bytes_per_pod` each.
+    pub async fn open(
+        config: NatsConfig,
+        pods: Arc<dyn PodStore>,
+        log_bytes_per_pod: usize,
+    ) -> Result<Self, NatsError> {
+        let addrs = config
+            .urls
+            .iter()
+            .map(|url| {
+                url.parse::<async_nats::ServerAddr>()
+                    .map_err(|err| NatsError(format!("bad NATS URL {url:?}: {err}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let urls = config.urls.join(",");
+        let client = async_nats::ConnectOptions::new()
+            .name("pod-server")
+            .connection_timeout(std::time::Duration::from_secs(3))
+            .connect(addrs)
+            .await
+            .map_err(|err| NatsError(format!("cannot connect to NATS at {urls}: {err}")))?;
+        let jetstream = jetstream::ContextBuilder::new()
+            .timeout(config.ack_timeout)
+            .build(client.clone());
+        let info = client.server_info();
+        let servers = info.connect_urls.len().max(config.urls.len()).max(1);
+        let replicas = config.replicas.unwrap_or(if servers >= 3 { 3 } else { 1 });
+        let wanted = stream::Config {
+            name: config.stream.clone(),
+            subjects: vec![format!("{}.>", config.stream)],
+            num_replicas: replicas,
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            discard: stream::DiscardPolicy::Old,
+            allow_direct: true,
+            ..stream::Config::default()
+        };
+        // A cluster that just started has no JetStream leader for a moment.
+        let deadline = tokio::time::Instant::now() + OPEN_PATIENCE;
+        let stream = loop {
+            match ensure_stream(&jetstream, &wanted).await {
+                Ok(stream) => break stream,
+                Err(err) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(%err, "the log stream is not ready; trying again");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(err) => return Err(NatsError(format!("{err} (NATS at {urls})"))),
+            }
+        };
+        // Headers take some of the server's payload limit.
+        let max_message_bytes =
+            MAX_MESSAGE_BYTES.min(usize::try_from(info.max_payload).unwrap_or(usize::MAX) / 2);
+        let logs = Arc::new(Logs {
+            writers: writer::Writers::default(),
+            wakeups: wakeups::Wakeups::new(client.clone(), stream.clone()),
+            client,
+            jetstream,
+            stream,
+            config,
+            max_message_bytes: max_message_bytes.max(1024),
+            log_bytes_per_pod: log_bytes_per_pod as u64,
+        });
+        tracing::info!(stream = logs.config.stream, replicas, "pod logs on NATS JetStream");
+        Ok(JetStreamLogs { pods, logs })
+    }
+
+    /// The subject of the current life of a pod, and that life.
+    fn life(&self, key: &PodKey) -> Result<(String, Arc<PodLog>), StoreError> {
+        let life = self.pods.log(key)?;
+        if life.created() == 0 {
+            return Err(StoreError::Storage(format!(
+                "the creation version of pod {key} is not known, so its log has no subject"
+            )));
+        }
+        Ok((self.logs.subject(key, life.created()), life))
+    }
+}
+
+/// The stream as `wanted`: created if missing, its replicas set if they differ.
+async fn ensure_stream(
+    jetstream: &jetstream::Context,
+    wanted: &stream::Config,
+) -> Result<stream::Stream, String> {
+    let name = &wanted.name;
+    match jetstream.get_stream(name).await {
+        Ok(mut existing) => {
+            let current = existing
+                .info()
+                .await
+                .map_err(|err| format!("cannot read the JetStream stream {name}: {err}"))?
+                .config
+                .clone();
+            if current.num_replicas != wanted.num_replicas || !current.allow_direct {
+                jetstream
+                    .update_stream(stream::Config {
+                        num_replicas: wanted.num_replicas,
+                        allow_direct: true,
+                        ..current
+                    })
+                    .await
+                    .map_err(|err| {
+                        format!(
+                            "cannot set the JetStream stream {name} to {} replicas: {err}",
+                            wanted.num_replicas
+                        )
+                    })?;
+            }
+            Ok(existing)
+        }
+        Err(_) => jetstream.create_stream(wanted.clone()).await.map_err(|err| {
+            format!(
+                "cannot create the JetStream stream {name} with {} replicas: {err}",
+                wanted.num_replicas
+            )
+        }),
+    }
+}
+
+impl Logs {
+    fn subject(&self, key: &PodKey, created: u64) -> String {
+        format!(
+            "{}.{}.{}.{created}",
+            self.config.stream, key.namespace, key.name
+        )
+    }
+}
+
+/// A JetStream failure, for a client: the logs are unreachable now.
+fn unavailable(what: &str, err: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("NATS JetStream {what}: {err}"))
+}
+
+impl PodStore for JetStreamLogs {
+    fn list(&self, namespace: Option<&str>) -> PodList {
+        self.pods.list(namespace)
+    }
+
+    fn list_page(
+        &self,
+        namespace: Option<String>,
+        from: Option<ListPosition>,
+        limit: usize,
+    ) -> Pending<PodPage> {
+        self.pods.list_page(namespace, from, limit)
+    }
+
+    fn catch_up(&self, version: u64) -> Pending<()> {
+        self.pods.catch_up(version)
+    }
+
+    fn watch(&self, namespace: Option<String>, from: u64) -> Result<Watcher, StoreError> {
+        self.pods.watch(namespace, from)
+    }
+
+    fn log(&self, key: &PodKey) -> Result<Arc<PodLog>, StoreError> {
+        self.pods.log(key)
+    }
+
+    fn read_log(&self, key: &PodKey, start: LogStart, follow: bool) -> Result<LogLines, StoreError> {
+        let (subject, life) = self.life(key)?;
+        Ok(reader::read(Arc::clone(&self.logs), subject, life, start, follow))
+    }
+
+    fn apply(&self, apply: ApplyPod) -> Pending<Arc<Pod>> {
+        self.pods.apply(apply)
+    }
+
+    fn delete(&self, key: PodKey) -> Pending<Arc<Pod>> {
+        let life = self.life(&key);
+        let deleted = self.pods.delete(key);
+        let logs = Arc::clone(&self.logs);
+        Box::pin(async move {
+            let tombstone = deleted.await?;
+            if let Ok((subject, _)) = life {
+                // The subject is never written again; purging it only
+                // frees its space, so a failure leaves no wrong answer.
+                if let Err(err) = logs.stream.purge().filter(subject.as_str()).await {
+                    tracing::warn!(subject, %err, "cannot purge a deleted pod's log");
+                }
+                logs.writers.forget(&subject);
+            }
+            Ok(tombstone)
+        })
+    }
+
+    fn append_log(&self, key: PodKey, lines: Vec<String>) -> Pending<()> {
+        let life = self.life(&key);
+        let logs = Arc::clone(&self.logs);
+        Box::pin(async move {
+            let (subject, _) = life?;
+            writer::append(&logs, subject, lines).await
+        })
+    }
+
+    fn sync(&self) -> Pending<()> {
+        // Every append is acknowledged by JetStream before it resolves.
+        self.pods.sync()
+    }
+
+    fn close(&self) -> Pending<()> {
+        let closed = self.pods.close();
+        let client = self.logs.client.clone();
+        Box::pin(async move {
+            let result = closed.await;
+            // Nothing is buffered that an acknowledged write needs.
+            let _ = client.flush().await;
+            result
+        })
+    }
+
+    fn version(&self) -> u64 {
+        self.pods.version()
+    }
+
+    fn watcher_count(&self) -> usize {
+        self.pods.watcher_count()
+    }
+}

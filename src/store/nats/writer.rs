@@ -1,0 +1,199 @@
+//! Appending to a pod's log on JetStream, one writer at a time per pod.
+//!
+//! Each message is published with `Nats-Expected-Last-Subject-Sequence`:
+//! JetStream stores it only if the subject's newest message is the one the
+//! writer numbered from. Within this server the writers of one pod queue
+//! on a lock, so they never collide; a writer on another server that got
+//! there first makes the check fail, and the message is numbered again
+//! from the new newest one. A message whose acknowledgement does not come
+//! (a server died, the stream has no quorum) may or may not be stored: the
+//! upload fails saying so, and the next writer reads the subject again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage;
+
+use super::records::{self, Record};
+use super::{Logs, reader, unavailable};
+use crate::store::error::StoreError;
+
+/// How often a message is numbered again after another server's write
+/// got there first, at most.
+const MAX_COLLISIONS: usize = 100;
+
+/// The newest message of a pod's subject as this server last saw it.
+#[derive(Debug, Clone, Copy)]
+struct Tip {
+    /// Its sequence (0: the subject is empty).
+    seq: u64,
+    /// The number the next line gets.
+    next_line: u64,
+    /// The cost of every line so far.
+    offset: u64,
+    /// The cost of the lines before the oldest retained message.
+    retained_from: u64,
+}
+
+/// The writers of each pod: a lock, and the tip it last wrote (`None`:
+/// read it from JetStream first).
+#[derive(Default)]
+pub(super) struct Writers {
+    lanes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Tip>>>>>,
+}
+
+/// Lanes kept before the idle ones are let go.
+const KEPT_LANES: usize = 4_096;
+
+impl Writers {
+    fn lane(&self, subject: &str) -> Arc<tokio::sync::Mutex<Option<Tip>>> {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        if lanes.len() >= KEPT_LANES && !lanes.contains_key(subject) {
+            // An idle lane only caches its tip, which JetStream has too.
+            lanes.retain(|_, lane| Arc::strong_count(lane) > 1);
+        }
+        Arc::clone(lanes.entry(subject.to_owned()).or_default())
+    }
+
+    /// Lets go of a deleted pod's lane.
+    pub fn forget(&self, subject: &str) {
+        self.lanes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(subject);
+    }
+}
+
+/// Appends `lines` to the subject, numbered after its newest line;
+/// resolves once JetStream acknowledged all of them.
+pub(super) async fn append(logs: &Logs, subject: String, lines: Vec<String>) -> Result<(), StoreError> {
+    let lane = logs.writers.lane(&subject);
+    let mut tip = lane.lock().await;
+    let mut stored = 0;
+    for run in records::split(&lines, logs.max_message_bytes) {
+        let mut collisions = 0;
+        loop {
+            let current = match *tip {
+                Some(current) => current,
+                None => load(logs, &subject).await.map_err(|err| interrupted(stored, err))?,
+            };
+            match publish(logs, &subject, current, run).await {
+                Ok(seq) => {
+                    let cost = records::cost(run);
+                    *tip = Some(Tip {
+                        seq,
+                        next_line: current.next_line + run.len() as u64,
+                        offset: current.offset + cost,
+                        retained_from: current.retained_from,
+                    });
+                    break;
+                }
+                Err(Published::Collided) if collisions < MAX_COLLISIONS => {
+                    collisions += 1;
+                    *tip = None;
+                }
+                Err(Published::Collided) => {
+                    *tip = None;
+                    return Err(interrupted(
+                        stored,
+                        unavailable("kept refusing the lines", "other servers write to the pod"),
+                    ));
+                }
+                Err(Published::Failed(err)) => {
+                    *tip = None;
+                    return Err(interrupted(stored, err));
+                }
+            }
+        }
+        stored += run.len() as u64;
+        if let Some(current) = tip.as_mut()
+            && let Err(err) = trim(logs, &subject, current).await
+        {
+            // Retention catches up at the next append.
+            tracing::warn!(subject, %err, "cannot drop the oldest lines of a log");
+        }
+    }
+    Ok(())
+}
+
+enum Published {
+    /// Another writer's message is the subject's newest now.
+    Collided,
+    Failed(StoreError),
+}
+
+async fn publish(logs: &Logs, subject: &str, tip: Tip, run: &[String]) -> Result<u64, Published> {
+    let (headers, payload) = records::encode(tip.next_line, tip.offset, run);
+    let message = PublishMessage::build()
+        .headers(headers)
+        .payload(payload)
+        .expected_last_subject_sequence(tip.seq);
+    let ack = match logs.jetstream.send_publish(subject.to_owned(), message).await {
+        Ok(ack) => ack.await,
+        Err(err) => Err(err),
+    };
+    match ack {
+        Ok(ack) => Ok(ack.sequence),
+        Err(err) if err.kind() == PublishErrorKind::WrongLastSequence => Err(Published::Collided),
+        Err(err) if err.kind() == PublishErrorKind::TimedOut => Err(Published::Failed(unavailable(
+            "did not acknowledge the lines in time",
+            format!("{err}; they may or may not be stored"),
+        ))),
+        Err(err) => Err(Published::Failed(unavailable(
+            "did not store the lines",
+            format!("{err} (is a quorum of its servers up?); they may or may not be stored"),
+        ))),
+    }
+}
+
+/// An append that failed after storing its first `stored` lines.
+fn interrupted(stored: u64, err: StoreError) -> StoreError {
+    match err {
+        StoreError::Unavailable(reason) if stored > 0 => StoreError::Interrupted { stored, reason },
+        err => err,
+    }
+}
+
+/// The subject's newest message and its oldest retained one, as a tip.
+async fn load(logs: &Logs, subject: &str) -> Result<Tip, StoreError> {
+    let Some(last) = reader::last(logs, subject).await? else {
+        return Ok(Tip {
+            seq: 0,
+            next_line: 1,
+            offset: 0,
+            retained_from: 0,
+        });
+    };
+    let first = reader::next_from(logs, subject, 1)
+        .await?
+        .unwrap_or_else(|| last.clone());
+    Ok(Tip {
+        seq: last.seq,
+        next_line: last.end_line(),
+        offset: last.end_offset(),
+        retained_from: first.offset,
+    })
+}
+
+/// Drops the oldest messages of a log an eighth over its limit, keeping
+/// the newest lines within it (and at least the newest message).
+async fn trim(logs: &Logs, subject: &str, tip: &mut Tip) -> Result<(), StoreError> {
+    let limit = logs.log_bytes_per_pod;
+    if tip.offset - tip.retained_from <= limit.saturating_add(limit / 8) {
+        return Ok(());
+    }
+    let cut = tip.offset.saturating_sub(limit);
+    let Some(last) = reader::last(logs, subject).await? else {
+        return Ok(());
+    };
+    let keep: Record = reader::first_where(logs, subject, last, |record| record.end_offset() > cut).await?;
+    logs.stream
+        .purge()
+        .filter(subject)
+        .sequence(keep.seq)
+        .await
+        .map_err(|err| unavailable("did not drop the oldest lines", err))?;
+    tip.retained_from = keep.offset;
+    Ok(())
+}

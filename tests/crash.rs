@@ -101,6 +101,7 @@ async fn upload_until_killed(url: String, round: usize, uploader: usize, acked: 
                 namespace: "crash".into(),
                 pod: format!("up-{uploader}"),
                 lines: lines.to_vec(),
+                first_line: 0,
             })
             .collect();
         match client.upload_logs(tokio_stream::iter(chunks)).await {
@@ -156,6 +157,7 @@ async fn verify(url: &str, acked: &Acked, last_seen_version: &mut u64) {
                 pod: format!("up-{uploader}"),
                 follow: false,
                 tail_lines: 0,
+                from_line: 0,
             })
             .await
             .unwrap()

@@ -47,6 +47,7 @@ async fn upload(
             namespace: namespace.into(),
             pod: pod.into(),
             lines: lines.to_vec(),
+            first_line: 0,
         })
         .collect();
     client

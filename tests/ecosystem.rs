@@ -235,6 +235,7 @@ async fn with_a_token_every_rpc_needs_it() {
             namespace: "default".into(),
             pod: "web".into(),
             lines: vec!["sneaky".into()],
+            first_line: 0,
         };
         refused(
             client
@@ -320,6 +321,7 @@ async fn exercise_every_rpc(mut client: client::Client) {
         namespace: "default".into(),
         pod: "tour".into(),
         lines: vec!["one".into(), "two".into()],
+        first_line: 0,
     };
     let summary = client
         .upload_logs(tokio_stream::iter([chunk]))
@@ -419,6 +421,7 @@ async fn ctrl_c_with_open_streams_exits_cleanly() {
             pod: "web".into(),
             follow: true,
             tail_lines: 0,
+            from_line: 0,
         })
         .await
         .unwrap()
@@ -438,6 +441,7 @@ async fn ctrl_c_with_open_streams_exits_cleanly() {
         namespace: "default".into(),
         pod: "web".into(),
         lines: vec![format!("line {i}")],
+        first_line: 0,
     };
     chunks.send(chunk(0)).await.unwrap();
     let mut uploader = client.clone();

@@ -362,6 +362,7 @@ async fn soak(seconds: u64) {
                     namespace: "soak".into(),
                     pod: format!("p{worker}"),
                     lines: vec!["a soak line".into(); 100],
+                    first_line: 0,
                 };
                 let summary = client
                     .upload_logs(tokio_stream::iter(vec![chunk; 10]))
@@ -563,6 +564,7 @@ async fn a_full_disk_fails_writes_and_loses_nothing_acknowledged() {
                 namespace: "default".into(),
                 pod: "web".into(),
                 lines: lines.to_vec(),
+                first_line: 0,
             })
             .collect();
         match client.upload_logs(tokio_stream::iter(chunks)).await {

@@ -105,6 +105,7 @@ async fn hostile_names_are_refused_everywhere_and_touch_nothing() {
             namespace: name.clone(),
             pod: "web".into(),
             lines: vec!["a line".into()],
+            first_line: 0,
         };
         let status = client
             .upload_logs(tokio_stream::iter([chunk]))

@@ -165,6 +165,7 @@ async fn an_oversized_message_is_refused_and_the_server_goes_on(backend: Backend
         namespace: "default".into(),
         pod: "hello-world".into(),
         lines: vec!["x".repeat(1000); 5_000],
+        first_line: 0,
     };
     refused.push((
         "UploadLogs",

@@ -1,4 +1,5 @@
-//! UploadLogs (client streaming) and GetLogs (server streaming) end to end.
+//! UploadLogs (client streaming) and GetLogs (server streaming) end to end,
+//! on every store, and with the logs on NATS JetStream.
 
 mod common;
 
@@ -6,7 +7,7 @@ use common::{Backend, PATIENCE, TestServer, within};
 use pod_service::contract::{GetLogsRequest, LogChunk, PodServiceClient, UploadLogsResponse};
 use pod_service::domain::PodKey;
 use pod_service::server::ServerConfig;
-use pod_service::store::StoreConfig;
+use pod_service::store::{StoreConfig, line_cost};
 use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 
@@ -15,6 +16,7 @@ fn chunk(namespace: &str, pod: &str, lines: Vec<String>) -> LogChunk {
         namespace: namespace.into(),
         pod: pod.into(),
         lines,
+        first_line: 0,
     }
 }
 
@@ -40,9 +42,49 @@ async fn get_logs(
             pod: pod.into(),
             follow,
             tail_lines,
+            from_line: 0,
         })
         .await
         .map(|r| r.into_inner())
+}
+
+async fn get_logs_from(
+    client: &mut PodServiceClient<Channel>,
+    pod: &str,
+    follow: bool,
+    from_line: u64,
+) -> Result<Streaming<LogChunk>, Status> {
+    client
+        .get_logs(GetLogsRequest {
+            namespace: "default".into(),
+            pod: pod.into(),
+            follow,
+            from_line,
+            ..GetLogsRequest::default()
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Reads a finite log stream to its end: `(number, line)` each, checking
+/// that the numbers run on from chunk to chunk.
+async fn read_numbered(stream: &mut Streaming<LogChunk>) -> Vec<(u64, String)> {
+    let mut lines: Vec<(u64, String)> = Vec::new();
+    while let Some(chunk) = within("log lines", stream.message()).await.unwrap() {
+        assert!(chunk.first_line > 0, "numbered");
+        if let Some((last, _)) = lines.last() {
+            assert_eq!(chunk.first_line, last + 1, "no gap between chunks");
+        }
+        let first = chunk.first_line;
+        lines.extend((first..).zip(chunk.lines));
+    }
+    lines
+}
+
+/// How many lines the pod's log has had, read through the server.
+async fn lines_so_far(client: &mut PodServiceClient<Channel>, pod: &str) -> u64 {
+    let mut stream = get_logs(client, pod, false, 1).await.unwrap();
+    read_numbered(&mut stream).await.last().map_or(0, |(n, _)| *n)
 }
 
 /// Reads a finite log stream to its end.
@@ -137,11 +179,7 @@ async fn upload_errors_say_what_was_stored(backend: Backend) {
         ),
     ];
     for (bad, code, rule) in cases {
-        let before = server
-            .store
-            .log(&PodKey::new("default", "web"))
-            .unwrap()
-            .end_cursor();
+        let before = lines_so_far(&mut client, "web").await;
         let status = upload(&mut client, vec![good(), good(), bad, good()])
             .await
             .unwrap_err();
@@ -154,11 +192,7 @@ async fn upload_errors_say_what_was_stored(backend: Backend) {
             "{message}"
         );
         // The two good chunks were stored; nothing of the bad one nor after it.
-        let after = server
-            .store
-            .log(&PodKey::new("default", "web"))
-            .unwrap()
-            .end_cursor();
+        let after = lines_so_far(&mut client, "web").await;
         assert_eq!(after - before, 20);
     }
 }
@@ -267,7 +301,116 @@ async fn a_follower_that_stops_reading_holds_up_nobody(backend: Backend) {
     assert_eq!(got, sent);
 }
 
-common::on_every_store!(
+/// Lines are numbered from 1; a read starts at any number, and a follow
+/// from a number not reached yet waits for it.
+async fn lines_are_numbered_and_a_read_starts_at_any_of_them(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.apply("default", "web", "Running", 1).await;
+    let mut client = server.client().await;
+    upload(&mut client, vec![chunk("", "web", numbered(1..11))])
+        .await
+        .unwrap();
+
+    let mut all = get_logs(&mut client, "web", false, 0).await.unwrap();
+    let expected: Vec<(u64, String)> = (1..).zip(numbered(1..11)).collect();
+    assert_eq!(read_numbered(&mut all).await, expected);
+    let mut from = get_logs_from(&mut client, "web", false, 4).await.unwrap();
+    assert_eq!(read_numbered(&mut from).await, expected[3..]);
+    let mut tail = get_logs(&mut client, "web", false, 3).await.unwrap();
+    assert_eq!(read_numbered(&mut tail).await, expected[7..]);
+    let mut beyond = get_logs_from(&mut client, "web", false, 50).await.unwrap();
+    assert_eq!(read_numbered(&mut beyond).await, []);
+
+    let both = client
+        .get_logs(GetLogsRequest {
+            namespace: "default".into(),
+            pod: "web".into(),
+            tail_lines: 2,
+            from_line: 3,
+            ..GetLogsRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(both.code(), Code::InvalidArgument);
+    assert!(
+        both.message().contains("invalid from_line: must not be set together with tail_lines"),
+        "{}",
+        both.message()
+    );
+
+    // Line 12 does not exist yet: the follow waits for it, skipping 11.
+    let mut follow = get_logs_from(&mut client, "web", true, 12).await.unwrap();
+    for line in numbered(11..14) {
+        upload(&mut client, vec![chunk("", "web", vec![line])])
+            .await
+            .unwrap();
+    }
+    let first = within("line 12", follow.message()).await.unwrap().unwrap();
+    assert_eq!(first.first_line, 12);
+    assert_eq!(first.lines.first(), Some(&numbered(12..13)[0]));
+}
+
+/// Beyond the limit the oldest lines go, keeping their numbers: the first
+/// line read tells how many were dropped.
+async fn retention_drops_the_oldest_lines_and_keeps_the_numbers(backend: Backend) {
+    const LIMIT: usize = 20_000;
+    let server = TestServer::start_with(
+        backend,
+        StoreConfig {
+            log_bytes_per_pod: LIMIT,
+            ..StoreConfig::default()
+        },
+        ServerConfig::default(),
+    )
+    .await;
+    server.apply("default", "web", "Running", 1).await;
+    let mut client = server.client().await;
+    let sent = numbered(1..1001);
+    for lines in sent.chunks(10) {
+        upload(&mut client, vec![chunk("", "web", lines.to_vec())])
+            .await
+            .unwrap();
+    }
+    let mut stream = get_logs(&mut client, "web", false, 0).await.unwrap();
+    let kept = read_numbered(&mut stream).await;
+    let (first, _) = kept[0];
+    assert!(first > 1, "the oldest lines were dropped");
+    let expected: Vec<(u64, String)> = (first..).zip(sent[first as usize - 1..].to_vec()).collect();
+    assert_eq!(kept, expected, "the newest lines, with their numbers");
+    // Within the limit, by line_cost; a JetStream log is trimmed once it is
+    // an eighth over it, and keeps whole messages (here: uploads).
+    let cost: usize = kept.iter().map(|(_, line)| line_cost(line)).sum();
+    let upload_cost: usize = sent[..10].iter().map(|line| line_cost(line)).sum::<usize>() * 2;
+    let most = match backend {
+        Backend::Nats => LIMIT + LIMIT / 8 + upload_cost,
+        _ => LIMIT,
+    };
+    assert!(cost <= most && cost + upload_cost >= LIMIT, "kept {cost} bytes of {LIMIT}");
+}
+
+/// A pod deleted and created again starts with an empty log, numbered from 1.
+async fn a_pod_created_again_has_an_empty_log(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.apply("default", "web", "Running", 1).await;
+    let mut client = server.client().await;
+    upload(&mut client, vec![chunk("", "web", numbered(1..6))])
+        .await
+        .unwrap();
+    server.delete("default", "web").await;
+    server.apply("default", "web", "Running", 1).await;
+    let mut stream = get_logs(&mut client, "web", false, 0).await.unwrap();
+    assert_eq!(read_all(&mut stream).await, Vec::<String>::new());
+    upload(&mut client, vec![chunk("", "web", vec!["again".into()])])
+        .await
+        .unwrap();
+    let mut stream = get_logs(&mut client, "web", false, 0).await.unwrap();
+    assert_eq!(read_numbered(&mut stream).await, [(1, "again".to_owned())]);
+}
+
+common::on_every_log_store!(
+    lines_are_numbered_and_a_read_starts_at_any_of_them,
+    retention_drops_the_oldest_lines_and_keeps_the_numbers,
+    a_pod_created_again_has_an_empty_log,
     a_follower_that_stops_reading_holds_up_nobody,
     a_large_upload_is_counted_exactly_and_read_back_in_order,
     an_empty_upload_is_fine,

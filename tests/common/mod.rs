@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod etcd;
+pub mod nats;
 pub mod process;
 pub mod proxy;
 pub mod tools;
@@ -18,7 +19,10 @@ use pod_service::contract::{
 };
 use pod_service::domain::{ApplyPod, PodKey};
 use pod_service::server::{InProcessServer, ServerConfig};
-use pod_service::store::{DurableStore, EtcdConfig, EtcdStore, MemoryStore, PodStore, StoreConfig};
+use pod_service::store::{
+    DurableStore, EtcdConfig, EtcdStore, JetStreamLogs, MemoryStore, NatsConfig, PodStore,
+    StoreConfig,
+};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
@@ -37,6 +41,9 @@ pub enum Backend {
     /// An etcd store under a fresh prefix of the test binary's shared
     /// 3-member etcd cluster.
     Etcd,
+    /// As `Etcd`, with the logs in a fresh stream (3 replicas) of the test
+    /// binary's shared 3-node NATS JetStream cluster.
+    Nats,
 }
 
 impl Backend {
@@ -48,7 +55,9 @@ impl Backend {
             Backend::Memory | Backend::Durable => {
                 assert_eq!(later, earlier + 1, "the next version")
             }
-            Backend::Etcd => assert!(later > earlier, "{later} is not after {earlier}"),
+            Backend::Etcd | Backend::Nats => {
+                assert!(later > earlier, "{later} is not after {earlier}")
+            }
         }
     }
 }
@@ -85,6 +94,40 @@ macro_rules! on_every_store {
 }
 #[allow(unused_imports)]
 pub(crate) use on_every_store;
+
+/// Runs each listed test, an `async fn(Backend)`, once on each store and
+/// once more with the logs on NATS JetStream.
+#[allow(unused_macros)]
+macro_rules! on_every_log_store {
+    ($($test:ident),* $(,)?) => {
+        common::on_every_store!($($test),*);
+        mod nats {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::common::Backend::Nats).await
+                }
+            )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_every_log_store;
+
+/// Logs on a fresh stream of the shared NATS cluster, around `pods`.
+pub async fn open_nats_logs(pods: Arc<dyn PodStore>, store: &StoreConfig) -> JetStreamLogs {
+    let config = NatsConfig {
+        stream: nats::unique_stream(),
+        replicas: Some(3),
+        ..NatsConfig::new(nats::NatsCluster::shared().urls())
+    };
+    within(
+        "the NATS logs to open",
+        JetStreamLogs::open(config, pods, store.log_bytes_per_pod),
+    )
+    .await
+    .expect("open the NATS logs")
+}
 
 /// An etcd store under `prefix` of the shared cluster, new and empty the
 /// first time, with no compaction unless a test asks for it.
@@ -134,6 +177,14 @@ impl TestServer {
                 let prefix = etcd::unique_prefix();
                 let store = open_etcd_store(&prefix, store).await;
                 let mut server = Self::start_on(Arc::new(store), config).await;
+                server.etcd_prefix = Some(prefix);
+                server
+            }
+            Backend::Nats => {
+                let prefix = etcd::unique_prefix();
+                let pods = Arc::new(open_etcd_store(&prefix, store.clone()).await);
+                let logs = open_nats_logs(pods, &store).await;
+                let mut server = Self::start_on(Arc::new(logs), config).await;
                 server.etcd_prefix = Some(prefix);
                 server
             }
@@ -428,6 +479,7 @@ pub async fn read_log(
             pod: pod.into(),
             follow: false,
             tail_lines: 0,
+            from_line: 0,
         })
         .await
         .expect("get_logs")

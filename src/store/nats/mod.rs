@@ -55,6 +55,9 @@ use crate::domain::{ApplyPod, PodKey};
 /// takes a typical 1,000-line chunk.
 const MAX_MESSAGE_BYTES: usize = 128 << 10;
 
+/// How long one read request may take before it is asked again.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// How long opening waits for JetStream to be ready.
 const OPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -68,7 +71,12 @@ pub struct JetStreamLogs {
 struct Logs {
     client: async_nats::Client,
     jetstream: jetstream::Context,
+    /// The stream, for purges.
     stream: stream::Stream,
+    /// The stream, for reads: their requests time out sooner than writes',
+    /// so that a read that went nowhere (to a server just killed, say) is
+    /// asked again soon.
+    reads: stream::Stream<()>,
     config: NatsConfig,
     /// The most payload one message of ours carries.
     max_message_bytes: usize,
@@ -142,12 +150,20 @@ impl JetStreamLogs {
                 Err(err) => return Err(NatsError(format!("{err} (NATS at {urls})"))),
             }
         };
+        let reads = jetstream::ContextBuilder::new()
+            .timeout(READ_TIMEOUT)
+            .build(client.clone());
+        let read_stream = reads
+            .get_stream_no_info(&config.stream)
+            .await
+            .map_err(|err| NatsError(format!("cannot open the stream {}: {err}", config.stream)))?;
         // Headers take some of the server's payload limit.
         let max_message_bytes =
             MAX_MESSAGE_BYTES.min(usize::try_from(info.max_payload).unwrap_or(usize::MAX) / 2);
         let logs = Arc::new(Logs {
             writers: writer::Writers::default(),
-            wakeups: wakeups::Wakeups::new(client.clone(), stream.clone()),
+            wakeups: wakeups::Wakeups::new(client.clone(), read_stream.clone()),
+            reads: read_stream,
             client,
             jetstream,
             stream,

@@ -33,14 +33,16 @@ pub(super) fn read(
         // Taken first, so that no line stored after the start is missed.
         let wakeup = follow.then(|| logs.wakeups.watch(&subject));
         let mut ended = life.updates();
-        let (mut seq, first_line) = position(&logs, &subject, start).await?;
+        let (mut seq, mut wanted) = position(&logs, &subject, start).await?;
         loop {
             match next_from(&logs, &subject, seq).await? {
                 Some(record) => {
                     seq = record.seq + 1;
-                    let skip = first_line.saturating_sub(record.first_line);
+                    // Lines before the wanted one are not given (again).
+                    let skip = wanted.saturating_sub(record.first_line);
                     let skip = usize::try_from(skip).unwrap_or(usize::MAX);
                     if skip < record.lines.len() {
+                        wanted = record.end_line();
                         let mut lines = record.lines;
                         yield LogBatch {
                             first_line: record.first_line + skip as u64,
@@ -121,13 +123,13 @@ pub(super) async fn next_from(
     subject: &str,
     seq: u64,
 ) -> Result<Option<Record>, StoreError> {
-    let got = retrying(|| logs.stream.direct_get_next_for_subject(subject, Some(seq.max(1)))).await?;
+    let got = retrying(|| logs.reads.direct_get_next_for_subject(subject, Some(seq.max(1)))).await?;
     decode(subject, got)
 }
 
 /// The subject's newest message.
 pub(super) async fn last(logs: &Logs, subject: &str) -> Result<Option<Record>, StoreError> {
-    let got = retrying(|| logs.stream.direct_get_last_for_subject(subject)).await?;
+    let got = retrying(|| logs.reads.direct_get_last_for_subject(subject)).await?;
     decode(subject, got)
 }
 

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_nats::jetstream::stream::Stream;
+
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
@@ -33,7 +34,7 @@ const SETTLE: [Duration; 6] = [
 /// The followed subjects of this server.
 pub(super) struct Wakeups {
     client: async_nats::Client,
-    stream: Stream,
+    stream: Stream<()>,
     subjects: Mutex<HashMap<String, Weak<Wakeup>>>,
 }
 
@@ -58,7 +59,7 @@ impl Wakeup {
 }
 
 impl Wakeups {
-    pub fn new(client: async_nats::Client, stream: Stream) -> Self {
+    pub fn new(client: async_nats::Client, stream: Stream<()>) -> Self {
         Wakeups {
             client,
             stream,
@@ -88,7 +89,7 @@ impl Wakeups {
 
 async fn keep_up(
     client: async_nats::Client,
-    stream: Stream,
+    stream: Stream<()>,
     subject: String,
     newest: watch::Sender<u64>,
 ) {

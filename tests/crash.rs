@@ -373,3 +373,70 @@ async fn a_second_server_on_the_same_directory_is_refused() {
         "{stderr}"
     );
 }
+
+/// `pod-logs --follow` connected when the server is killed resumes after
+/// its restart from the line after the last one it printed: every line
+/// once, by number (a durable store keeps the numbers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_follow_rides_through_a_crash() {
+    use common::process::ClientProcess;
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), "127.0.0.1:0", &[]).await;
+    let (url, addr) = (server.url(), server.addr.clone());
+    let mut client = PodServiceClient::connect(url.clone()).await.unwrap();
+    Session::open(&mut client)
+        .await
+        .apply(pod("crash", "web", "Running", 1))
+        .await;
+    let upload = async |client: &mut PodServiceClient<Channel>, lines: std::ops::Range<u64>| {
+        let chunk = LogChunk {
+            namespace: "crash".into(),
+            pod: "web".into(),
+            lines: lines.map(|i| format!("line {i}")).collect(),
+            first_line: 0,
+        };
+        client
+            .upload_logs(tokio_stream::iter([chunk]))
+            .await
+            .unwrap();
+    };
+    upload(&mut client, 1..101).await;
+    let mut follow = ClientProcess::spawn(
+        env!("CARGO_BIN_EXE_pod-logs"),
+        &[
+            "--addr",
+            &url,
+            "-n",
+            "crash",
+            "--pod",
+            "web",
+            "--follow",
+            "--numbers",
+        ],
+    );
+    let mut printed = Vec::new();
+    let next = async |printed: &mut Vec<u64>, follow: &mut ClientProcess| {
+        let line = follow.next_line().await;
+        let (number, text) = line.split_once('\t').expect("a numbered line");
+        let number: u64 = number.parse().expect("a line number");
+        assert_eq!(text, format!("line {number}"), "{line}");
+        printed.push(number);
+    };
+    while printed.len() < 100 {
+        next(&mut printed, &mut follow).await;
+    }
+
+    server.kill().await;
+    drop(client);
+    let _server = ServerProcess::start(data.path(), &addr, &[]).await;
+    let mut client = PodServiceClient::connect(url.clone()).await.unwrap();
+    upload(&mut client, 101..201).await;
+    while printed.len() < 200 {
+        next(&mut printed, &mut follow).await;
+    }
+    assert_eq!(
+        printed,
+        (1..=200).collect::<Vec<_>>(),
+        "every line once, in order"
+    );
+}

@@ -84,7 +84,10 @@ async fn read_numbered(stream: &mut Streaming<LogChunk>) -> Vec<(u64, String)> {
 /// How many lines the pod's log has had, read through the server.
 async fn lines_so_far(client: &mut PodServiceClient<Channel>, pod: &str) -> u64 {
     let mut stream = get_logs(client, pod, false, 1).await.unwrap();
-    read_numbered(&mut stream).await.last().map_or(0, |(n, _)| *n)
+    read_numbered(&mut stream)
+        .await
+        .last()
+        .map_or(0, |(n, _)| *n)
 }
 
 /// Reads a finite log stream to its end.
@@ -333,7 +336,8 @@ async fn lines_are_numbered_and_a_read_starts_at_any_of_them(backend: Backend) {
         .unwrap_err();
     assert_eq!(both.code(), Code::InvalidArgument);
     assert!(
-        both.message().contains("invalid from_line: must not be set together with tail_lines"),
+        both.message()
+            .contains("invalid from_line: must not be set together with tail_lines"),
         "{}",
         both.message()
     );
@@ -385,7 +389,10 @@ async fn retention_drops_the_oldest_lines_and_keeps_the_numbers(backend: Backend
         Backend::Nats => LIMIT + LIMIT / 8 + upload_cost,
         _ => LIMIT,
     };
-    assert!(cost <= most && cost + upload_cost >= LIMIT, "kept {cost} bytes of {LIMIT}");
+    assert!(
+        cost <= most && cost + upload_cost >= LIMIT,
+        "kept {cost} bytes of {LIMIT}"
+    );
 }
 
 /// A pod deleted and created again starts with an empty log, numbered from 1.

@@ -153,7 +153,10 @@ async fn uploads_to_one_pod_through_two_replicas_are_numbered_once() {
     // Each upload's lines are consecutive: a chunk is one message.
     for run in log.chunks(10) {
         let prefix = |line: &str| line.rsplit_once('-').map(|(p, _)| p.to_owned());
-        assert!(run.iter().all(|(_, l)| prefix(l) == prefix(&run[0].1)), "{run:?}");
+        assert!(
+            run.iter().all(|(_, l)| prefix(l) == prefix(&run[0].1)),
+            "{run:?}"
+        );
     }
 }
 
@@ -167,10 +170,16 @@ async fn pod_logs_follow_rides_through_a_killed_replica() {
     let prefix = unique_prefix();
     let stream = unique_stream();
     let urls = nats.urls_arg();
-    let args = ["--nats-url", urls.as_str(), "--nats-stream", stream.as_str()];
+    let args = [
+        "--nats-url",
+        urls.as_str(),
+        "--nats-stream",
+        stream.as_str(),
+    ];
     let mut processes = Vec::new();
     for _ in 0..3 {
-        processes.push(ServerProcess::start_replica(&endpoints, &prefix, "127.0.0.1:0", &args).await);
+        processes
+            .push(ServerProcess::start_replica(&endpoints, &prefix, "127.0.0.1:0", &args).await);
     }
     let addrs: Vec<String> = processes.iter().map(ServerProcess::url).collect();
     let mut uploader = PodServiceClient::connect(addrs[2].clone()).await.unwrap();
@@ -224,7 +233,11 @@ async fn pod_logs_follow_rides_through_a_killed_replica() {
     while printed.len() < 1_000 {
         next(&mut printed, &mut follow).await;
     }
-    assert_eq!(printed, (1..=1_000).collect::<Vec<_>>(), "every line once, in order");
+    assert_eq!(
+        printed,
+        (1..=1_000).collect::<Vec<_>>(),
+        "every line once, in order"
+    );
 }
 
 /// One NATS node killed while 4 streams upload: uploads go on meanwhile,
@@ -236,7 +249,9 @@ async fn a_killed_nats_node_loses_no_acknowledged_upload() {
     let servers = replicas(&nats, 1).await;
     let server = &servers[0];
     for i in 0..4 {
-        server.apply("default", &format!("web-{i}"), "Running", 1).await;
+        server
+            .apply("default", &format!("web-{i}"), "Running", 1)
+            .await;
     }
     let killed = Arc::new(AtomicBool::new(false));
     // A permit per stream once it has 5 uploads acknowledged.
@@ -253,7 +268,10 @@ async fn a_killed_nats_node_loses_no_acknowledged_upload() {
             // Until 20 uploads were acknowledged after the kill.
             while after_kill < 20 {
                 let lines: Vec<String> = (0..20).map(|n| format!("{pod} {round} {n}")).collect();
-                let chunks = lines.chunks(5).map(|c| chunk(&pod, c.to_vec())).collect::<Vec<_>>();
+                let chunks = lines
+                    .chunks(5)
+                    .map(|c| chunk(&pod, c.to_vec()))
+                    .collect::<Vec<_>>();
                 let was_killed = killed.load(Ordering::SeqCst);
                 match within("an upload", client.upload_logs(tokio_stream::iter(chunks))).await {
                     Ok(_) => {
@@ -299,7 +317,10 @@ async fn a_killed_nats_node_loses_no_acknowledged_upload() {
                 .unwrap_or_else(|| panic!("{pod}: acknowledged upload {:?} is missing", lines[0]));
             assert_eq!(&log[at..at + lines.len()], lines.as_slice(), "{pod}: whole");
         }
-        eprintln!("{pod}: {} uploads acknowledged, {failed} failed", acknowledged.len());
+        eprintln!(
+            "{pod}: {} uploads acknowledged, {failed} failed",
+            acknowledged.len()
+        );
     }
 }
 
@@ -328,7 +349,9 @@ async fn without_a_quorum_uploads_fail_and_reads_go_on() {
     assert_eq!(status.code(), Code::Unavailable, "{}", status.message());
     assert!(
         status.message().contains("NATS JetStream")
-            && status.message().contains("0 lines stored before this error"),
+            && status
+                .message()
+                .contains("0 lines stored before this error"),
         "{}",
         status.message()
     );

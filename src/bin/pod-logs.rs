@@ -22,7 +22,12 @@ struct Args {
     #[arg(short, long)]
     follow: bool,
     /// Only the last N stored lines (0 = all).
-    #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "from_line")]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        conflicts_with = "from_line"
+    )]
     tail: u32,
     /// Start at line number N (lines count from 1 per pod; see --numbers).
     #[arg(long, value_name = "N", default_value_t = 0)]

@@ -66,8 +66,13 @@ struct Args {
     /// comma-separated; one is enough to find the cluster), in a JetStream
     /// stream shared by every pod-server of the registry: a log uploaded
     /// through one is read and followed through any. Needs --etcd-endpoints.
-    #[arg(long, value_name = "URL,...", value_delimiter = ',',
-          env = "POD_SERVER_NATS_URL", requires = "etcd_endpoints")]
+    #[arg(
+        long,
+        value_name = "URL,...",
+        value_delimiter = ',',
+        env = "POD_SERVER_NATS_URL",
+        requires = "etcd_endpoints"
+    )]
     nats_url: Vec<String>,
     /// How many NATS servers keep a copy of each log line (the stream's
     /// replicas): an acknowledged line survives the loss of fewer than

@@ -93,23 +93,23 @@ impl LogRead {
             Err(status) => status,
         };
         self.stream = None;
-            let resumable = self.numbered && !is_fatal(status.code());
-            // A pod not found on resuming was deleted meanwhile: its log
-            // is gone, as a follow would have ended.
-            if status.code() == Code::NotFound && self.opened {
-                return Ok(None);
-            }
-            if !resumable || status.code() == Code::NotFound {
-                return Err(status_error(status));
-            }
-            self.servers.fail_over();
-            let retry_in = self.backoff.next_delay();
-            self.retry_at = Some(Instant::now() + retry_in);
-            Ok(Some(LogUpdate::Interrupted {
-                reason: format!("{}: {}", code_name(status.code()), status.message()),
-                resume_at: self.next_line.unwrap_or(0),
-                retry_in,
-            }))
+        let resumable = self.numbered && !is_fatal(status.code());
+        // A pod not found on resuming was deleted meanwhile: its log
+        // is gone, as a follow would have ended.
+        if status.code() == Code::NotFound && self.opened {
+            return Ok(None);
+        }
+        if !resumable || status.code() == Code::NotFound {
+            return Err(status_error(status));
+        }
+        self.servers.fail_over();
+        let retry_in = self.backoff.next_delay();
+        self.retry_at = Some(Instant::now() + retry_in);
+        Ok(Some(LogUpdate::Interrupted {
+            reason: format!("{}: {}", code_name(status.code()), status.message()),
+            resume_at: self.next_line.unwrap_or(0),
+            retry_in,
+        }))
     }
 
     /// Opens the stream if needed, and reads one message from it.
@@ -142,7 +142,8 @@ impl LogRead {
             // A server never sends lines before the one asked for; should
             // one, they are not given twice.
             let wanted = self.next_line.unwrap_or(0);
-            let skip = usize::try_from(wanted.saturating_sub(chunk.first_line)).unwrap_or(usize::MAX);
+            let skip =
+                usize::try_from(wanted.saturating_sub(chunk.first_line)).unwrap_or(usize::MAX);
             let mut lines = chunk.lines;
             if skip >= lines.len() {
                 continue;

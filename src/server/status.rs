@@ -22,9 +22,7 @@ impl From<StoreError> for Status {
                 tonic::Code::OutOfRange
             }
             StoreError::Storage(_) => tonic::Code::Internal,
-            StoreError::Unavailable(_) | StoreError::Interrupted { .. } => {
-                tonic::Code::Unavailable
-            }
+            StoreError::Unavailable(_) | StoreError::Interrupted { .. } => tonic::Code::Unavailable,
         };
         Status::new(code, err.to_string())
     }

@@ -101,7 +101,12 @@ pub trait PodStore: Send + Sync + 'static {
 
     /// Reads the log of an existing pod from `start`, numbered: to its
     /// newest line, or with `follow` on until the pod is deleted.
-    fn read_log(&self, key: &PodKey, start: LogStart, follow: bool) -> Result<LogLines, StoreError> {
+    fn read_log(
+        &self,
+        key: &PodKey,
+        start: LogStart,
+        follow: bool,
+    ) -> Result<LogLines, StoreError> {
         Ok(self.log(key)?.lines(start, follow))
     }
 

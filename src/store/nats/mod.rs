@@ -171,7 +171,11 @@ impl JetStreamLogs {
             max_message_bytes: max_message_bytes.max(1024),
             log_bytes_per_pod: log_bytes_per_pod as u64,
         });
-        tracing::info!(stream = logs.config.stream, replicas, "pod logs on NATS JetStream");
+        tracing::info!(
+            stream = logs.config.stream,
+            replicas,
+            "pod logs on NATS JetStream"
+        );
         Ok(JetStreamLogs { pods, logs })
     }
 
@@ -218,12 +222,15 @@ async fn ensure_stream(
             }
             Ok(existing)
         }
-        Err(_) => jetstream.create_stream(wanted.clone()).await.map_err(|err| {
-            format!(
-                "cannot create the JetStream stream {name} with {} replicas: {err}",
-                wanted.num_replicas
-            )
-        }),
+        Err(_) => jetstream
+            .create_stream(wanted.clone())
+            .await
+            .map_err(|err| {
+                format!(
+                    "cannot create the JetStream stream {name} with {} replicas: {err}",
+                    wanted.num_replicas
+                )
+            }),
     }
 }
 
@@ -267,9 +274,20 @@ impl PodStore for JetStreamLogs {
         self.pods.log(key)
     }
 
-    fn read_log(&self, key: &PodKey, start: LogStart, follow: bool) -> Result<LogLines, StoreError> {
+    fn read_log(
+        &self,
+        key: &PodKey,
+        start: LogStart,
+        follow: bool,
+    ) -> Result<LogLines, StoreError> {
         let (subject, life) = self.life(key)?;
-        Ok(reader::read(Arc::clone(&self.logs), subject, life, start, follow))
+        Ok(reader::read(
+            Arc::clone(&self.logs),
+            subject,
+            life,
+            start,
+            follow,
+        ))
     }
 
     fn apply(&self, apply: ApplyPod) -> Pending<Arc<Pod>> {

@@ -123,7 +123,11 @@ pub(super) async fn next_from(
     subject: &str,
     seq: u64,
 ) -> Result<Option<Record>, StoreError> {
-    let got = retrying(|| logs.reads.direct_get_next_for_subject(subject, Some(seq.max(1)))).await?;
+    let got = retrying(|| {
+        logs.reads
+            .direct_get_next_for_subject(subject, Some(seq.max(1)))
+    })
+    .await?;
     decode(subject, got)
 }
 

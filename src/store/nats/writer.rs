@@ -76,7 +76,11 @@ impl Writers {
 
 /// Appends `lines` to the subject, numbered after its newest line;
 /// resolves once JetStream acknowledged all of them.
-pub(super) async fn append(logs: &Logs, subject: String, lines: Vec<String>) -> Result<(), StoreError> {
+pub(super) async fn append(
+    logs: &Logs,
+    subject: String,
+    lines: Vec<String>,
+) -> Result<(), StoreError> {
     let lane = logs.writers.lane(&subject);
     let mut tip = lane.lock().await;
     let mut stored = 0;
@@ -85,7 +89,9 @@ pub(super) async fn append(logs: &Logs, subject: String, lines: Vec<String>) -> 
         loop {
             let current = match *tip {
                 Some(current) => current,
-                None => load(logs, &subject).await.map_err(|err| interrupted(stored, err))?,
+                None => load(logs, &subject)
+                    .await
+                    .map_err(|err| interrupted(stored, err))?,
             };
             match publish(logs, &subject, current, run).await {
                 Ok(seq) => {
@@ -139,7 +145,11 @@ async fn publish(logs: &Logs, subject: &str, tip: Tip, run: &[String]) -> Result
         .payload(payload)
         .message_id(format!("{subject}/{}", tip.next_line))
         .expected_last_subject_sequence(tip.seq);
-    let ack = match logs.jetstream.send_publish(subject.to_owned(), message).await {
+    let ack = match logs
+        .jetstream
+        .send_publish(subject.to_owned(), message)
+        .await
+    {
         Ok(ack) => ack.await,
         Err(err) => Err(err),
     };
@@ -148,10 +158,12 @@ async fn publish(logs: &Logs, subject: &str, tip: Tip, run: &[String]) -> Result
         Ok(ack) if ack.duplicate => Err(Published::Collided),
         Ok(ack) => Ok(ack.sequence),
         Err(err) if err.kind() == PublishErrorKind::WrongLastSequence => Err(Published::Collided),
-        Err(err) if err.kind() == PublishErrorKind::TimedOut => Err(Published::Failed(unavailable(
-            "did not acknowledge the lines in time",
-            format!("{err}; they may or may not be stored"),
-        ))),
+        Err(err) if err.kind() == PublishErrorKind::TimedOut => {
+            Err(Published::Failed(unavailable(
+                "did not acknowledge the lines in time",
+                format!("{err}; they may or may not be stored"),
+            )))
+        }
         Err(err) => Err(Published::Failed(unavailable(
             "did not store the lines",
             format!("{err} (is a quorum of its servers up?); they may or may not be stored"),
@@ -199,7 +211,8 @@ async fn trim(logs: &Logs, subject: &str, tip: &mut Tip) -> Result<(), StoreErro
     let Some(last) = reader::last(logs, subject).await? else {
         return Ok(());
     };
-    let keep: Record = reader::first_where(logs, subject, last, |record| record.end_offset() > cut).await?;
+    let keep: Record =
+        reader::first_where(logs, subject, last, |record| record.end_offset() > cut).await?;
     logs.stream
         .purge()
         .filter(subject)

@@ -158,8 +158,7 @@ impl JetStreamLogs {
             .await
             .map_err(|err| NatsError(format!("cannot open the stream {}: {err}", config.stream)))?;
         // Headers take some of the server's payload limit.
-        let max_message_bytes =
-            MAX_MESSAGE_BYTES.min(usize::try_from(info.max_payload).unwrap_or(usize::MAX) / 2);
+        let max_message_bytes = MAX_MESSAGE_BYTES.min(info.max_payload / 2);
         let logs = Arc::new(Logs {
             writers: writer::Writers::default(),
             wakeups: wakeups::Wakeups::new(client.clone(), read_stream.clone()),

@@ -32,8 +32,10 @@
 //! never reused. `pod-server` only allows `--nats-url` with it.
 
 mod config;
+mod lanes;
 mod reader;
 mod records;
+mod shared;
 mod wakeups;
 mod writer;
 
@@ -42,6 +44,7 @@ use std::sync::Arc;
 use async_nats::jetstream::{self, stream};
 
 pub use config::NatsConfig;
+use shared::Logs;
 
 use super::error::StoreError;
 use super::pod_log::{LogLines, LogStart, PodLog};
@@ -65,25 +68,6 @@ const OPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 pub struct JetStreamLogs {
     pods: Arc<dyn PodStore>,
     logs: Arc<Logs>,
-}
-
-/// What the reads and writes share.
-struct Logs {
-    client: async_nats::Client,
-    jetstream: jetstream::Context,
-    /// The stream, for purges.
-    stream: stream::Stream,
-    /// The stream, for reads: their requests time out sooner than writes',
-    /// so that a read that went nowhere (to a server just killed, say) is
-    /// asked again soon.
-    reads: stream::Stream<()>,
-    config: NatsConfig,
-    /// The most payload one message of ours carries.
-    max_message_bytes: usize,
-    /// Bytes of log kept per pod (by `line_cost`).
-    log_bytes_per_pod: u64,
-    writers: writer::Writers,
-    wakeups: wakeups::Wakeups,
 }
 
 /// Why the logs could not be opened: one line for the operator.
@@ -160,7 +144,7 @@ impl JetStreamLogs {
         // Headers take some of the server's payload limit.
         let max_message_bytes = MAX_MESSAGE_BYTES.min(info.max_payload / 2);
         let logs = Arc::new(Logs {
-            writers: writer::Writers::default(),
+            lanes: lanes::Lanes::default(),
             wakeups: wakeups::Wakeups::new(client.clone(), read_stream.clone()),
             reads: read_stream,
             client,
@@ -233,20 +217,6 @@ async fn ensure_stream(
     }
 }
 
-impl Logs {
-    fn subject(&self, key: &PodKey, created: u64) -> String {
-        format!(
-            "{}.{}.{}.{created}",
-            self.config.stream, key.namespace, key.name
-        )
-    }
-}
-
-/// A JetStream failure, for a client: the logs are unreachable now.
-fn unavailable(what: &str, err: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("NATS JetStream {what}: {err}"))
-}
-
 impl PodStore for JetStreamLogs {
     fn list(&self, namespace: Option<&str>) -> PodList {
         self.pods.list(namespace)
@@ -305,7 +275,7 @@ impl PodStore for JetStreamLogs {
                 if let Err(err) = logs.stream.purge().filter(subject.as_str()).await {
                     tracing::warn!(subject, %err, "cannot purge a deleted pod's log");
                 }
-                logs.writers.forget(&subject);
+                logs.lanes.forget(&subject);
             }
             Ok(tombstone)
         })

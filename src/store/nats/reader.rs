@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_nats::jetstream::stream::{DirectGetError, DirectGetErrorKind};
 
 use super::records::Record;
-use super::{Logs, unavailable};
+use super::shared::{Logs, unavailable};
 use crate::store::error::StoreError;
 use crate::store::pod_log::{LogBatch, LogLines, LogStart, PodLog};
 

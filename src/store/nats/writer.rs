@@ -18,61 +18,18 @@
 //! (a server died, the stream has no quorum) may or may not be stored: the
 //! upload fails saying so, and the next writer reads the subject again.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 
+use super::lanes::Tip;
+use super::reader;
 use super::records::{self, Record};
-use super::{Logs, reader, unavailable};
+use super::shared::{Logs, unavailable};
 use crate::store::error::StoreError;
 
 /// How often a message is numbered again after another server's write
 /// got there first, at most.
 const MAX_COLLISIONS: usize = 100;
-
-/// The newest message of a pod's subject as this server last saw it.
-#[derive(Debug, Clone, Copy)]
-struct Tip {
-    /// Its sequence (0: the subject is empty).
-    seq: u64,
-    /// The number the next line gets.
-    next_line: u64,
-    /// The cost of every line so far.
-    offset: u64,
-    /// The cost of the lines before the oldest retained message.
-    retained_from: u64,
-}
-
-/// The writers of each pod: a lock, and the tip it last wrote (`None`:
-/// read it from JetStream first).
-#[derive(Default)]
-pub(super) struct Writers {
-    lanes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Tip>>>>>,
-}
-
-/// Lanes kept before the idle ones are let go.
-const KEPT_LANES: usize = 4_096;
-
-impl Writers {
-    fn lane(&self, subject: &str) -> Arc<tokio::sync::Mutex<Option<Tip>>> {
-        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
-        if lanes.len() >= KEPT_LANES && !lanes.contains_key(subject) {
-            // An idle lane only caches its tip, which JetStream has too.
-            lanes.retain(|_, lane| Arc::strong_count(lane) > 1);
-        }
-        Arc::clone(lanes.entry(subject.to_owned()).or_default())
-    }
-
-    /// Lets go of a deleted pod's lane.
-    pub fn forget(&self, subject: &str) {
-        self.lanes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(subject);
-    }
-}
 
 /// Appends `lines` to the subject, numbered after its newest line;
 /// resolves once JetStream acknowledged all of them.
@@ -81,7 +38,7 @@ pub(super) async fn append(
     subject: String,
     lines: Vec<String>,
 ) -> Result<(), StoreError> {
-    let lane = logs.writers.lane(&subject);
+    let lane = logs.lanes.lane(&subject);
     let mut tip = lane.lock().await;
     let mut stored = 0;
     for run in records::split(&lines, logs.max_message_bytes) {

@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
-# A local cluster in one command: 3 etcd members and 3 pod-server replicas
-# that share them, all on loopback.
+# A local cluster in one command: 3 etcd members (the pods), 3 NATS
+# JetStream nodes (the logs) and 3 pod-server replicas that share them, all
+# on loopback.
 #
 # usage: scripts/cluster.sh up [--etcd-only]   start (or restart a stopped one)
 #        scripts/cluster.sh status             what runs, who leads (exit 1 if
 #                                              anything is down)
 #        scripts/cluster.sh down               stop everything, remove its state
 #
-# State (pid files, logs, etcd data) lives in $CLUSTER_DIR (target/cluster).
-# `up` builds pod-server (cargo build --release; set POD_SERVER=PATH to use
-# another binary), starts the etcd members and waits until each is healthy,
-# then starts the replicas and waits until each listens. If the directory
-# holds a stopped cluster of the same ports, `up` starts it again with its
-# data. --etcd-only starts the etcd members alone.
+# State (pid files, logs, etcd and NATS data) lives in $CLUSTER_DIR
+# (target/cluster). `up` builds pod-server (cargo build --release; set
+# POD_SERVER=PATH to use another binary), starts the etcd members and the
+# NATS nodes and waits until each is healthy, then starts the replicas (with
+# --nats-url) and waits until each listens. If the directory holds a stopped
+# cluster of the same ports, `up` starts it again with its data.
+# --etcd-only starts the etcd members alone.
 #
 # Ports, each overridable (space-separated, three each):
 #   CLUSTER_ETCD_PORTS  etcd client ports   (12379 22379 32379; not 2379, where
 #                       Debian's own etcd service may listen)
 #   CLUSTER_PEER_PORTS  etcd peer ports     (12380 22380 32380)
 #   CLUSTER_POD_PORTS   pod-server replicas (50051 50052 50053)
+#   CLUSTER_NATS_PORTS  NATS client ports   (14222 24222 34222; not 4222)
+#   CLUSTER_ROUTE_PORTS NATS cluster ports  (16222 26222 36222)
+#   CLUSTER_MONITOR_PORTS NATS monitoring   (18222 28222 38222)
 # Also: CLUSTER_ETCD_PREFIX (/pod-service/), the replicas' key prefix;
 # CLUSTER_SERVER_ARGS, more pod-server flags; CLUSTER_TIMEOUT (30), seconds
 # each member or replica may take to come up.
@@ -29,6 +34,9 @@ dir=${CLUSTER_DIR:-$root/target/cluster}
 read -ra etcd_ports <<<"${CLUSTER_ETCD_PORTS:-12379 22379 32379}"
 read -ra peer_ports <<<"${CLUSTER_PEER_PORTS:-12380 22380 32380}"
 read -ra pod_ports <<<"${CLUSTER_POD_PORTS:-50051 50052 50053}"
+read -ra nats_ports <<<"${CLUSTER_NATS_PORTS:-14222 24222 34222}"
+read -ra route_ports <<<"${CLUSTER_ROUTE_PORTS:-16222 26222 36222}"
+read -ra monitor_ports <<<"${CLUSTER_MONITOR_PORTS:-18222 28222 38222}"
 read -ra server_args <<<"${CLUSTER_SERVER_ARGS:-}"
 prefix=${CLUSTER_ETCD_PREFIX:-/pod-service/}
 timeout_s=${CLUSTER_TIMEOUT:-30}
@@ -39,12 +47,19 @@ die() {
   exit 1
 }
 
-((${#etcd_ports[@]} == 3 && ${#peer_ports[@]} == 3 && ${#pod_ports[@]} == 3)) ||
-  die "CLUSTER_ETCD_PORTS, CLUSTER_PEER_PORTS and CLUSTER_POD_PORTS take three ports each"
+((${#etcd_ports[@]} == 3 && ${#peer_ports[@]} == 3 && ${#pod_ports[@]} == 3 &&
+  ${#nats_ports[@]} == 3 && ${#route_ports[@]} == 3 && ${#monitor_ports[@]} == 3)) ||
+  die "CLUSTER_ETCD_PORTS, CLUSTER_PEER_PORTS, CLUSTER_POD_PORTS, CLUSTER_NATS_PORTS, CLUSTER_ROUTE_PORTS and CLUSTER_MONITOR_PORTS take three ports each"
 
 etcd_endpoints() {
   local urls=() port
   for port in "${etcd_ports[@]}"; do urls+=("http://127.0.0.1:$port"); done
+  (IFS=,; echo "${urls[*]}")
+}
+
+nats_urls() {
+  local urls=() port
+  for port in "${nats_ports[@]}"; do urls+=("nats://127.0.0.1:$port"); done
   (IFS=,; echo "${urls[*]}")
 }
 
@@ -56,7 +71,7 @@ replica_urls() {
 
 # The configuration a stopped cluster's state must match to be restarted.
 config() {
-  echo "etcd ${etcd_ports[*]} peers ${peer_ports[*]}"
+  echo "etcd ${etcd_ports[*]} peers ${peer_ports[*]} nats ${nats_ports[*]} routes ${route_ports[*]}"
 }
 
 # Whether process $1 runs (a zombie, dead but not yet reaped, does not).
@@ -92,6 +107,10 @@ healthy() { # PORT
   [[ $(http "$1" GET /health) == *'"health":"true"'* ]]
 }
 
+nats_healthy() { # MONITOR_PORT
+  [[ $(http "$1" GET /healthz) == *'"status":"ok"'* ]]
+}
+
 # A JSON string field of etcd's answer: json_field NAME < JSON.
 json_field() {
   sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"
@@ -113,6 +132,20 @@ require_etcd() {
     command -v etcd >/dev/null || die "etcd-server is installed but there is no etcd on the PATH"
   else
     die "etcd is missing: install it with \`sudo apt-get install etcd-server\`"
+  fi
+}
+
+require_nats() {
+  command -v nats-server >/dev/null && return
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    echo "installing nats-server with apt-get" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends nats-server >/dev/null ||
+      { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends nats-server >/dev/null; } ||
+      die "apt-get install nats-server failed: run it by hand"
+    command -v nats-server >/dev/null || die "nats-server is installed but not on the PATH"
+  else
+    die "nats-server is missing: install it with \`sudo apt-get install nats-server\`"
   fi
 }
 
@@ -191,6 +224,23 @@ start_etcd() {
   done
 }
 
+start_nats() {
+  local routes=() i
+  for i in 1 2 3; do routes+=("nats://127.0.0.1:${route_ports[$i - 1]}"); done
+  for i in 1 2 3; do
+    running "$dir/nats$i.pid" && continue
+    nohup nats-server -js -sd "$dir/nats$i" -a 127.0.0.1 -p "${nats_ports[$i - 1]}" \
+      -m "${monitor_ports[$i - 1]}" -n "n$i" --cluster_name pod-service-logs \
+      --cluster "nats://127.0.0.1:${route_ports[$i - 1]}" --routes "$(IFS=,; echo "${routes[*]}")" \
+      >>"$dir/nats$i.log" 2>&1 </dev/null &
+    echo $! >"$dir/nats$i.pid"
+  done
+  for i in 1 2 3; do
+    wait_for "NATS node n$i (port ${nats_ports[$i - 1]})" "$dir/nats$i.pid" "$dir/nats$i.log" \
+      nats_healthy "${monitor_ports[$i - 1]}" || return 1
+  done
+}
+
 start_replicas() {
   local binary=$1 i
   for i in 1 2 3; do
@@ -201,7 +251,8 @@ start_replicas() {
     # path; exec, so that $! is pod-server's own pid.
     (cd "$dir/replica$i" || exit
       RUST_LOG=${RUST_LOG:-info} exec nohup "$binary" --addr "127.0.0.1:${pod_ports[$i - 1]}" \
-        --etcd-endpoints "$(etcd_endpoints)" --etcd-prefix "$prefix" "${server_args[@]}" \
+        --etcd-endpoints "$(etcd_endpoints)" --etcd-prefix "$prefix" \
+        --nats-url "$(nats_urls)" "${server_args[@]}" \
         >>"$dir/replica$i.log" 2>&1 </dev/null) &
     echo $! >"$dir/replica$i.pid"
   done
@@ -235,6 +286,7 @@ stop() {
 # over leadership to another that is stopping too.
 stop_all() {
   stop TERM "$dir"/replica{1,2,3}.pid
+  stop TERM "$dir"/nats{1,2,3}.pid
   stop KILL "$dir"/etcd{1,2,3}.pid
 }
 
@@ -252,7 +304,7 @@ up() {
   fi
   require_etcd
   local binary=
-  $etcd_only || binary=$(pod_server_binary)
+  $etcd_only || { require_nats; binary=$(pod_server_binary); }
 
   # A port someone else listens on would fail late and obscurely.
   local i port
@@ -265,11 +317,16 @@ up() {
     if ! $etcd_only && ! running "$dir/replica$i.pid" && listens "${pod_ports[$i - 1]}"; then
       die "port ${pod_ports[$i - 1]} is taken: choose others with CLUSTER_POD_PORTS"
     fi
+    for port in "${nats_ports[$i - 1]}" "${route_ports[$i - 1]}" "${monitor_ports[$i - 1]}"; do
+      if ! $etcd_only && ! running "$dir/nats$i.pid" && listens "$port"; then
+        die "port $port is taken: choose others with CLUSTER_NATS_PORTS / CLUSTER_ROUTE_PORTS / CLUSTER_MONITOR_PORTS"
+      fi
+    done
   done
 
   mkdir -p "$dir"
   config >"$dir/$marker"
-  if ! start_etcd || { ! $etcd_only && ! start_replicas "$binary"; }; then
+  if ! start_etcd || { ! $etcd_only && ! { start_nats && start_replicas "$binary"; }; }; then
     stop_all
     die "not started; everything is stopped, the logs are in $dir (\`$0 down\` removes it)"
   fi
@@ -277,6 +334,7 @@ up() {
   echo "etcd members:  $(etcd_endpoints)"
   echo "etcd prefix:   $prefix"
   if ! $etcd_only; then
+    echo "NATS nodes:    $(nats_urls)"
     local addrs=()
     for port in "${pod_ports[@]}"; do addrs+=("127.0.0.1:$port"); done
     echo "replicas:      ${addrs[*]}"
@@ -305,6 +363,20 @@ status() {
       ok=false
     fi
     echo "etcd m$i     http://127.0.0.1:$port  pid $(cat "$dir/etcd$i.pid" 2>/dev/null || echo -)  $state"
+  done
+  for i in 1 2 3; do
+    [[ -f $dir/nats$i.pid ]] || [[ -f $dir/nats$i.log ]] || continue
+    port=${nats_ports[$i - 1]}
+    if ! running "$dir/nats$i.pid"; then
+      state=stopped
+      ok=false
+    elif nats_healthy "${monitor_ports[$i - 1]}"; then
+      state=healthy
+    else
+      state="running, not healthy"
+      ok=false
+    fi
+    echo "NATS n$i      nats://127.0.0.1:$port  pid $(cat "$dir/nats$i.pid" 2>/dev/null || echo -)  $state"
   done
   for i in 1 2 3; do
     [[ -f $dir/replica$i.pid ]] || [[ -f $dir/replica$i.log ]] || continue

@@ -13,8 +13,9 @@
 //! - [`contract`]: the wire types and stubs of `proto/pod.proto`, and the
 //!   conventions clients and server share (trailer keys, the token, defaults);
 //! - [`domain`]: a pod's key, a validated write, the naming rule;
-//! - [`store`]: the pod store behind one trait (in memory or durable), with
-//!   its watchers and per-pod logs;
+//! - [`store`]: the pod store behind one trait (in memory, durable, or
+//!   shared: etcd for the pods, NATS JetStream for the logs), with its
+//!   watchers and per-pod logs;
 //! - [`server`]: the PodService's handlers, the layers every call passes,
 //!   and the wiring that serves them;
 //! - [`client`]: the clients' logic (resumable watch, upload, sync session);

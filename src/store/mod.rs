@@ -40,6 +40,6 @@ pub use error::StoreError;
 pub use etcd::{EtcdConfig, EtcdStore};
 pub use memory::MemoryStore;
 pub use nats::{JetStreamLogs, NatsConfig, NatsError};
-pub use pod_log::{LogBatch, LogLines, LogStart, PodLog, Read, line_cost};
+pub use pod_log::{LogBatch, LogLines, LogSlice, LogStart, PodLog, line_cost};
 pub use pod_store::{ListPosition, Pending, PodList, PodPage, PodStore};
 pub use watcher::{WatchEnd, Watcher};

@@ -87,9 +87,9 @@ impl Buffer {
     }
 }
 
-/// One [`PodLog::read`]: a batch, and whether the log ends after it.
+/// What one [`PodLog::read`] gives: a batch, and whether the log ends after it.
 #[derive(Debug, Default)]
-pub struct Read {
+pub struct LogSlice {
     /// The lines from the first one asked for (or the oldest retained).
     pub batch: LogBatch,
     /// The number of the line after the batch.
@@ -180,7 +180,7 @@ impl PodLog {
     }
 
     /// Up to one batch of lines from line number `from` on.
-    pub fn read(&self, from: u64) -> Read {
+    pub fn read(&self, from: u64) -> LogSlice {
         let buffer = self.lock();
         let start = from.max(buffer.first);
         let skip = usize::try_from(start - buffer.first).unwrap_or(usize::MAX);
@@ -196,7 +196,7 @@ impl PodLog {
             lines.push(line.clone());
         }
         let next = start + lines.len() as u64;
-        Read {
+        LogSlice {
             at_end_of_closed_log: buffer.closed && next >= buffer.next(),
             batch: LogBatch {
                 first_line: start,

@@ -136,6 +136,8 @@ require_etcd() {
 }
 
 require_nats() {
+  # Debian installs it in /usr/sbin, which a user's PATH may leave out.
+  PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
   command -v nats-server >/dev/null && return
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
     echo "installing nats-server with apt-get" >&2

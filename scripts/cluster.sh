@@ -154,7 +154,8 @@ require_nats() {
 pod_server_binary() {
   if [[ -n ${POD_SERVER:-} ]]; then
     [[ -x $POD_SERVER ]] || die "POD_SERVER=$POD_SERVER is not an executable"
-    echo "$POD_SERVER"
+    # The replicas run in directories of their own.
+    realpath "$POD_SERVER"
     return
   fi
   local built=$root/target/release/pod-server

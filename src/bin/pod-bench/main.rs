@@ -20,8 +20,8 @@ use server::{InProcess, StoreKind};
 
 /// Measure a PodService under load and print the figures (a table, or JSON
 /// with --json): unary ListPods, WatchPods snapshots, fan-out of changes to
-/// many watchers, idle watchers' memory, paged lists, SyncPods sessions and
-/// log uploads.
+/// many watchers, idle watchers' memory, paged lists, SyncPods sessions,
+/// log uploads, and followed logs (latency, idle followers' memory).
 ///
 /// Without --addr it starts a server in this process on a free loopback
 /// port, with the store chosen by --store (a durable one lives in a fresh
@@ -146,6 +146,34 @@ enum Load {
         #[arg(long)]
         server_pid: Option<u32>,
     },
+    /// Followers of one pod's log (GetLogs with follow) on the last address
+    /// of --addr, and uploads of one line each through the first: the
+    /// latency of each line to each follower, from the upload's response.
+    FollowLatency {
+        /// Following streams to open (over --connections connections).
+        #[arg(long, default_value_t = 10)]
+        followers: usize,
+        /// Uploads to make, one line each, one in flight.
+        #[arg(long, default_value_t = 500)]
+        uploads: usize,
+        /// Uploads per second.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+    },
+    /// Idle GetLogs follow streams of one pod held open: the server's
+    /// resident memory per follower (needs --addr and --server-pid: the
+    /// server's own process).
+    Followers {
+        /// How many streams to open.
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+        /// The process id of the server at --addr, to read its memory.
+        #[arg(long)]
+        server_pid: u32,
+        /// Then hold them open this long and report the server's CPU time.
+        #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+        hold: f64,
+    },
     /// Concurrent log uploads: lines/s and MB/s.
     Upload {
         /// Stream counts to measure, one run each.
@@ -180,14 +208,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let token = Token::configured(args.token_file.as_deref()).map_err(anyhow::Error::msg)?;
     let replicas: Vec<&str> = url.split(',').collect();
-    let mut clients = Vec::new();
-    for i in 0..args.connections.max(1) {
+    let connect = async |addr: &str| {
         let server = ClientConfig {
             ca: args.ca.clone(),
             token: token.clone(),
-            ..ClientConfig::new(replicas[i % replicas.len()])
+            ..ClientConfig::new(addr)
         };
-        clients.push(client::connect(&server).await?);
+        client::connect(&server).await
+    };
+    let mut clients = Vec::new();
+    for i in 0..args.connections.max(1) {
+        clients.push(connect(replicas[i % replicas.len()]).await?);
+    }
+    // Followers of follow-latency read through the last replica, apart from
+    // the uploads' connection.
+    let mut last_replica = Vec::new();
+    if matches!(args.load, Load::FollowLatency { .. }) {
+        for _ in 0..args.connections.max(1) {
+            last_replica.push(connect(replicas[replicas.len() - 1]).await?);
+        }
     }
     let store = match (&args.addr, args.store) {
         (Some(_), _) => "external",
@@ -436,6 +475,91 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     }),
                 );
             }
+        }
+        Load::FollowLatency {
+            followers,
+            uploads,
+            rate,
+        } => {
+            report.header("store     followers  conns  received/expected  ack p50    ack p99    ack max    send p50   last p50   upload p50");
+            let namespace = format!("bench-follow-{tag}");
+            let figures = load::follow::follow_latency(
+                &clients[0],
+                &last_replica,
+                &namespace,
+                followers,
+                uploads,
+                rate,
+            )
+            .await?;
+            let (ack, send) = (figures.from_ack, figures.from_send);
+            report.row(
+                format!(
+                    "{store:<9} {followers:<10} {:<6} {:<18} {:<10} {:<10} {:<10} {:<10} {:<10} {}",
+                    last_replica.len(),
+                    format!("{}/{}", figures.received, figures.expected),
+                    millis(ack.p50),
+                    millis(ack.p99),
+                    millis(ack.max),
+                    millis(send.p50),
+                    millis(figures.last_follower.p50),
+                    millis(figures.ack.p50),
+                ),
+                serde_json::json!({
+                    "load": "follow-latency", "store": store, "followers": followers,
+                    "connections": last_replica.len(), "uploads": figures.uploads,
+                    "rate": rate, "received": figures.received,
+                    "expected": figures.expected,
+                    "p50_ms": ms(ack.p50), "p99_ms": ms(ack.p99), "max_ms": ms(ack.max),
+                    "send_p50_ms": ms(send.p50), "send_p99_ms": ms(send.p99),
+                    "send_max_ms": ms(send.max),
+                    "last_follower_p50_ms": ms(figures.last_follower.p50),
+                    "last_follower_max_ms": ms(figures.last_follower.max),
+                    "upload_p50_ms": ms(figures.ack.p50),
+                    "upload_p99_ms": ms(figures.ack.p99),
+                }),
+            );
+            if figures.received != figures.expected {
+                anyhow::bail!(
+                    "the followers received {} lines of {}",
+                    figures.received,
+                    figures.expected
+                );
+            }
+        }
+        Load::Followers {
+            count,
+            server_pid,
+            hold,
+        } => {
+            if args.addr.is_none() {
+                anyhow::bail!("followers measures another process: give --addr and --server-pid");
+            }
+            report.header(
+                "followers  conns  rss before   rss after    bytes/follower  held s  cpu s",
+            );
+            let before = load::watchers::resident_bytes(server_pid)?;
+            let streams = load::follow::idle_followers(&clients, count).await?;
+            let after = load::watchers::resident_bytes(server_pid)?;
+            let per_follower = after.saturating_sub(before) as f64 / count.max(1) as f64;
+            let cpu_before = load::watchers::cpu_seconds(server_pid)?;
+            tokio::time::sleep(Duration::try_from_secs_f64(hold)?).await;
+            let cpu = load::watchers::cpu_seconds(server_pid)? - cpu_before;
+            report.row(
+                format!(
+                    "{count:<10} {:<6} {:<12} {:<12} {per_follower:<15.0} {hold:<7} {cpu:.2}",
+                    clients.len(),
+                    before,
+                    after
+                ),
+                serde_json::json!({
+                    "load": "followers", "followers": count, "connections": clients.len(),
+                    "rss_before": before, "rss_after": after,
+                    "bytes_per_follower": per_follower, "held_seconds": hold,
+                    "server_cpu_seconds": cpu,
+                }),
+            );
+            drop(streams);
         }
         Load::Upload {
             streams,

@@ -3,6 +3,7 @@
 //! and latencies.
 
 pub mod fanout;
+pub mod follow;
 pub mod pages;
 pub mod snapshot;
 pub mod sync;

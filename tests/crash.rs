@@ -416,10 +416,8 @@ async fn a_log_follow_rides_through_a_crash() {
     );
     let mut printed = Vec::new();
     let next = async |printed: &mut Vec<u64>, follow: &mut ClientProcess| {
-        let line = follow.next_line().await;
-        let (number, text) = line.split_once('\t').expect("a numbered line");
-        let number: u64 = number.parse().expect("a line number");
-        assert_eq!(text, format!("line {number}"), "{line}");
+        let (number, text) = follow.next_numbered_line().await;
+        assert_eq!(text, format!("line {number}"));
         printed.push(number);
     };
     while printed.len() < 100 {

@@ -30,37 +30,32 @@ async fn upload(
         .map(|r| r.into_inner())
 }
 
+/// Where a read starts: what the request's `tail_lines` or `from_line` say.
+#[derive(Clone, Copy)]
+enum Start {
+    Oldest,
+    Tail(u32),
+    Line(u64),
+}
+
 async fn get_logs(
     client: &mut PodServiceClient<Channel>,
     pod: &str,
     follow: bool,
-    tail_lines: u32,
+    start: Start,
 ) -> Result<Streaming<LogChunk>, Status> {
+    let (tail_lines, from_line) = match start {
+        Start::Oldest => (0, 0),
+        Start::Tail(lines) => (lines, 0),
+        Start::Line(number) => (0, number),
+    };
     client
         .get_logs(GetLogsRequest {
             namespace: "default".into(),
             pod: pod.into(),
             follow,
             tail_lines,
-            from_line: 0,
-        })
-        .await
-        .map(|r| r.into_inner())
-}
-
-async fn get_logs_from(
-    client: &mut PodServiceClient<Channel>,
-    pod: &str,
-    follow: bool,
-    from_line: u64,
-) -> Result<Streaming<LogChunk>, Status> {
-    client
-        .get_logs(GetLogsRequest {
-            namespace: "default".into(),
-            pod: pod.into(),
-            follow,
             from_line,
-            ..GetLogsRequest::default()
         })
         .await
         .map(|r| r.into_inner())
@@ -83,7 +78,7 @@ async fn read_numbered(stream: &mut Streaming<LogChunk>) -> Vec<(u64, String)> {
 
 /// How many lines the pod's log has had, read through the server.
 async fn lines_so_far(client: &mut PodServiceClient<Channel>, pod: &str) -> u64 {
-    let mut stream = get_logs(client, pod, false, 1).await.unwrap();
+    let mut stream = get_logs(client, pod, false, Start::Tail(1)).await.unwrap();
     read_numbered(&mut stream)
         .await
         .last()
@@ -122,10 +117,14 @@ async fn a_large_upload_is_counted_exactly_and_read_back_in_order(backend: Backe
         (summary.chunks, summary.lines, summary.bytes),
         (150, 150_000, bytes)
     );
-    let mut stream = get_logs(&mut client, "web", false, 0).await.unwrap();
+    let mut stream = get_logs(&mut client, "web", false, Start::Oldest)
+        .await
+        .unwrap();
     assert_eq!(read_all(&mut stream).await, lines);
 
-    let mut stream = get_logs(&mut client, "web", false, 3).await.unwrap();
+    let mut stream = get_logs(&mut client, "web", false, Start::Tail(3))
+        .await
+        .unwrap();
     assert_eq!(read_all(&mut stream).await, lines[149_997..]);
 }
 
@@ -203,9 +202,13 @@ async fn upload_errors_say_what_was_stored(backend: Backend) {
 async fn get_logs_of_a_missing_or_invalid_pod(backend: Backend) {
     let server = TestServer::start(backend).await;
     let mut client = server.client().await;
-    let status = get_logs(&mut client, "ghost", false, 0).await.unwrap_err();
+    let status = get_logs(&mut client, "ghost", false, Start::Oldest)
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
-    let status = get_logs(&mut client, "a_b", false, 0).await.unwrap_err();
+    let status = get_logs(&mut client, "a_b", false, Start::Oldest)
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(
         status.message().contains("invalid pod"),
@@ -222,7 +225,9 @@ async fn follow_streams_new_lines_until_the_pod_is_deleted(backend: Backend) {
         .await
         .unwrap();
 
-    let mut follow = get_logs(&mut client, "web", true, 2).await.unwrap();
+    let mut follow = get_logs(&mut client, "web", true, Start::Tail(2))
+        .await
+        .unwrap();
     let first = within("stored lines", follow.message())
         .await
         .unwrap()
@@ -259,7 +264,9 @@ async fn a_departed_follower_is_freed(backend: Backend) {
     server.apply("default", "web", "Running", 1).await;
     let log = server.store.log(&PodKey::new("default", "web")).unwrap();
     let mut client = server.client().await;
-    let follow = get_logs(&mut client, "web", true, 0).await.unwrap();
+    let follow = get_logs(&mut client, "web", true, Start::Oldest)
+        .await
+        .unwrap();
     // The follower's stream holds a handle on the log while it waits.
     common::eventually(|| std::sync::Arc::strong_count(&log) == 3, "the follower").await;
     drop(follow);
@@ -279,8 +286,12 @@ async fn a_follower_that_stops_reading_holds_up_nobody(backend: Backend) {
     server.apply("default", "web", "Running", 1).await;
     let mut client = server.client().await;
     let mut stalling = common::stalling_connection(server.url()).await;
-    let _stalled = get_logs(&mut stalling, "web", true, 0).await.unwrap();
-    let mut reading = get_logs(&mut client, "web", true, 0).await.unwrap();
+    let _stalled = get_logs(&mut stalling, "web", true, Start::Oldest)
+        .await
+        .unwrap();
+    let mut reading = get_logs(&mut client, "web", true, Start::Oldest)
+        .await
+        .unwrap();
 
     let sent = numbered(0..LINES);
     let chunks = sent
@@ -314,14 +325,22 @@ async fn lines_are_numbered_and_a_read_starts_at_any_of_them(backend: Backend) {
         .await
         .unwrap();
 
-    let mut all = get_logs(&mut client, "web", false, 0).await.unwrap();
+    let mut all = get_logs(&mut client, "web", false, Start::Oldest)
+        .await
+        .unwrap();
     let expected: Vec<(u64, String)> = (1..).zip(numbered(1..11)).collect();
     assert_eq!(read_numbered(&mut all).await, expected);
-    let mut from = get_logs_from(&mut client, "web", false, 4).await.unwrap();
+    let mut from = get_logs(&mut client, "web", false, Start::Line(4))
+        .await
+        .unwrap();
     assert_eq!(read_numbered(&mut from).await, expected[3..]);
-    let mut tail = get_logs(&mut client, "web", false, 3).await.unwrap();
+    let mut tail = get_logs(&mut client, "web", false, Start::Tail(3))
+        .await
+        .unwrap();
     assert_eq!(read_numbered(&mut tail).await, expected[7..]);
-    let mut beyond = get_logs_from(&mut client, "web", false, 50).await.unwrap();
+    let mut beyond = get_logs(&mut client, "web", false, Start::Line(50))
+        .await
+        .unwrap();
     assert_eq!(read_numbered(&mut beyond).await, []);
 
     let both = client
@@ -343,7 +362,9 @@ async fn lines_are_numbered_and_a_read_starts_at_any_of_them(backend: Backend) {
     );
 
     // Line 12 does not exist yet: the follow waits for it, skipping 11.
-    let mut follow = get_logs_from(&mut client, "web", true, 12).await.unwrap();
+    let mut follow = get_logs(&mut client, "web", true, Start::Line(12))
+        .await
+        .unwrap();
     for line in numbered(11..14) {
         upload(&mut client, vec![chunk("", "web", vec![line])])
             .await
@@ -375,7 +396,9 @@ async fn retention_drops_the_oldest_lines_and_keeps_the_numbers(backend: Backend
             .await
             .unwrap();
     }
-    let mut stream = get_logs(&mut client, "web", false, 0).await.unwrap();
+    let mut stream = get_logs(&mut client, "web", false, Start::Oldest)
+        .await
+        .unwrap();
     let kept = read_numbered(&mut stream).await;
     let (first, _) = kept[0];
     assert!(first > 1, "the oldest lines were dropped");
@@ -405,12 +428,16 @@ async fn a_pod_created_again_has_an_empty_log(backend: Backend) {
         .unwrap();
     server.delete("default", "web").await;
     server.apply("default", "web", "Running", 1).await;
-    let mut stream = get_logs(&mut client, "web", false, 0).await.unwrap();
+    let mut stream = get_logs(&mut client, "web", false, Start::Oldest)
+        .await
+        .unwrap();
     assert_eq!(read_all(&mut stream).await, Vec::<String>::new());
     upload(&mut client, vec![chunk("", "web", vec!["again".into()])])
         .await
         .unwrap();
-    let mut stream = get_logs(&mut client, "web", false, 0).await.unwrap();
+    let mut stream = get_logs(&mut client, "web", false, Start::Oldest)
+        .await
+        .unwrap();
     assert_eq!(read_numbered(&mut stream).await, [(1, "again".to_owned())]);
 }
 

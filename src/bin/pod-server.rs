@@ -75,8 +75,9 @@ struct Args {
     )]
     nats_url: Vec<String>,
     /// How many NATS servers keep a copy of each log line (the stream's
-    /// replicas): an acknowledged line survives the loss of fewer than
-    /// half of them. Default: 3 on a cluster of 3 or more servers, else 1.
+    /// replicas). A line is acknowledged once a majority of them have it,
+    /// so 3 survive the loss of one, and 1 survives none. Default: 3 on a
+    /// cluster of 3 or more servers, else 1.
     #[arg(long, value_name = "N", requires = "nats_url",
           value_parser = clap::value_parser!(u8).range(1..=5))]
     nats_replicas: Option<u8>,

@@ -168,6 +168,18 @@ impl ClientProcess {
             .expect("output ended")
     }
 
+    /// The next line of `pod-logs --numbers`, as its number and its text.
+    pub async fn next_numbered_line(&mut self) -> (u64, String) {
+        let line = self.next_line().await;
+        let (number, text) = line
+            .split_once('\t')
+            .unwrap_or_else(|| panic!("not a numbered line: {line:?}"));
+        let number = number
+            .parse()
+            .unwrap_or_else(|_| panic!("not a line number: {line:?}"));
+        (number, text.to_owned())
+    }
+
     /// The next line, in words: tables pad their columns.
     pub async fn next_words(&mut self) -> Vec<String> {
         let line = self.next_line().await;

@@ -43,12 +43,14 @@ export const SCHEMA = {
     namespace: [1, "string"],
     pod: [2, "string"],
     lines: [3, "repeated string"],
+    first_line: [4, "uint64"],
   },
   GetLogsRequest: {
     namespace: [1, "string"],
     pod: [2, "string"],
     follow: [3, "bool"],
     tail_lines: [4, "uint32"],
+    from_line: [5, "uint64"],
   },
   PodRef: {
     namespace: [1, "string"],

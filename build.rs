@@ -1,11 +1,12 @@
 //! Compiles the protos with `protox` (pure Rust), so the build needs no system `protoc`.
 //! Also writes the contract's descriptor set, which the reflection service serves.
 //!
-//! The contract is generated in two parts, so that no generated module and
-//! the hand-written `ListPodsResponse` (src/contract/list.rs) import each
-//! other: the messages alone (`messages/infra.rs`, which leave
-//! `ListPodsResponse` out), then the service stubs (`services/infra.rs`),
-//! which name the messages and the hand-written type by their paths.
+//! The contract is generated in parts, so that no generated module and the
+//! hand-written messages (src/contract/list.rs, src/contract/watch.rs)
+//! import each other: the messages alone (`messages/infra.rs`, which leave
+//! `ListPodsResponse` out), then the client and the server stubs
+//! (`services/client/infra.rs`, `services/server/infra.rs`), which name the
+//! messages and the hand-written types by their paths.
 
 use std::path::Path;
 use std::{env, fs, path::PathBuf};
@@ -38,14 +39,27 @@ fn main() -> Result<(), Error> {
         )
         .out_dir(dir(&out_dir, "messages")?)
         .compile_fds(contract.clone())?;
-    // The stubs, naming every message by its path instead of generating it.
+    // The stubs, naming every message by its path instead of generating it:
+    // the client's, then the server's, which sends `WatchPods`' pods as the
+    // hand-written `WatchedPod` (src/contract/watch.rs).
     tonic_prost_build::configure()
+        .build_server(false)
         .extern_path(".infra", "crate::contract::messages")
         .extern_path(
             ".infra.ListPodsResponse",
             "crate::contract::list::ListPodsResponse",
         )
-        .out_dir(dir(&out_dir, "services")?)
+        .out_dir(dir(&out_dir, "services/client")?)
+        .compile_fds(contract.clone())?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .extern_path(".infra", "crate::contract::messages")
+        .extern_path(
+            ".infra.ListPodsResponse",
+            "crate::contract::list::ListPodsResponse",
+        )
+        .extern_path(".infra.Pod", "crate::contract::watch::WatchedPod")
+        .out_dir(dir(&out_dir, "services/server")?)
         .compile_fds(contract)?;
 
     // The original tutorial's proto, client only, for the compatibility tests.

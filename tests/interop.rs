@@ -9,7 +9,7 @@ use futures::Stream;
 use pod_service::client::{self, ClientConfig, sync::Mode};
 use pod_service::contract::{
     GetLogsRequest, ListPodsRequest, ListPodsResponse, LogChunk, Pod, PodService, PodServiceServer,
-    SyncAck, SyncEvent, SyncRequest, UploadLogsResponse, sync_event, sync_request,
+    SyncAck, SyncEvent, SyncRequest, UploadLogsResponse, WatchedPod, sync_event, sync_request,
 };
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
@@ -29,7 +29,7 @@ impl PodService for LateHeaders {
         Err(Status::unimplemented("not in this test"))
     }
 
-    type WatchPodsStream = Events<Pod>;
+    type WatchPodsStream = Events<WatchedPod>;
     async fn watch_pods(
         &self,
         _: Request<ListPodsRequest>,

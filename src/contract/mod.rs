@@ -13,6 +13,7 @@ mod messages;
 mod services;
 mod status;
 mod token;
+mod watch;
 
 pub use list::ListPodsResponse;
 pub use messages::*;
@@ -21,6 +22,7 @@ pub use services::pod_service_server::{self, PodService, PodServiceServer};
 pub use status::{LAST_VERSION_KEY, STORED_BEFORE_ERROR};
 pub(crate) use status::{ack, code_name};
 pub use token::{TOKEN_ENV, Token};
+pub use watch::WatchedPod;
 
 /// A bookmark at `version`: a `Pod` with `bookmark` set, that version, and
 /// no other field (see `Pod.bookmark` in the proto).

@@ -19,12 +19,12 @@ use super::call_log::{CallLog, Counter};
 use super::continue_token;
 use super::deadline;
 use super::list_cache::ListCache;
-use super::signals::Shutdown;
+use super::signals::{self, Shutdown};
 use super::sync_session;
 use super::validate::{self, ListQuery};
 use crate::contract::{
     self as pb, GetLogsRequest, ListPodsRequest, ListPodsResponse, LogChunk, Pod,
-    STORED_BEFORE_ERROR, SyncEvent, SyncRequest, UploadLogsResponse, bookmark,
+    STORED_BEFORE_ERROR, SyncEvent, SyncRequest, UploadLogsResponse, WatchedPod, bookmark,
 };
 use crate::domain::PodKey;
 use crate::store::{PodStore, StoreError, WatchEnd};
@@ -77,7 +77,7 @@ impl pb::PodService for PodService {
         result.map(Response::new)
     }
 
-    type WatchPodsStream = ResponseStream<Pod>;
+    type WatchPodsStream = ResponseStream<WatchedPod>;
 
     async fn watch_pods(
         &self,
@@ -179,7 +179,7 @@ impl PodService {
     async fn watch(
         &self,
         request: ListPodsRequest,
-    ) -> Result<impl Stream<Item = Result<Pod, Status>> + Send + 'static, Status> {
+    ) -> Result<impl Stream<Item = Result<WatchedPod, Status>> + Send + 'static, Status> {
         let namespace = validate::namespace_filter("namespace", &request.namespace)?;
         // A snapshot reflects every acknowledged write; a resume from a
         // version this server has not seen yet waits for it.
@@ -191,9 +191,9 @@ impl PodService {
         let mut idle = request.allow_bookmarks.then(|| self.bookmarks.idle());
         let shutdown = self.shutdown.clone();
         let stream = async_stream::stream! {
-            // One shutdown wait for the whole stream, not one per change:
+            // One shutdown wait for the whole stream, cheap to poll again:
             // this loop runs for every watcher on every change.
-            let stopping = shutdown.cancelled();
+            let stopping = signals::stopping(&shutdown);
             tokio::pin!(stopping);
             loop {
                 // A watch without bookmarks polls no bookmark branch at all.
@@ -211,9 +211,9 @@ impl PodService {
                     },
                 };
                 match next {
-                    Ok(Some(pod)) => yield Ok(Pod::clone(&pod)),
+                    Ok(Some(pod)) => yield Ok(WatchedPod(pod)),
                     Ok(None) => match watcher.caught_up() {
-                        Some(version) => yield Ok(bookmark(version)),
+                        Some(version) => yield Ok(WatchedPod::from(bookmark(version))),
                         None => continue,
                     },
                     Err(end) => {
@@ -305,10 +305,12 @@ impl PodService {
         let mut lines = self.store.read_log(&key, start, request.follow)?;
         let shutdown = self.shutdown.clone();
         let stream = async_stream::stream! {
+            let stopping = signals::stopping(&shutdown);
+            tokio::pin!(stopping);
             loop {
                 let next = tokio::select! {
                     biased;
-                    () = shutdown.cancelled() => {
+                    () = &mut stopping => {
                         yield Err(Status::unavailable("server is stopping"));
                         break;
                     }

@@ -17,7 +17,7 @@ use tonic::{Status, Streaming};
 
 use super::bookmarks::{self, BookmarkClock, Idle};
 use super::call_log::Counter;
-use super::signals::Shutdown;
+use super::signals::{self, Shutdown};
 use super::validate;
 use crate::contract::{
     Pod, SyncAck, SyncEvent, SyncRequest, ack, bookmark, sync_event, sync_request,
@@ -34,8 +34,10 @@ pub(super) fn session(
     mut requests: Streaming<SyncRequest>,
     received: Counter,
 ) -> impl Stream<Item = Result<SyncEvent, Status>> + Send + 'static {
-    let ops = Ops { store, shutdown };
+    let ops = Ops { store };
     let stream = async_stream::stream! {
+        let stopping = signals::stopping(&shutdown);
+        tokio::pin!(stopping);
         let mut subscription: Option<Watcher> = None;
         // Set when a subscription asked for bookmarks.
         let mut idle: Option<Idle> = None;
@@ -70,50 +72,50 @@ pub(super) fn session(
             // no change of a later op overtakes an earlier op's ack.
             let live = subscription.as_mut().filter(|_| in_flight.is_empty());
             let next = tokio::select! {
+                // Acks first, so that ops in flight never wait behind
+                // reading more; then the requests, whose number acks bound.
+                biased;
+                () = &mut stopping => Next::Stopping,
                 Some(ack) = in_flight.next() => Next::Ack(ack),
-                change = next_change(live, &ops.shutdown) => Next::Change(change),
                 request = requests.message(), if read => Next::Request(request),
+                change = next_change(live) => Next::Change(change),
                 () = bookmarks::due(&mut idle), if in_flight.is_empty() => Next::Bookmark,
             };
-            if let (Some(idle), Next::Ack(_) | Next::Change(Ok(_))) = (&mut idle, &next) {
-                idle.sent();
-            }
-            match next {
-                Next::Ack(ack) => {
-                    // A subscribed session sees its own change just before
-                    // the ack of the op that made it, after everyone else's
-                    // earlier changes.
-                    let mut ended = None;
-                    let version = ack.pod.as_ref().map(|pod| pod.resource_version);
-                    if let (Some(watcher), Some(version)) = (subscription.as_mut(), version) {
-                        while let Some(change) = watcher.try_next_up_to(version) {
-                            match change {
-                                Ok(pod) => yield Ok(change_event(&pod)),
-                                Err(end) => {
-                                    ended = Some(end);
-                                    break;
-                                }
-                            }
+            let ack = match next {
+                Next::Stopping => {
+                    let status = match &subscription {
+                        Some(watcher) => WatchEnd::Closed {
+                            last_version: watcher.last_version(),
                         }
-                    }
-                    yield Ok(ack_event(ack));
-                    if let Some(end) = ended {
-                        yield Err(end.into());
-                        break;
-                    }
+                        .into(),
+                        None => Status::unavailable("server is stopping"),
+                    };
+                    yield Err(status);
+                    break;
                 }
-                Next::Change(Ok(pod)) => yield Ok(change_event(&pod)),
-                Next::Bookmark => {
-                    if let Some(version) = subscription.as_ref().and_then(Watcher::caught_up) {
-                        yield Ok(change_event(&bookmark(version)));
+                Next::Ack(ack) => ack,
+                Next::Change(Ok(pod)) => {
+                    if let Some(idle) = &mut idle {
+                        idle.sent();
                     }
+                    yield Ok(change_event(&pod));
+                    continue;
                 }
                 Next::Change(Err(end)) => {
                     yield Err(end);
                     break;
                 }
+                Next::Bookmark => {
+                    if let Some(version) = subscription.as_ref().and_then(Watcher::caught_up) {
+                        yield Ok(change_event(&bookmark(version)));
+                    }
+                    continue;
+                }
                 // Half-close: the remaining acks, then OK.
-                Next::Request(Ok(None)) => half_closed = true,
+                Next::Request(Ok(None)) => {
+                    half_closed = true;
+                    continue;
+                }
                 // A message that could not be read (too large, or the
                 // client is gone, in which case nobody reads this).
                 Next::Request(Err(status)) => {
@@ -124,20 +126,58 @@ pub(super) fn session(
                     received.add();
                     if let Some(sync_request::Op::Subscribe(_)) = request.op {
                         subscribe = Some(request);
+                        continue;
+                    }
+                    let mut pending = ops.submit(request);
+                    // An op the store has done at once (in memory, every
+                    // op) is acknowledged now, without a round through
+                    // `in_flight` and the loop. Only with nothing before
+                    // it: acks go out in order.
+                    let done = if in_flight.is_empty() {
+                        (&mut pending).now_or_never()
                     } else {
-                        in_flight.push_back(ops.submit(request));
+                        None
+                    };
+                    match done {
+                        Some(ack) => ack,
+                        None => {
+                            in_flight.push_back(pending);
+                            continue;
+                        }
                     }
                 }
+            };
+            if let Some(idle) = &mut idle {
+                idle.sent();
+            }
+            // A subscribed session sees its own change just before the ack
+            // of the op that made it, after everyone else's earlier changes.
+            let mut ended = None;
+            let version = ack.pod.as_ref().map(|pod| pod.resource_version);
+            if let (Some(watcher), Some(version)) = (subscription.as_mut(), version) {
+                while let Some(change) = watcher.try_next_up_to(version) {
+                    match change {
+                        Ok(pod) => yield Ok(change_event(&pod)),
+                        Err(end) => {
+                            ended = Some(end);
+                            break;
+                        }
+                    }
+                }
+            }
+            yield Ok(ack_event(ack));
+            if let Some(end) = ended {
+                yield Err(end.into());
+                break;
             }
         }
     };
     stream
 }
 
-/// What a session's ops need: the store, and the shutdown that ends it.
+/// What a session's ops need: the store.
 struct Ops {
     store: Arc<dyn PodStore>,
-    shutdown: Shutdown,
 }
 
 impl Ops {
@@ -215,6 +255,8 @@ fn ack_event(ack: SyncAck) -> SyncEvent {
 }
 
 enum Next {
+    /// The server is stopping.
+    Stopping,
     Ack(SyncAck),
     Change(Result<Arc<Pod>, Status>),
     Request(Result<Option<SyncRequest>, Status>),
@@ -223,20 +265,12 @@ enum Next {
     Bookmark,
 }
 
-/// The next change for a watch, or the status that ends it; for a session
-/// that is not subscribed, only the end (at shutdown).
-async fn next_change(
-    watcher: Option<&mut Watcher>,
-    shutdown: &Shutdown,
-) -> Result<Arc<Pod>, Status> {
-    let Some(watcher) = watcher else {
-        shutdown.cancelled().await;
-        return Err(Status::unavailable("server is stopping"));
-    };
-    tokio::select! {
-        biased;
-        _ = shutdown.cancelled() => Err(WatchEnd::Closed { last_version: watcher.last_version() }.into()),
-        next = watcher.next() => next.map_err(Status::from),
+/// The next change for a subscribed session; for one that is not (or not
+/// now), never.
+async fn next_change(watcher: Option<&mut Watcher>) -> Result<Arc<Pod>, Status> {
+    match watcher {
+        Some(watcher) => watcher.next().await.map_err(Status::from),
+        None => std::future::pending().await,
     }
 }
 

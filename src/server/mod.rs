@@ -1,7 +1,9 @@
 //! The server: the PodService's handlers, the layers every call passes, and
 //! the wiring that serves them on a listener until shutdown.
 //!
-//! A call arrives at [`serve`]'s listener and passes, in order:
+//! A call arrives at [`serve`]'s listener, on a connection whose small
+//! writes are gathered into one system call per burst (`batched_writes`),
+//! and passes, in order:
 //!
 //! 0. the dashboard (`dashboard`), which serves the browser page at `/`,
 //!    refuses cross-origin requests, preflights and, on loopback, foreign
@@ -22,6 +24,7 @@
 //! `signals` holds the shutdown token and the Ctrl-C/SIGTERM handlers.
 //! [`InProcessServer`] runs all of it in this process on a free port.
 
+mod batched_writes;
 mod bookmarks;
 mod call_log;
 pub mod certs;

@@ -12,10 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, ServerTlsConfig};
 use tonic_web::GrpcWebLayer;
 
+use super::batched_writes::BatchedWrites;
 use super::bookmarks::BookmarkClock;
 use super::dashboard::Dashboard;
 use super::health;
@@ -195,7 +197,9 @@ pub async fn serve(
         .is_ok_and(|addr| addr.ip().is_loopback());
     // Streams send many small messages: don't let Nagle hold them back.
     // (The builder's `tcp_nodelay` only applies to listeners it binds itself.)
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .map(|connection| connection.map(BatchedWrites::new));
     let server = builder
         // Outermost: the page's files, and the browser rules for every
         // request (same origin, loopback hosts), before anything else runs.

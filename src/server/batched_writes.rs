@@ -14,8 +14,10 @@
 //! call.
 //!
 //! A yield costs one more poll of the connection task and no wait when
-//! nothing else is ready. The buffer is only held while it has bytes, so
-//! an idle connection (a quiet watch) holds none.
+//! nothing else is ready. A flush of control frames alone (window updates,
+//! pings, settings) goes out without it: a client uploading may be waiting
+//! for its window. The buffer is only held while it has bytes, so an idle
+//! connection (a quiet watch) holds none.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -109,7 +111,11 @@ impl<IO: AsyncWrite> AsyncWrite for BatchedWrites<IO> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if !self.pending.is_empty() && self.pending.len() < BATCH_BYTES && !self.yielded {
+        if !self.pending.is_empty()
+            && self.pending.len() < BATCH_BYTES
+            && !self.yielded
+            && !only_control_frames(&self.pending)
+        {
             // Woken at once, so polled again after the tasks ahead of it.
             *self.as_mut().project().yielded = true;
             cx.waker().wake_by_ref();
@@ -123,6 +129,28 @@ impl<IO: AsyncWrite> AsyncWrite for BatchedWrites<IO> {
         ready!(self.as_mut().poll_drain(cx))?;
         self.project().io.poll_shutdown(cx)
     }
+}
+
+/// Whether `bytes` are whole HTTP/2 SETTINGS, PING and WINDOW_UPDATE frames
+/// and nothing else. Those go out without the yield: there is nothing to
+/// gather them with, and the peer may be waiting for them (an upload for
+/// its window). Written frames begin where a drained buffer began, so the
+/// frame headers are found by walking; a buffer that does not walk out
+/// whole (a drain can stop mid-frame) only loses the shortcut.
+fn only_control_frames(mut bytes: &[u8]) -> bool {
+    const HEADER: usize = 9;
+    const SETTINGS: u8 = 0x4;
+    const PING: u8 = 0x6;
+    const WINDOW_UPDATE: u8 = 0x8;
+    while bytes.len() >= HEADER {
+        let length =
+            usize::from(bytes[0]) << 16 | usize::from(bytes[1]) << 8 | usize::from(bytes[2]);
+        if !matches!(bytes[3], SETTINGS | PING | WINDOW_UPDATE) || bytes.len() < HEADER + length {
+            return false;
+        }
+        bytes = &bytes[HEADER + length..];
+    }
+    bytes.is_empty()
 }
 
 impl<IO: AsyncRead> AsyncRead for BatchedWrites<IO> {
@@ -147,6 +175,7 @@ impl<IO: Connected> Connected for BatchedWrites<IO> {
 mod tests {
     use super::*;
     use futures::FutureExt;
+    use std::future::Future;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]
@@ -164,6 +193,35 @@ mod tests {
         far.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"one two");
         assert_eq!(batched.pending.capacity(), 0, "a drained buffer is let go");
+    }
+
+    #[tokio::test]
+    async fn window_updates_leave_at_once() {
+        let (near, mut far) = tokio::io::duplex(1 << 20);
+        let mut batched = BatchedWrites::new(near);
+        // A connection's and a stream's WINDOW_UPDATE, 13 bytes each.
+        let update = |stream: u8| [0, 0, 4, 0x8, 0, 0, 0, 0, stream, 0, 1, 0, 0];
+        let updates = [update(0), update(1)].concat();
+        batched.write_all(&updates).await.unwrap();
+        let flushed = std::pin::pin!(batched.flush())
+            .poll(&mut Context::from_waker(std::task::Waker::noop()));
+        assert!(
+            flushed.is_ready(),
+            "control frames are flushed without a yield"
+        );
+        let mut got = [0u8; 26];
+        far.read_exact(&mut got).await.unwrap();
+        assert_eq!(got.as_slice(), updates.as_slice());
+
+        // A DATA frame (type 0) among them is gathered as before.
+        let data = [0, 0, 1, 0x0, 0, 0, 0, 0, 1, b'x'];
+        batched
+            .write_all(&[update(0).as_slice(), &data].concat())
+            .await
+            .unwrap();
+        let flushed = std::pin::pin!(batched.flush())
+            .poll(&mut Context::from_waker(std::task::Waker::noop()));
+        assert!(flushed.is_pending(), "a flush with data yields once first");
     }
 
     #[tokio::test]

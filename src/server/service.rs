@@ -19,7 +19,7 @@ use super::call_log::{CallLog, Counter};
 use super::continue_token;
 use super::deadline;
 use super::list_cache::ListCache;
-use super::signals::{self, Shutdown};
+use super::signals::Shutdown;
 use super::sync_session;
 use super::validate::{self, ListQuery};
 use crate::contract::{
@@ -191,9 +191,9 @@ impl PodService {
         let mut idle = request.allow_bookmarks.then(|| self.bookmarks.idle());
         let shutdown = self.shutdown.clone();
         let stream = async_stream::stream! {
-            // One shutdown wait for the whole stream, cheap to poll again:
+            // One shutdown wait for the whole stream, not one per change:
             // this loop runs for every watcher on every change.
-            let stopping = signals::stopping(&shutdown);
+            let stopping = shutdown.cancelled();
             tokio::pin!(stopping);
             loop {
                 // A watch without bookmarks polls no bookmark branch at all.
@@ -305,12 +305,10 @@ impl PodService {
         let mut lines = self.store.read_log(&key, start, request.follow)?;
         let shutdown = self.shutdown.clone();
         let stream = async_stream::stream! {
-            let stopping = signals::stopping(&shutdown);
-            tokio::pin!(stopping);
             loop {
                 let next = tokio::select! {
                     biased;
-                    () = &mut stopping => {
+                    () = shutdown.cancelled() => {
                         yield Err(Status::unavailable("server is stopping"));
                         break;
                     }

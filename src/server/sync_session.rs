@@ -17,7 +17,7 @@ use tonic::{Status, Streaming};
 
 use super::bookmarks::{self, BookmarkClock, Idle};
 use super::call_log::Counter;
-use super::signals::{self, Shutdown};
+use super::signals::Shutdown;
 use super::validate;
 use crate::contract::{
     Pod, SyncAck, SyncEvent, SyncRequest, ack, bookmark, sync_event, sync_request,
@@ -36,7 +36,7 @@ pub(super) fn session(
 ) -> impl Stream<Item = Result<SyncEvent, Status>> + Send + 'static {
     let ops = Ops { store };
     let stream = async_stream::stream! {
-        let stopping = signals::stopping(&shutdown);
+        let stopping = shutdown.cancelled();
         tokio::pin!(stopping);
         let mut subscription: Option<Watcher> = None;
         // Set when a subscription asked for bookmarks.

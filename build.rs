@@ -42,22 +42,20 @@ fn main() -> Result<(), Error> {
     // The stubs, naming every message by its path instead of generating it:
     // the client's, then the server's, which sends `WatchPods`' pods as the
     // hand-written `WatchedPod` (src/contract/watch.rs).
-    tonic_prost_build::configure()
+    let stubs = || {
+        tonic_prost_build::configure()
+            .extern_path(".infra", "crate::contract::messages")
+            .extern_path(
+                ".infra.ListPodsResponse",
+                "crate::contract::list::ListPodsResponse",
+            )
+    };
+    stubs()
         .build_server(false)
-        .extern_path(".infra", "crate::contract::messages")
-        .extern_path(
-            ".infra.ListPodsResponse",
-            "crate::contract::list::ListPodsResponse",
-        )
         .out_dir(dir(&out_dir, "services/client")?)
         .compile_fds(contract.clone())?;
-    tonic_prost_build::configure()
+    stubs()
         .build_client(false)
-        .extern_path(".infra", "crate::contract::messages")
-        .extern_path(
-            ".infra.ListPodsResponse",
-            "crate::contract::list::ListPodsResponse",
-        )
         .extern_path(".infra.Pod", "crate::contract::watch::WatchedPod")
         .out_dir(dir(&out_dir, "services/server")?)
         .compile_fds(contract)?;

@@ -31,15 +31,12 @@ use tonic::transport::server::Connected;
 /// a write this large, with nothing buffered, goes straight through.
 pub const BATCH_BYTES: usize = 16 * 1024;
 
-pin_project_lite::pin_project! {
-    /// An I/O stream whose writes are batched; see the module docs.
-    pub struct BatchedWrites<IO> {
-        #[pin]
-        io: IO,
-        pending: BytesMut,
-        // The flush of what is pending has yielded once already.
-        yielded: bool,
-    }
+/// An I/O stream whose writes are batched; see the module docs.
+pub struct BatchedWrites<IO> {
+    io: IO,
+    pending: BytesMut,
+    // The flush of what is pending has yielded once already.
+    yielded: bool,
 }
 
 impl<IO> BatchedWrites<IO> {
@@ -53,55 +50,47 @@ impl<IO> BatchedWrites<IO> {
     }
 }
 
-impl<IO: AsyncWrite> BatchedWrites<IO> {
+impl<IO: AsyncWrite + Unpin> BatchedWrites<IO> {
     /// Writes out everything pending.
-    fn poll_drain(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut this = self.project();
-        while !this.pending.is_empty() {
-            let written = ready!(this.io.as_mut().poll_write(cx, this.pending))?;
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.pending.is_empty() {
+            let written = ready!(Pin::new(&mut self.io).poll_write(cx, &self.pending))?;
             if written == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            this.pending.advance(written);
+            self.pending.advance(written);
         }
         // Let go of the memory: a connection that is quiet holds none.
-        *this.pending = BytesMut::new();
-        *this.yielded = false;
+        self.pending = BytesMut::new();
+        self.yielded = false;
         Poll::Ready(Ok(()))
     }
 }
 
-impl<IO: AsyncWrite> AsyncWrite for BatchedWrites<IO> {
+impl<IO: AsyncWrite + Unpin> AsyncWrite for BatchedWrites<IO> {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if self.pending.is_empty() && buf.len() >= BATCH_BYTES {
-            return self.project().io.poll_write(cx, buf);
-        }
-        if self.pending.len() >= BATCH_BYTES {
-            ready!(self.as_mut().poll_drain(cx))?;
-        }
-        self.project().pending.extend_from_slice(buf);
-        Poll::Ready(Ok(buf.len()))
+        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
         let len: usize = bufs.iter().map(|buf| buf.len()).sum();
-        if self.pending.is_empty() && len >= BATCH_BYTES {
-            return self.project().io.poll_write_vectored(cx, bufs);
+        if this.pending.is_empty() && len >= BATCH_BYTES {
+            return Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
         }
-        if self.pending.len() >= BATCH_BYTES {
-            ready!(self.as_mut().poll_drain(cx))?;
+        if this.pending.len() >= BATCH_BYTES {
+            ready!(this.poll_drain(cx))?;
         }
-        let pending = self.project().pending;
         for buf in bufs {
-            pending.extend_from_slice(buf);
+            this.pending.extend_from_slice(buf);
         }
         Poll::Ready(Ok(len))
     }
@@ -110,24 +99,26 @@ impl<IO: AsyncWrite> AsyncWrite for BatchedWrites<IO> {
         true
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if !self.pending.is_empty()
-            && self.pending.len() < BATCH_BYTES
-            && !self.yielded
-            && !only_control_frames(&self.pending)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.pending.is_empty()
+            && this.pending.len() < BATCH_BYTES
+            && !this.yielded
+            && !only_control_frames(&this.pending)
         {
             // Woken at once, so polled again after the tasks ahead of it.
-            *self.as_mut().project().yielded = true;
+            this.yielded = true;
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
-        ready!(self.as_mut().poll_drain(cx))?;
-        self.project().io.poll_flush(cx)
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.io).poll_flush(cx)
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        ready!(self.as_mut().poll_drain(cx))?;
-        self.project().io.poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.io).poll_shutdown(cx)
     }
 }
 
@@ -153,13 +144,13 @@ fn only_control_frames(mut bytes: &[u8]) -> bool {
     bytes.is_empty()
 }
 
-impl<IO: AsyncRead> AsyncRead for BatchedWrites<IO> {
+impl<IO: AsyncRead + Unpin> AsyncRead for BatchedWrites<IO> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        self.project().io.poll_read(cx, buf)
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
     }
 }
 

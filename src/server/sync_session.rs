@@ -72,8 +72,8 @@ pub(super) fn session(
             // no change of a later op overtakes an earlier op's ack.
             let live = subscription.as_mut().filter(|_| in_flight.is_empty());
             let next = tokio::select! {
-                // Acks first, so that ops in flight never wait behind
-                // reading more; then the requests, whose number acks bound.
+                // Shutdown, then acks, so that ops in flight never wait
+                // behind reading more; then the requests, which acks bound.
                 biased;
                 () = &mut stopping => Next::Stopping,
                 Some(ack) = in_flight.next() => Next::Ack(ack),

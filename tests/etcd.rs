@@ -523,6 +523,49 @@ async fn a_replica_started_later_resumes_watches_from_before_it_started() {
     assert_once_in_order(&seen, &expected, "the later replica");
 }
 
+/// A new registry on a cluster that other registries have written to and
+/// compacted, as any long-running cluster has: its feed must start over
+/// from the compacted revision before the replica serves, not after. A
+/// watch opened the moment the store is open sees the next write, and is
+/// never ended by its cache starting over. (Seen from outside: about
+/// 5-100 ms after "listening", every watch ended with "server is stopping".)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_registry_on_a_compacted_cluster_serves_only_once_its_feed_is_established() {
+    let cluster = EtcdCluster::start(1).await;
+    let keep_one = StoreConfig {
+        history: 1,
+        ..StoreConfig::default()
+    };
+    let other = open(&cluster, &unique_prefix(), keep_one).await;
+    for replicas in 1..=5 {
+        other.apply(apply("other", "web", replicas)).await.unwrap();
+    }
+    assert!(
+        other.compact().await.expect("compact").is_some(),
+        "the other registry compacted the cluster"
+    );
+    for round in 0..5 {
+        let store = open(&cluster, &unique_prefix(), StoreConfig::default()).await;
+        let mut watcher = store.watch(None, 0).expect("watch");
+        let applied = store.apply(apply("dev", "web", round)).await.unwrap();
+        let seen = within("the watch's first change", watcher.next()).await;
+        assert_eq!(
+            seen.map(|pod| pod.resource_version),
+            Ok(applied.resource_version),
+            "round {round}: the watch ended instead of seeing the write"
+        );
+    }
+}
+
+fn apply(namespace: &str, name: &str, replicas: i32) -> ApplyPod {
+    ApplyPod {
+        key: pod_service::domain::PodKey::new(namespace, name),
+        status: "Running".into(),
+        replicas,
+        expected_version: None,
+    }
+}
+
 /// A loader that died half-way leaves pods but no registry: the next server
 /// starts over, and what the dead one wrote is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,10 +41,52 @@ impl From<WatchEnd> for Status {
                 "server is stopping; last delivered resource_version {last_version}: \
                  watch again from it"
             )),
+            WatchEnd::StartedOver { last_version, at } => Status::unavailable(format!(
+                "this server's cache lost its place in etcd and started over at \
+                 resource_version {at}, without the history before it; last delivered \
+                 resource_version {last_version}: watch again from it on another server, \
+                 or list again"
+            )),
         };
         status
             .metadata_mut()
             .insert(LAST_VERSION_KEY, end.last_version().into());
         status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_start_over_is_not_called_a_shutdown_and_says_where_to_resume() {
+        let status = Status::from(WatchEnd::StartedOver {
+            last_version: 41,
+            at: 97,
+        });
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(
+            !status.message().contains("stopping"),
+            "{}",
+            status.message()
+        );
+        assert!(
+            status
+                .message()
+                .contains("started over at resource_version 97")
+                && status
+                    .message()
+                    .contains("resource_version 41: watch again from it"),
+            "{}",
+            status.message()
+        );
+        assert_eq!(
+            status
+                .metadata()
+                .get(LAST_VERSION_KEY)
+                .map(|v| v.to_str().ok()),
+            Some(Some("41"))
+        );
     }
 }

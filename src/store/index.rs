@@ -28,7 +28,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::ops::Bound;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::{broadcast, watch};
 
@@ -56,6 +56,9 @@ struct State {
     /// Publishes changes to watchers. Kept under the lock so that a reset
     /// (see [`Index::reset`]) ends every watcher of the state it replaces.
     changes: broadcast::Sender<Arc<Pod>>,
+    /// Set when a reset ends `changes`, so that its watchers can tell a
+    /// start-over from a shutdown.
+    started_over: Arc<OnceLock<u64>>,
     /// The version of the newest change; 0 for a store that never changed.
     version: u64,
     /// The newest changes, oldest first, ending at `version`.
@@ -173,6 +176,7 @@ impl Index {
             state: RwLock::new(State {
                 pods,
                 changes: broadcast::channel(config.watch_buffer.max(1)).0,
+                started_over: Arc::default(),
                 version,
                 history,
                 continues_from,
@@ -283,6 +287,7 @@ impl Index {
             from,
             state.version,
             state.changes.subscribe(),
+            Arc::clone(&state.started_over),
         ))
     }
 
@@ -328,7 +333,7 @@ impl Index {
 
     /// Starts over from `pods` at `version`, with an empty history, for a
     /// store that lost its place in the feed it follows. Every watcher of
-    /// the state before ends (as [`WatchEnd::Closed`](super::WatchEnd)),
+    /// the state before ends (as [`WatchEnd::StartedOver`](super::WatchEnd)),
     /// to resume from its last version, which the new history cannot
     /// continue: its client lists again. Each pod comes with the version
     /// that created it.
@@ -368,9 +373,11 @@ impl Index {
                 log.close();
             }
         }
-        state.changes = broadcast::channel(self.config.watch_buffer.max(1)).0;
         state.history.clear();
         state.version = state.version.max(version);
+        let _ = state.started_over.set(state.version);
+        state.changes = broadcast::channel(self.config.watch_buffer.max(1)).0;
+        state.started_over = Arc::default();
         state.continues_from = state.version;
         state.undoes_from = state.version;
         self.versions.send_replace(state.version);

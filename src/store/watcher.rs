@@ -13,7 +13,7 @@
 //! skipping changes silently.
 
 use std::collections::vec_deque::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::broadcast::{
     self,
@@ -35,15 +35,25 @@ pub enum WatchEnd {
         /// The last version delivered.
         last_version: u64,
     },
+    /// This server's cache lost its place in the shared store it follows
+    /// and started over from it at `at`, without the history before: the
+    /// watch can resume from `last_version` only where that history is
+    /// still kept (another server), or else must list again.
+    StartedOver {
+        /// The last version delivered.
+        last_version: u64,
+        /// The version the cache started over at.
+        at: u64,
+    },
 }
 
 impl WatchEnd {
     /// The version a new watch should continue from.
     pub fn last_version(&self) -> u64 {
         match self {
-            WatchEnd::Overflow { last_version } | WatchEnd::Closed { last_version } => {
-                *last_version
-            }
+            WatchEnd::Overflow { last_version }
+            | WatchEnd::Closed { last_version }
+            | WatchEnd::StartedOver { last_version, .. } => *last_version,
         }
     }
 }
@@ -59,6 +69,8 @@ pub struct Watcher {
     /// backlog is delivered.
     registered_at: u64,
     changes: broadcast::Receiver<Arc<Pod>>,
+    /// Set, by the cache, when it ends `changes` because it started over.
+    started_over: Arc<OnceLock<u64>>,
     /// A live change taken from the channel but not yet yielded (see
     /// [`Watcher::try_next_up_to`]).
     held: Option<Arc<Pod>>,
@@ -77,6 +89,7 @@ impl Watcher {
         from: u64,
         registered_at: u64,
         changes: broadcast::Receiver<Arc<Pod>>,
+        started_over: Arc<OnceLock<u64>>,
     ) -> Self {
         Watcher {
             namespace,
@@ -89,6 +102,7 @@ impl Watcher {
             backlog_is_snapshot: from == 0,
             registered_at,
             changes,
+            started_over,
             held: None,
             initial_bookmark: false,
         }
@@ -201,8 +215,10 @@ impl Watcher {
     }
 
     fn closed(&self) -> WatchEnd {
-        WatchEnd::Closed {
-            last_version: self.last_version,
+        let last_version = self.last_version;
+        match self.started_over.get() {
+            Some(&at) => WatchEnd::StartedOver { last_version, at },
+            None => WatchEnd::Closed { last_version },
         }
     }
 }

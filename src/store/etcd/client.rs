@@ -44,6 +44,9 @@ const MAX_MESSAGE_BYTES: usize = 256 << 20;
 /// How many times a call goes round the members before it gives up.
 const ROUNDS: usize = 3;
 
+/// Where a watch stream takes further requests.
+pub(super) type WatchRequests = tokio::sync::mpsc::UnboundedSender<WatchRequest>;
+
 /// A connection to each member of one cluster.
 pub(super) struct Etcd {
     members: Vec<Member>,
@@ -217,18 +220,24 @@ impl Etcd {
 
     /// Opens a watch stream on the next member that takes it, starting
     /// after `after` (the index of the member tried before, if any): the
-    /// stream and the member's index. The stream asks for a leader, so an
-    /// isolated member ends it instead of going silent.
+    /// stream, where to send it more requests (progress requests), and the
+    /// member's index. The stream asks for a leader, so an isolated member
+    /// ends it instead of going silent. It stays open while the sender
+    /// lives: a watch stream whose request side ended is cancelled by etcd.
     pub async fn watch(
         &self,
         create: WatchRequest,
         after: Option<usize>,
-    ) -> Result<(Streaming<WatchResponse>, usize), StoreError> {
+    ) -> Result<(Streaming<WatchResponse>, WatchRequests, usize), StoreError> {
         let mut last = None;
         let start = after.map_or(self.current.load(Ordering::Relaxed), |i| i + 1);
         for round in 0..self.members.len() {
             let index = (start + round) % self.members.len();
-            let mut request = Request::new(futures::stream::iter([create.clone()]).chain_pending());
+            let (requests, queue) = tokio::sync::mpsc::unbounded_channel();
+            // Cannot fail: the receiver is right here.
+            let _ = requests.send(create.clone());
+            let mut request =
+                Request::new(tokio_stream::wrappers::UnboundedReceiverStream::new(queue));
             request
                 .metadata_mut()
                 .insert("hasleader", MetadataValue::from_static("true"));
@@ -237,7 +246,7 @@ impl Etcd {
                 .watch(request)
                 .await
             {
-                Ok(stream) => return Ok((stream.into_inner(), index)),
+                Ok(stream) => return Ok((stream.into_inner(), requests, index)),
                 Err(status) => last = Some(status),
             }
         }
@@ -333,13 +342,3 @@ fn timed<T>(message: T) -> Request<T> {
     request.set_timeout(CALL_TIMEOUT);
     request
 }
-
-/// A stream that yields its items and then stays open: a watch stream
-/// whose request side ended would be cancelled by etcd.
-trait ChainPending: futures::Stream + Sized {
-    fn chain_pending(self) -> futures::stream::Chain<Self, futures::stream::Pending<Self::Item>> {
-        futures::StreamExt::chain(self, futures::stream::pending())
-    }
-}
-
-impl<S: futures::Stream> ChainPending for S {}

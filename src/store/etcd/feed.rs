@@ -53,7 +53,8 @@ pub(super) async fn follow(inner: Arc<Shared>) {
             )),
         };
         let end = match inner.etcd.watch(create, member).await {
-            Ok((stream, index)) => {
+            // The request side stays open while `_requests` lives.
+            Ok((stream, _requests, index)) => {
                 member = Some(index);
                 run(&inner, stream).await
             }
@@ -196,6 +197,57 @@ fn change(inner: &Shared, event: Event, applied: u64) -> Result<Seen, End> {
         }
     };
     Ok(Seen::Pod(pod))
+}
+
+/// Brings the index to where etcd can be followed from, before the server
+/// serves: when etcd has compacted past the index's version (a new
+/// server's index is at 0, and a long-running cluster has always been
+/// compacted, by this registry or another), the index starts over from the
+/// pods at the compacted revision now, while no watcher exists to be ended
+/// by it, rather than once the feed's watch is refused after serving began.
+pub(super) async fn establish(inner: &Shared) -> Result<(), StoreError> {
+    let from = inner.index.version() + 1;
+    if let Some(compacted) = compacted_past(inner, from).await? {
+        start_over(inner, compacted).await?;
+    }
+    Ok(())
+}
+
+/// etcd's compacted revision if it is past `from`, found by ranges at
+/// revisions (etcd 3.4 tells its compacted revision only to a watch that
+/// it cancels, and does so asynchronously): a range at a revision fails
+/// exactly when that revision is older than the compacted one, so a binary
+/// search between `from` and the current revision finds it in a few dozen
+/// small reads.
+async fn compacted_past(inner: &Shared, from: u64) -> Result<Option<i64>, ReadError> {
+    let at = |revision: i64| RangeRequest {
+        keys_only: true,
+        limit: 1,
+        revision,
+        ..super::registry::get(inner.keys.revision())
+    };
+    let from = i64::try_from(from).unwrap_or(i64::MAX);
+    let now = inner.etcd.range(at(0)).await?;
+    let now = now.header.as_ref().map_or(0, |header| header.revision);
+    if from > now {
+        return Ok(None);
+    }
+    match inner.etcd.range(at(from)).await {
+        Ok(_) => return Ok(None),
+        Err(ReadError::Compacted) => {}
+        Err(err) => return Err(err),
+    }
+    // The oldest readable revision lies in (compacted, readable].
+    let (mut compacted, mut readable) = (from, now);
+    while readable - compacted > 1 {
+        let middle = compacted + (readable - compacted) / 2;
+        match inner.etcd.range(at(middle)).await {
+            Ok(_) => readable = middle,
+            Err(ReadError::Compacted) => compacted = middle,
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(Some(readable))
 }
 
 /// Replaces the index with the pods as they are at `revision` (0: now).

@@ -112,6 +112,7 @@ impl EtcdStore {
             closed: AtomicBool::new(false),
             feed_behind: tokio::sync::Notify::new(),
         });
+        feed::establish(&shared).await?;
         let mut tasks = vec![tokio::spawn(feed::follow(Arc::clone(&shared)))];
         let (writes, queue) = mpsc::unbounded_channel();
         tasks.push(tokio::spawn(write(Arc::clone(&shared), queue)));

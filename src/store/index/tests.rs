@@ -1,6 +1,7 @@
 //! The index on its own: versions, batches, lists, conflicts, the history.
 
 use super::*;
+use crate::store::WatchEnd;
 
 fn apply(index: &Index, ns: &str, name: &str, replicas: i32) -> Arc<Pod> {
     let mut batch = index.batch();
@@ -339,4 +340,28 @@ fn a_restored_index_continues_lists_only_from_its_restored_version() {
             oldest: Some(2),
         }
     );
+}
+
+#[tokio::test]
+async fn a_reset_ends_watchers_as_a_start_over_not_a_shutdown() {
+    let index = Index::new(StoreConfig::default());
+    apply(&index, "a", "x", 1);
+    let mut watcher = index.watch(None, 1).unwrap();
+    let kept = Pod {
+        name: "x".into(),
+        namespace: "a".into(),
+        resource_version: 7,
+        ..Pod::default()
+    };
+    index.reset(vec![(kept, 7)], 9);
+    assert_eq!(
+        watcher.next().await,
+        Err(WatchEnd::StartedOver {
+            last_version: 1,
+            at: 9
+        })
+    );
+    // A watcher of the new state is not ended by that start-over.
+    let mut later = index.watch(None, 0).unwrap();
+    assert_eq!(later.next().await.map(|pod| pod.resource_version), Ok(7));
 }

@@ -54,6 +54,31 @@ pub struct ApplyPod {
     pub expected_version: Option<u64>,
 }
 
+impl ApplyPod {
+    /// The pod this write stores, at the version the store gave it.
+    pub fn stored_at(self, version: u64) -> Pod {
+        Pod {
+            name: self.key.name,
+            namespace: self.key.namespace,
+            status: self.status,
+            replicas: self.replicas,
+            resource_version: version,
+            deleted: false,
+            bookmark: false,
+        }
+    }
+}
+
+/// The tombstone of a pod deleted at `version`: the pod as it was, marked
+/// deleted, so that a watcher learns what went.
+pub fn tombstone(pod: &Pod, version: u64) -> Pod {
+    Pod {
+        resource_version: version,
+        deleted: true,
+        ..pod.clone()
+    }
+}
+
 /// A field that broke a rule; the server answers it with `INVALID_ARGUMENT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {

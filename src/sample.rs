@@ -1,11 +1,11 @@
-//! Sample data, so that a fresh server has something to show.
+//! Sample data, so that a fresh server has something to show: the starting
+//! pods a new registry is given (see [`Registry::open`](crate::store::Registry::open)).
 //!
 //! [`SAMPLE_PODS`] is the documented default set (see the README);
 //! [`numbered`] builds the same synthetic set as the Go peer's `-pods N`, for
 //! like-for-like benchmarks.
 
 use crate::domain::{ApplyPod, PodKey};
-use crate::store::{PodStore, StoreError};
 
 /// `(namespace, name, status, replicas)` of the pods a new server starts with.
 pub const SAMPLE_PODS: &[(&str, &str, &str, i32)] = &[
@@ -46,20 +46,6 @@ pub fn numbered(n: usize) -> impl Iterator<Item = ApplyPod> {
         replicas: (i % 3) as i32 + 1,
         expected_version: None,
     })
-}
-
-/// Applies pods to the store, in order. They are all submitted before any
-/// is awaited, so a durable store commits them in a few large batches
-/// rather than one fsync each.
-pub async fn load(
-    store: &dyn PodStore,
-    pods: impl IntoIterator<Item = ApplyPod>,
-) -> Result<(), StoreError> {
-    let pending: Vec<_> = pods.into_iter().map(|pod| store.apply(pod)).collect();
-    for applied in pending {
-        applied.await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

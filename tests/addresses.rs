@@ -17,7 +17,7 @@ use common::{TestServer, within};
 use pod_service::client::{self, ClientConfig, Pages, Servers};
 use pod_service::sample;
 use pod_service::server::ServerConfig;
-use pod_service::store::{MemoryStore, PodStore, StoreConfig};
+use pod_service::store::{Registry, StoreConfig};
 
 /// A loopback address where nothing listens: bound, then closed.
 fn dead_url() -> String {
@@ -27,7 +27,7 @@ fn dead_url() -> String {
 
 /// Two servers of one store: a registry served by two replicas.
 async fn replicas() -> (TestServer, TestServer) {
-    let store: Arc<dyn PodStore> = Arc::new(MemoryStore::new(StoreConfig::default()));
+    let store = Arc::new(Registry::in_memory(StoreConfig::default()));
     let first = TestServer::start_on(Arc::clone(&store), ServerConfig::default()).await;
     let second = TestServer::start_on(store, ServerConfig::default()).await;
     (first, second)
@@ -35,9 +35,7 @@ async fn replicas() -> (TestServer, TestServer) {
 
 async fn sample_server() -> TestServer {
     let server = TestServer::start(common::Backend::Memory).await;
-    sample::load(server.store.as_ref(), sample::sample())
-        .await
-        .unwrap();
+    server.store.load(sample::sample()).await.unwrap();
     server
 }
 
@@ -114,9 +112,7 @@ async fn list_pods_passes_over_a_server_that_never_answers() {
 #[tokio::test]
 async fn a_list_goes_on_at_another_replica_from_its_token() {
     let (first, second) = replicas().await;
-    sample::load(first.store.as_ref(), sample::sample())
-        .await
-        .unwrap();
+    first.store.load(sample::sample()).await.unwrap();
     let config = ClientConfig {
         addrs: vec![first.url(), second.url()],
         ..ClientConfig::new(first.url())

@@ -46,9 +46,7 @@ fn assert_one_line_error(output: &Output, contains: &str) {
 
 async fn sample_server() -> TestServer {
     let server = TestServer::start(common::Backend::Memory).await;
-    sample::load(server.store.as_ref(), sample::sample())
-        .await
-        .unwrap();
+    server.store.load(sample::sample()).await.unwrap();
     server
 }
 
@@ -247,7 +245,13 @@ async fn upload_logs_streams_files_and_stdin() {
         output.stderr
     );
 
-    let log = server.store.log(&PodKey::new("production", "web")).unwrap();
+    let log = server
+        .store
+        .fresh(0)
+        .await
+        .unwrap()
+        .log(&PodKey::new("production", "web"))
+        .unwrap();
     assert_eq!(log.end_cursor(), 10_002);
     assert_eq!(
         log.read(10_000).batch.lines,
@@ -315,6 +319,9 @@ async fn pod_logs_prints_the_tail_and_follows() {
     let server = sample_server().await;
     let log = server
         .store
+        .fresh(0)
+        .await
+        .unwrap()
         .log(&PodKey::new("default", "hello-world"))
         .unwrap();
     log.append((1..=5).map(|i| format!("line {i}")).collect());
@@ -390,7 +397,13 @@ ack 4 OK staging/web deleted v9
         "ack 1 OK default/ok status=Pending replicas=0 v10\n"
     );
     assert!(
-        server.store.log(&PodKey::new("default", "never")).is_err(),
+        server
+            .store
+            .fresh(0)
+            .await
+            .unwrap()
+            .log(&PodKey::new("default", "never"))
+            .is_err(),
         "nothing after the bad line ran"
     );
 }

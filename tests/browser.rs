@@ -106,6 +106,9 @@ async fn the_table_shows_the_pods_and_follows_other_clients() {
     let lines = ["GET /healthz 200 0.4ms", "GET /api/pods 200 3.1ms"].map(String::from);
     server
         .store
+        .fresh(0)
+        .await
+        .unwrap()
         .append_log(PodKey::new("production", "web"), lines.to_vec())
         .await
         .expect("logs");
@@ -387,9 +390,7 @@ async fn figures_with_10000_pods_and_100_changes_a_second() {
     const CHANGES: usize = 2_000;
     const RATE: u64 = 100;
     let server = TestServer::start(Backend::Memory).await;
-    sample::load(server.store.as_ref(), sample::numbered(PODS))
-        .await
-        .unwrap();
+    server.store.load(sample::numbered(PODS)).await.unwrap();
     let browser = Browser::start().await;
     let url = format!("{}/?measure=1", server.url());
     let mut first_renders = Vec::new();

@@ -17,16 +17,30 @@ use pod_service::contract::{LogChunk, PodServiceClient};
 use pod_service::domain::PodKey;
 use pod_service::server::ServerConfig;
 use pod_service::store::line_cost;
-use pod_service::store::{DurableStore, OpenError, PodStore, StoreConfig};
+use pod_service::store::{DataDirError, OpenError, Opened, Registry, Storage, StoreConfig};
 use tonic::Code;
 use tonic::transport::Channel;
 
-fn open(dir: &Path, config: StoreConfig) -> Arc<dyn PodStore> {
-    Arc::new(DurableStore::open(dir, config).expect("open the store"))
+/// Opens the durable registry in `dir`, as `pod-server --data-dir` does.
+async fn try_open(dir: &Path, config: StoreConfig) -> Result<Opened, OpenError> {
+    Registry::open(Storage::Durable(dir.to_owned()), config, Vec::new()).await
+}
+
+async fn open(dir: &Path, config: StoreConfig) -> Arc<Registry> {
+    Arc::new(
+        try_open(dir, config)
+            .await
+            .expect("open the store")
+            .registry,
+    )
 }
 
 async fn start(dir: &Path) -> TestServer {
-    TestServer::start_on(open(dir, StoreConfig::default()), ServerConfig::default()).await
+    TestServer::start_on(
+        open(dir, StoreConfig::default()).await,
+        ServerConfig::default(),
+    )
+    .await
 }
 
 /// Stops a server and drops its store, which closes the database.
@@ -142,8 +156,11 @@ async fn limits_hold_across_restarts() {
         log_bytes_per_pod: 2_000,
         ..StoreConfig::default()
     };
-    let server =
-        TestServer::start_on(open(dir.path(), config.clone()), ServerConfig::default()).await;
+    let server = TestServer::start_on(
+        open(dir.path(), config.clone()).await,
+        ServerConfig::default(),
+    )
+    .await;
     for replicas in 0..20 {
         server.apply("a", "web", "Running", replicas).await;
     }
@@ -159,7 +176,8 @@ async fn limits_hold_across_restarts() {
     drop(client);
     shut(server).await;
 
-    let server = TestServer::start_on(open(dir.path(), config), ServerConfig::default()).await;
+    let server =
+        TestServer::start_on(open(dir.path(), config).await, ServerConfig::default()).await;
     let mut client = server.client().await;
     let status = client.watch_pods(list_request("", 14)).await.unwrap_err();
     assert_eq!(status.code(), Code::OutOfRange);
@@ -183,14 +201,15 @@ async fn limits_hold_across_restarts() {
 #[tokio::test]
 async fn a_directory_in_use_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let first = DurableStore::open(dir.path(), StoreConfig::default()).unwrap();
-    let second = DurableStore::open(dir.path(), StoreConfig::default());
+    let first = try_open(dir.path(), StoreConfig::default()).await.unwrap();
+    let second = try_open(dir.path(), StoreConfig::default()).await;
     assert!(
-        matches!(second, Err(OpenError::Locked(_))),
+        matches!(second, Err(OpenError::DataDir(DataDirError::Locked(_)))),
         "{:?}",
         second.err()
     );
-    let message = DurableStore::open(dir.path(), StoreConfig::default())
+    let message = try_open(dir.path(), StoreConfig::default())
+        .await
         .err()
         .unwrap()
         .to_string();
@@ -199,19 +218,19 @@ async fn a_directory_in_use_is_refused() {
         "{message}"
     );
     drop(first);
-    assert!(DurableStore::open(dir.path(), StoreConfig::default()).is_ok());
+    assert!(try_open(dir.path(), StoreConfig::default()).await.is_ok());
 }
 
 /// Creates a store in `dir` and closes it, so that another program can
 /// open its database. (Dropping a store closes it in the background.)
 async fn create(dir: &Path) {
-    let store = DurableStore::open(dir, StoreConfig::default()).unwrap();
+    let store = open(dir, StoreConfig::default()).await;
     store.close().await.unwrap();
 }
 
 /// Opens a bad directory: it must fail with `expected` in the message and
 /// leave the database file byte for byte as it was.
-fn assert_refused_untouched(dir: &Path, expected: &str) {
+async fn assert_refused_untouched(dir: &Path, expected: &str) {
     let file = dir.join(pod_service::store::DATABASE_FILE);
     let digest = |bytes: Vec<u8>| {
         use std::hash::{Hash, Hasher};
@@ -220,7 +239,8 @@ fn assert_refused_untouched(dir: &Path, expected: &str) {
         (bytes.len(), hasher.finish())
     };
     let before = digest(std::fs::read(&file).unwrap());
-    let err = DurableStore::open(dir, StoreConfig::default())
+    let err = try_open(dir, StoreConfig::default())
+        .await
         .err()
         .expect("refused");
     assert!(err.to_string().contains(expected), "{err}");
@@ -237,7 +257,7 @@ async fn garbage_is_refused_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let garbage: Vec<u8> = (0..100_000u32).map(|i| (i * 7919 % 251) as u8).collect();
     std::fs::write(dir.path().join(pod_service::store::DATABASE_FILE), garbage).unwrap();
-    assert_refused_untouched(dir.path(), "is corrupt");
+    assert_refused_untouched(dir.path(), "is corrupt").await;
 }
 
 #[tokio::test]
@@ -256,7 +276,7 @@ async fn other_databases_and_versions_are_refused_untouched() {
             .unwrap();
         tx.commit().unwrap();
     }
-    assert_refused_untouched(foreign.path(), "not a pod-server database");
+    assert_refused_untouched(foreign.path(), "not a pod-server database").await;
 
     // A future layout of this one.
     let future = tempfile::tempdir().unwrap();
@@ -270,11 +290,15 @@ async fn other_databases_and_versions_are_refused_untouched() {
             .unwrap();
         tx.commit().unwrap();
     }
-    let err = DurableStore::open(future.path(), StoreConfig::default())
+    let err = try_open(future.path(), StoreConfig::default())
+        .await
         .err()
         .unwrap();
-    assert!(matches!(err, OpenError::Incompatible(..)), "{err}");
-    assert_refused_untouched(future.path(), "schema version 99");
+    assert!(
+        matches!(err, OpenError::DataDir(DataDirError::Incompatible(..))),
+        "{err}"
+    );
+    assert_refused_untouched(future.path(), "schema version 99").await;
 
     // A record that does not decode.
     let damaged = tempfile::tempdir().unwrap();
@@ -288,13 +312,13 @@ async fn other_databases_and_versions_are_refused_untouched() {
             .unwrap();
         tx.commit().unwrap();
     }
-    assert_refused_untouched(damaged.path(), "does not decode");
+    assert_refused_untouched(damaged.path(), "does not decode").await;
 }
 
 #[tokio::test]
 async fn the_store_version_of_a_key_is_never_reused() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), StoreConfig::default());
+    let store = open(dir.path(), StoreConfig::default()).await;
     let pod = store
         .apply(pod_service::domain::ApplyPod {
             key: PodKey::new("a", "x"),
@@ -306,8 +330,8 @@ async fn the_store_version_of_a_key_is_never_reused() {
         .unwrap();
     store.delete(PodKey::new("a", "x")).await.unwrap();
     drop(store);
-    let store = open(dir.path(), StoreConfig::default());
+    let store = open(dir.path(), StoreConfig::default()).await;
     // The delete took the next version (this store numbers consecutively).
     assert_eq!(store.version(), pod.resource_version + 1);
-    assert!(store.list(None).pods.is_empty());
+    assert!(store.fresh(0).await.unwrap().list(None).pods.is_empty());
 }

@@ -24,16 +24,17 @@ use pod_service::contract::{Pod, PodServiceClient, sync_request};
 use pod_service::domain::ApplyPod;
 use pod_service::sample;
 use pod_service::server::ServerConfig;
-use pod_service::store::{EtcdConfig, EtcdStore, PodStore, StoreConfig};
+use pod_service::store::{EtcdConfig, Opened, Registry, Storage, StoreConfig};
 use tokio::time::Instant;
 use tonic::Code;
 use tonic::transport::Channel;
 
-/// An etcd store under `prefix` of `cluster`, without compaction.
-async fn open(cluster: &EtcdCluster, prefix: &str, store: StoreConfig) -> EtcdStore {
+/// A registry under `prefix` of `cluster`, without compaction.
+async fn open(cluster: &EtcdCluster, prefix: &str, store: StoreConfig) -> Registry {
     open_seeded(cluster, prefix, store, Vec::new())
         .await
         .expect("open the etcd store")
+        .registry
 }
 
 async fn open_seeded(
@@ -41,7 +42,7 @@ async fn open_seeded(
     prefix: &str,
     store: StoreConfig,
     seed: Vec<ApplyPod>,
-) -> Result<EtcdStore, pod_service::store::StoreError> {
+) -> Result<Opened, pod_service::store::OpenError> {
     let config = EtcdConfig {
         prefix: prefix.to_owned(),
         compaction_interval: Duration::ZERO,
@@ -49,7 +50,14 @@ async fn open_seeded(
     };
     within(
         "the etcd store to open",
-        EtcdStore::open(config, store, seed),
+        Registry::open(
+            Storage::Etcd {
+                etcd: config,
+                nats: None,
+            },
+            store,
+            seed,
+        ),
     )
     .await
 }
@@ -357,22 +365,22 @@ async fn a_new_registry_gets_the_starting_pods_once_however_many_replicas_start_
             sample::numbered(250).collect(),
         )
     });
-    let stores: Vec<EtcdStore> = futures::future::join_all(opening)
+    let stores: Vec<Opened> = futures::future::join_all(opening)
         .await
         .into_iter()
         .map(|store| store.expect("open"))
         .collect();
-    let loaded: Vec<Option<usize>> = stores.iter().map(EtcdStore::seeded).collect();
+    let loaded: Vec<Option<usize>> = stores.iter().map(|opened| opened.seeded).collect();
     assert_eq!(
         loaded.iter().filter(|l| l.is_some()).count(),
         1,
         "one loader: {loaded:?}"
     );
     assert!(loaded.contains(&Some(250)));
-    for store in &stores {
-        store.catch_up(0).await.expect("catch up");
+    for opened in &stores {
+        let fresh = opened.registry.fresh(0).await.expect("catch up");
         assert_eq!(
-            store.list(None).pods.len(),
+            fresh.list(None).pods.len(),
             250,
             "every replica, every pod, once"
         );
@@ -386,8 +394,9 @@ async fn a_new_registry_gets_the_starting_pods_once_however_many_replicas_start_
     )
     .await
     .expect("open");
-    assert_eq!(again.seeded(), None);
-    assert_eq!(again.list(None).pods.len(), 250);
+    assert_eq!(again.seeded, None);
+    let fresh = again.registry.fresh(0).await.expect("catch up");
+    assert_eq!(fresh.list(None).pods.len(), 250);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -546,7 +555,12 @@ async fn a_new_registry_on_a_compacted_cluster_serves_only_once_its_feed_is_esta
     );
     for round in 0..5 {
         let store = open(&cluster, &unique_prefix(), StoreConfig::default()).await;
-        let mut watcher = store.watch(None, 0).expect("watch");
+        let mut watcher = store
+            .fresh(0)
+            .await
+            .expect("fresh")
+            .watch(None, 0)
+            .expect("watch");
         let applied = store.apply(apply("dev", "web", round)).await.unwrap();
         let seen = within("the watch's first change", watcher.next()).await;
         assert_eq!(
@@ -589,8 +603,12 @@ async fn an_unfinished_load_is_started_over() {
     )
     .await
     .expect("open");
-    assert_eq!(store.seeded(), Some(sample::SAMPLE_PODS.len()));
+    assert_eq!(store.seeded, Some(sample::SAMPLE_PODS.len()));
     let names: Vec<String> = store
+        .registry
+        .fresh(0)
+        .await
+        .expect("fresh")
         .list(None)
         .pods
         .iter()
@@ -880,12 +898,8 @@ async fn compaction_makes_old_versions_out_of_range_and_the_client_relists() {
     assert!(compacted > old, "compacted past the watch's version");
     // Every replica forgets what etcd forgot.
     for server in [&server_a, &server_b] {
-        server.store.catch_up(0).await.unwrap();
-        common::eventually(
-            || server.store.watch(None, old).is_err(),
-            "the history to be cut",
-        )
-        .await;
+        let fresh = server.store.fresh(0).await.unwrap();
+        common::eventually(|| fresh.watch(None, old).is_err(), "the history to be cut").await;
     }
     let mut client_b = server_b.client().await;
     let err = client_b

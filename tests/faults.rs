@@ -18,7 +18,7 @@ use pod_service::contract::{
 };
 use pod_service::domain::PodKey;
 use pod_service::server::{InProcessServer, ServerConfig};
-use pod_service::store::{MemoryStore, PodStore, StoreConfig};
+use pod_service::store::{Registry, StoreConfig};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -27,7 +27,7 @@ use tonic::transport::Channel;
 struct Isolated {
     server: Option<InProcessServer>,
     runtime: Option<tokio::runtime::Runtime>,
-    store: Arc<dyn PodStore>,
+    store: Arc<Registry>,
 }
 
 impl Isolated {
@@ -37,7 +37,7 @@ impl Isolated {
             .enable_all()
             .build()
             .unwrap();
-        let store: Arc<dyn PodStore> = Arc::new(MemoryStore::new(StoreConfig::default()));
+        let store = Arc::new(Registry::in_memory(StoreConfig::default()));
         let server =
             InProcessServer::start_on(runtime.handle().clone(), Arc::clone(&store), config)
                 .unwrap();
@@ -123,7 +123,13 @@ async fn a_vanished_client_is_noticed_and_freed() {
     });
     let mut direct = connect(server.url()).await;
     apply(&mut direct, vec![pod("default", "web", "Running", 1)]).await;
-    let log = server.store.log(&PodKey::new("default", "web")).unwrap();
+    let log = server
+        .store
+        .fresh(0)
+        .await
+        .unwrap()
+        .log(&PodKey::new("default", "web"))
+        .unwrap();
     let log_handles = Arc::strong_count(&log);
     let baseline = server.tasks();
 

@@ -334,6 +334,9 @@ async fn a_sync_body_is_a_session_of_its_ops(backend: Backend) {
     let created = acks[0].pod.as_ref().expect("the stored pod");
     let names: Vec<_> = server
         .store
+        .fresh(0)
+        .await
+        .unwrap()
         .list(Some("dev"))
         .pods
         .iter()

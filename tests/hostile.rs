@@ -7,15 +7,13 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::{Session, TestServer, list_request, pod, within};
 use pod_service::contract::{GetLogsRequest, LogChunk, Pod, PodRef, sync_request};
 use pod_service::domain::{ApplyPod, PodKey};
 use pod_service::server::ServerConfig;
-use pod_service::store::{
-    ListPosition, MemoryStore, Pending, PodList, PodLog, PodPage, PodStore, StoreConfig,
-    StoreError, Watcher,
-};
+use pod_service::store::{Pending, PodBackend, Registry, StoreConfig};
 use tonic::Code;
 
 /// Values that must never name a namespace or a pod: path tricks, control
@@ -251,57 +249,46 @@ async fn a_flooding_session_does_not_starve_others() {
     draining.abort();
 }
 
-/// A store that panics on one namespace and one pod name: a stand-in for a
-/// bug in a handler.
-struct PanickingStore(MemoryStore);
+/// A pod backend with two bugs, stand-ins for a bug in a handler: it
+/// panics on the next read once armed, and on any apply of a pod named
+/// "panic".
+struct PanickingPods {
+    pods: Arc<dyn PodBackend>,
+    armed: AtomicBool,
+}
 
-impl PodStore for PanickingStore {
-    fn list(&self, namespace: Option<&str>) -> PodList {
-        assert_ne!(namespace, Some("panic"), "a bug in list");
-        self.0.list(namespace)
-    }
-    fn list_page(
-        &self,
-        namespace: Option<String>,
-        from: Option<ListPosition>,
-        limit: usize,
-    ) -> Pending<PodPage> {
-        self.0.list_page(namespace, from, limit)
-    }
-    fn watch(&self, namespace: Option<String>, from: u64) -> Result<Watcher, StoreError> {
-        self.0.watch(namespace, from)
-    }
-    fn log(&self, key: &PodKey) -> Result<Arc<PodLog>, StoreError> {
-        self.0.log(key)
-    }
+impl PodBackend for PanickingPods {
     fn apply(&self, apply: ApplyPod) -> Pending<Arc<Pod>> {
         assert_ne!(apply.key.name, "panic", "a bug in apply");
-        self.0.apply(apply)
+        self.pods.apply(apply)
     }
     fn delete(&self, key: PodKey) -> Pending<Arc<Pod>> {
-        self.0.delete(key)
+        self.pods.delete(key)
     }
-    fn append_log(&self, key: PodKey, lines: Vec<String>) -> Pending<()> {
-        self.0.append_log(key, lines)
-    }
-    fn sync(&self) -> Pending<()> {
-        self.0.sync()
+    fn fresh(&self, version: u64) -> Pending<()> {
+        assert!(
+            !self.armed.swap(false, Ordering::Relaxed),
+            "a bug in a read"
+        );
+        self.pods.fresh(version)
     }
     fn close(&self) -> Pending<()> {
-        self.0.close()
-    }
-    fn version(&self) -> u64 {
-        self.0.version()
-    }
-    fn watcher_count(&self) -> usize {
-        self.0.watcher_count()
+        self.pods.close()
     }
 }
 
 #[tokio::test]
 async fn a_panicking_handler_fails_its_call_only() {
-    let store = Arc::new(PanickingStore(MemoryStore::new(StoreConfig::default())));
-    let server = TestServer::start_on(store, ServerConfig::default()).await;
+    let pods = std::sync::OnceLock::new();
+    let registry = Registry::in_memory_with(StoreConfig::default(), |memory, logs| {
+        let panicking = Arc::new(PanickingPods {
+            pods: memory,
+            armed: AtomicBool::new(false),
+        });
+        let _ = pods.set(Arc::clone(&panicking));
+        (panicking, logs)
+    });
+    let server = TestServer::start_on(Arc::new(registry), ServerConfig::default()).await;
     let mut client = server.client().await;
     let mut watch = client
         .watch_pods(list_request("default", 0))
@@ -311,6 +298,9 @@ async fn a_panicking_handler_fails_its_call_only() {
     server.await_watchers(1).await;
 
     // A panic before the call answered: INTERNAL, with a message.
+    if let Some(pods) = pods.get() {
+        pods.armed.store(true, Ordering::Relaxed);
+    }
     let status = client
         .list_pods(list_request("panic", 0))
         .await

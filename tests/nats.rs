@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use common::etcd::{EtcdCluster, unique_prefix};
 use common::nats::{NatsCluster, unique_stream};
 use common::process::{ClientProcess, ServerProcess};
-use common::{Session, TestServer, open_etcd_store, pod, within};
+use common::{Session, TestServer, etcd_registry, open, pod, within};
 use pod_service::contract::{GetLogsRequest, LogChunk, PodServiceClient};
 use pod_service::server::ServerConfig;
-use pod_service::store::{JetStreamLogs, NatsConfig, StoreConfig};
+use pod_service::store::{NatsConfig, Storage, StoreConfig};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -27,19 +27,17 @@ async fn replicas(nats: &NatsCluster, n: usize) -> Vec<TestServer> {
     let stream = unique_stream();
     let mut servers = Vec::new();
     for _ in 0..n {
-        let pods = Arc::new(open_etcd_store(&prefix, StoreConfig::default()).await);
-        let config = NatsConfig {
+        let nats = NatsConfig {
             stream: stream.clone(),
             replicas: Some(3),
             ..NatsConfig::new(nats.urls())
         };
-        let logs = within(
-            "the NATS logs to open",
-            JetStreamLogs::open(config, pods, StoreConfig::DEFAULT_LOG_BYTES_PER_POD),
-        )
-        .await
-        .expect("open the NATS logs");
-        servers.push(TestServer::start_on(Arc::new(logs), ServerConfig::default()).await);
+        let storage = Storage::Etcd {
+            etcd: etcd_registry(&prefix),
+            nats: Some(nats),
+        };
+        let registry = open(storage, StoreConfig::default()).await;
+        servers.push(TestServer::start_on(Arc::new(registry), ServerConfig::default()).await);
     }
     servers
 }

@@ -17,7 +17,7 @@ use common::{Backend, TestServer, eventually, list_request, within};
 use pod_service::contract::{ListPodsRequest, ListPodsResponse, Pod, PodServiceClient};
 use pod_service::domain::{ApplyPod, PodKey};
 use pod_service::server::ServerConfig;
-use pod_service::store::{EtcdConfig, EtcdStore, MemoryStore, PodStore, StoreConfig};
+use pod_service::store::{EtcdConfig, Registry, Storage, StoreConfig};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -367,14 +367,11 @@ async fn a_token_expires_with_etcd_compaction_but_not_with_a_restart() {
             history,
             ..StoreConfig::default()
         };
-        async move {
-            let store = EtcdStore::open(config, store, Vec::new());
-            Arc::new(
-                within("the etcd store to open", store)
-                    .await
-                    .expect("open the etcd store"),
-            )
-        }
+        let storage = Storage::Etcd {
+            etcd: config,
+            nats: None,
+        };
+        async move { Arc::new(common::open(storage, store).await) }
     };
     let store = open().await;
     let mut server = TestServer::start_on(store.clone(), ServerConfig::default()).await;
@@ -441,7 +438,7 @@ async fn a_token_expires_with_etcd_compaction_but_not_with_a_restart() {
 /// `list-pods` pages through all of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_pods_pages_through_a_list_larger_than_one_message() {
-    let store = Arc::new(MemoryStore::new(StoreConfig::default()));
+    let store = Arc::new(Registry::in_memory(StoreConfig::default()));
     let server = TestServer::start_on(store, ServerConfig::default()).await;
     let pods = 130_000;
     let pending: Vec<_> = (0..pods)

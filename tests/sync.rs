@@ -126,7 +126,7 @@ async fn apply_with_a_stale_version_is_aborted_and_changes_nothing(backend: Back
         missing.message
     );
 
-    let list = server.store.list(None);
+    let list = server.store.fresh(0).await.unwrap().list(None);
     assert_eq!(list.version, v2, "the failed applies took no version");
     assert_eq!(list.pods.len(), 1);
     assert_eq!(list.pods[0].replicas, 2);
@@ -375,7 +375,17 @@ async fn half_close_gets_the_remaining_acks_then_ok(backend: Backend) {
         }
     }
     assert_eq!(acks, 100);
-    assert_eq!(server.store.list(Some("a")).pods.len(), 100);
+    assert_eq!(
+        server
+            .store
+            .fresh(0)
+            .await
+            .unwrap()
+            .list(Some("a"))
+            .pods
+            .len(),
+        100
+    );
 }
 
 async fn shutdown_ends_a_subscribed_session_with_unavailable(backend: Backend) {

@@ -12,10 +12,7 @@ use clap::Parser;
 use pod_service::contract::{self, DEFAULT_SERVER_ADDR, Token};
 use pod_service::domain::ApplyPod;
 use pod_service::server::{self, ServerConfig, Shutdown, certs};
-use pod_service::store::{
-    DurableStore, EtcdConfig, EtcdStore, JetStreamLogs, MemoryStore, NatsConfig, PodStore,
-    StoreConfig,
-};
+use pod_service::store::{EtcdConfig, NatsConfig, Registry, Storage, StoreConfig};
 use pod_service::{cli, sample};
 use tonic::transport::Identity;
 
@@ -178,39 +175,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     // Every option is checked before the store is opened.
     let config = server_config(&args)?;
-    let store: Arc<dyn PodStore> = if !args.etcd_endpoints.is_empty() {
-        let etcd = etcd_config(&args)?;
-        let endpoints = etcd.endpoints.join(",");
-        let store = EtcdStore::open(etcd, store_config(&args), starting_pods(&args)).await?;
-        match store.seeded() {
-            Some(pods) => {
-                tracing::info!(%endpoints, prefix = %args.etcd_prefix, pods, "new registry in etcd, starting pods loaded")
-            }
-            None => {
-                tracing::info!(%endpoints, prefix = %args.etcd_prefix, version = store.version(), "registry in etcd opened")
-            }
-        }
-        if store.seeded().is_none() && args.pods.is_some() {
-            tracing::warn!("the registry is not new: --pods is ignored");
-        }
-        let store: Arc<dyn PodStore> = Arc::new(store);
-        if args.nats_url.is_empty() {
-            store
-        } else {
-            let nats = NatsConfig {
-                stream: args.nats_stream.clone(),
-                replicas: args.nats_replicas.map(usize::from),
-                ..NatsConfig::new(args.nats_url.clone())
-            };
-            Arc::new(JetStreamLogs::open(nats, store, args.log_bytes_per_pod).await?)
-        }
-    } else if args.in_memory {
-        Arc::new(MemoryStore::new(store_config(&args)))
-    } else {
-        let store = DurableStore::open(&args.data_dir, store_config(&args))?;
-        tracing::info!(data_dir = %args.data_dir.display(), version = store.version(), "store opened");
-        Arc::new(store)
-    };
+    let storage = storage(&args)?;
+    let place = storage.to_string();
+    let opened = Registry::open(storage, store_config(&args), starting_pods(&args)).await?;
+    match opened.seeded {
+        Some(pods) => tracing::info!(%place, pods, "new registry, starting pods loaded"),
+        None => tracing::info!(%place, version = opened.registry.version(), "registry opened"),
+    }
+    if opened.seeded.is_none() && args.pods.is_some() {
+        tracing::warn!("the registry is not new: --pods is ignored");
+    }
+    let store = Arc::new(opened.registry);
     let served = serve(&args, Arc::clone(&store), config).await;
     // However serving ended, the store is closed cleanly, so that it opens
     // at once next time (no repair).
@@ -230,14 +205,28 @@ fn store_config(args: &Args) -> StoreConfig {
     }
 }
 
-fn etcd_config(args: &Args) -> anyhow::Result<EtcdConfig> {
+/// Where the pods and logs are kept, from the flags.
+fn storage(args: &Args) -> anyhow::Result<Storage> {
+    if args.etcd_endpoints.is_empty() {
+        return Ok(if args.in_memory {
+            Storage::InMemory
+        } else {
+            Storage::Durable(args.data_dir.clone())
+        });
+    }
     let compaction_interval = Duration::try_from_secs_f64(args.etcd_compaction_interval)
         .context("invalid --etcd-compaction-interval")?;
-    Ok(EtcdConfig {
+    let etcd = EtcdConfig {
         prefix: args.etcd_prefix.clone(),
         compaction_interval,
         ..EtcdConfig::new(args.etcd_endpoints.clone())
-    })
+    };
+    let nats = (!args.nats_url.is_empty()).then(|| NatsConfig {
+        stream: args.nats_stream.clone(),
+        replicas: args.nats_replicas.map(usize::from),
+        ..NatsConfig::new(args.nats_url.clone())
+    });
+    Ok(Storage::Etcd { etcd, nats })
 }
 
 /// The pods a new store starts with.
@@ -279,17 +268,8 @@ fn server_config(args: &Args) -> anyhow::Result<ServerConfig> {
     })
 }
 
-/// Loads the starting pods into a new store, then listens and serves until
-/// Ctrl-C or SIGTERM.
-async fn serve(args: &Args, store: Arc<dyn PodStore>, config: ServerConfig) -> anyhow::Result<()> {
-    // Only a store that has never changed gets the starting pods (the etcd
-    // store loads them itself when it opens a new registry).
-    let embedded = args.etcd_endpoints.is_empty();
-    if embedded && store.version() == 0 {
-        sample::load(store.as_ref(), starting_pods(args)).await?;
-    } else if embedded && args.pods.is_some() {
-        tracing::warn!("the store is not new: --pods is ignored");
-    }
+/// Listens and serves until Ctrl-C or SIGTERM.
+async fn serve(args: &Args, store: Arc<Registry>, config: ServerConfig) -> anyhow::Result<()> {
     let signals = server::signals().context("cannot install the signal handlers")?;
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
@@ -303,7 +283,7 @@ async fn serve(args: &Args, store: Arc<dyn PodStore>, config: ServerConfig) -> a
         %addr,
         tls,
         token,
-        pods = store.list(None).pods.len(),
+        pods = store.fresh(0).await?.list(None).pods.len(),
         "pod-server listening"
     );
     if config.dashboard {

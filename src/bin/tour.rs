@@ -17,7 +17,7 @@ use pod_service::contract::{
 };
 use pod_service::sample;
 use pod_service::server::{InProcessServer, ServerConfig};
-use pod_service::store::{MemoryStore, PodStore, StoreConfig};
+use pod_service::store::{Registry, StoreConfig};
 use tokio::io::BufReader;
 
 /// A guided tour of the four gRPC call patterns, with a server of its own.
@@ -36,9 +36,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let store: Arc<dyn PodStore> = Arc::new(MemoryStore::new(StoreConfig::default()));
-    sample::load(store.as_ref(), sample::sample()).await?;
-    let mut server = InProcessServer::start(store, ServerConfig::default())
+    let registry = Registry::in_memory(StoreConfig::default());
+    registry.load(sample::sample()).await?;
+    let mut server = InProcessServer::start(Arc::new(registry), ServerConfig::default())
         .context("cannot start the tour's server")?;
     let addr = server.url();
     let mut client = client::connect(&ClientConfig::new(addr.clone())).await?;

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::serve::{ServeError, ServerConfig, serve};
 use super::signals::Shutdown;
-use crate::store::PodStore;
+use crate::store::Registry;
 
 /// See the module docs. Dropping it begins the server's shutdown.
 pub struct InProcessServer {
@@ -18,7 +18,7 @@ pub struct InProcessServer {
     /// Held for the server's whole life, across restarts, so that no other
     /// socket can take the port while the server is down.
     listener: std::net::TcpListener,
-    store: Arc<dyn PodStore>,
+    registry: Arc<Registry>,
     config: ServerConfig,
     runtime: Handle,
     shutdown: Shutdown,
@@ -26,17 +26,17 @@ pub struct InProcessServer {
 }
 
 impl InProcessServer {
-    /// Serves `store` on a free loopback port, on the current Tokio runtime.
-    pub fn start(store: Arc<dyn PodStore>, config: ServerConfig) -> std::io::Result<Self> {
+    /// Serves `registry` on a free loopback port, on the current Tokio runtime.
+    pub fn start(registry: Arc<Registry>, config: ServerConfig) -> std::io::Result<Self> {
         let runtime = Handle::try_current().map_err(std::io::Error::other)?;
-        Self::start_on(runtime, store, config)
+        Self::start_on(runtime, registry, config)
     }
 
-    /// Serves `store` on a free loopback port, on `runtime` (for a test that
+    /// Serves `registry` on a free loopback port, on `runtime` (for a test that
     /// counts the server's tasks apart from its own).
     pub fn start_on(
         runtime: Handle,
-        store: Arc<dyn PodStore>,
+        registry: Arc<Registry>,
         config: ServerConfig,
     ) -> std::io::Result<Self> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -44,7 +44,7 @@ impl InProcessServer {
         let mut server = InProcessServer {
             addr: listener.local_addr()?,
             listener,
-            store,
+            registry,
             config,
             runtime,
             shutdown: Shutdown::new(),
@@ -56,15 +56,15 @@ impl InProcessServer {
 
     fn spawn(&mut self) -> std::io::Result<()> {
         let listener = self.listener.try_clone()?;
-        let (store, config, shutdown) = (
-            Arc::clone(&self.store),
+        let (registry, config, shutdown) = (
+            Arc::clone(&self.registry),
             self.config.clone(),
             self.shutdown.clone(),
         );
         self.task = Some(self.runtime.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener)
                 .map_err(|err| ServeError::new(format!("cannot listen: {err}")))?;
-            serve(listener, store, config, shutdown).await
+            serve(listener, registry, config, shutdown).await
         }));
         Ok(())
     }
@@ -91,7 +91,7 @@ impl InProcessServer {
         }
     }
 
-    /// Stops the server, then serves the same store again on the same port,
+    /// Stops the server, then serves the same registry again on the same port,
     /// as a restarted server would. (Connections attempted while it was
     /// down wait in the listen backlog and are served now.)
     pub async fn restart(&mut self) -> Result<(), ServeError> {

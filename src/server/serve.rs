@@ -1,4 +1,4 @@
-//! Wiring: a store, the services and a listener, served until shutdown.
+//! Wiring: a registry, the services and a listener, served until shutdown.
 //!
 //! [`serve`] is what `pod-server` runs and what the tests start on an
 //! ephemeral port (through [`InProcessServer`](super::InProcessServer)), so
@@ -26,7 +26,7 @@ use super::service::{DEFAULT_MAX_LINE_BYTES, PodService};
 use super::signals::Shutdown;
 use super::token_check::RequireToken;
 use crate::contract::{self, PodServiceServer, Token};
-use crate::store::PodStore;
+use crate::store::Registry;
 
 /// Limits, security and shutdown of a server.
 #[derive(Clone)]
@@ -154,13 +154,13 @@ impl std::error::Error for ServeError {}
 /// flight finish for up to `config.grace`.
 pub async fn serve(
     listener: TcpListener,
-    store: Arc<dyn PodStore>,
+    registry: Arc<Registry>,
     config: ServerConfig,
     shutdown: Shutdown,
 ) -> Result<(), ServeError> {
     let bookmarks = BookmarkClock::start(config.bookmark_interval, shutdown.clone());
     let pods = PodServiceServer::new(PodService::new(
-        Arc::clone(&store),
+        Arc::clone(&registry),
         config.max_line_bytes,
         bookmarks,
         shutdown.clone(),
@@ -231,7 +231,7 @@ pub async fn serve(
     };
     // Whatever was written without an fsync (chunks of uploads that did not
     // finish) is made durable too before the server is gone.
-    if let Err(err) = store.sync().await {
+    if let Err(err) = registry.sync().await {
         tracing::error!(%err, "the final flush of the store failed");
     }
     result.map_err(|err| ServeError(format!("server failed: {err}")))

@@ -1,5 +1,5 @@
 //! The `PodService` gRPC handlers: one method per RPC, each validating its
-//! request at the edge (see [`validate`](super::validate)), calling the store once, and
+//! request at the edge (see [`validate`](super::validate)), calling the registry once, and
 //! turning the result into wire messages.
 //!
 //! Streaming responses are `async_stream` generators polled by tonic: when a
@@ -27,17 +27,17 @@ use crate::contract::{
     STORED_BEFORE_ERROR, SyncEvent, SyncRequest, UploadLogsResponse, WatchedPod, bookmark,
 };
 use crate::domain::PodKey;
-use crate::store::{PodStore, StoreError, WatchEnd};
+use crate::store::{Fresh, Registry, StoreError, WatchEnd};
 
 /// The longest log line accepted by default, in bytes.
 pub(super) const DEFAULT_MAX_LINE_BYTES: usize = 64 << 10;
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-/// The service: a handle on the shared store plus per-request limits.
+/// The service: a handle on the registry plus per-request limits.
 #[derive(Clone)]
 pub(super) struct PodService {
-    store: Arc<dyn PodStore>,
+    registry: Arc<Registry>,
     max_line_bytes: usize,
     shutdown: Shutdown,
     bookmarks: BookmarkClock,
@@ -45,17 +45,17 @@ pub(super) struct PodService {
 }
 
 impl PodService {
-    /// The service over `store`, refusing log lines longer than
+    /// The service over `registry`, refusing log lines longer than
     /// `max_line_bytes`, sending bookmarks by `bookmarks`, ending its
     /// endless streams when `shutdown` is cancelled.
     pub fn new(
-        store: Arc<dyn PodStore>,
+        registry: Arc<Registry>,
         max_line_bytes: usize,
         bookmarks: BookmarkClock,
         shutdown: Shutdown,
     ) -> Self {
         PodService {
-            store,
+            registry,
             max_line_bytes,
             bookmarks,
             shutdown,
@@ -128,7 +128,7 @@ impl pb::PodService for PodService {
         let mut log = CallLog::start("SyncPods", &request);
         let deadline = deadline::of(&request);
         let stream = sync_session::session(
-            Arc::clone(&self.store),
+            Arc::clone(&self.registry),
             self.bookmarks.clone(),
             self.shutdown.clone(),
             request.into_inner(),
@@ -142,7 +142,7 @@ impl pb::PodService for PodService {
 
 /// The RPCs' work, apart from logging.
 impl PodService {
-    /// A whole list is a function of the namespace and the store version, so
+    /// A whole list is a function of the namespace and the registry's version, so
     /// it is encoded once per pair and shared (see
     /// [`ListPodsResponse::encoded`]). A page is read and encoded per call.
     async fn list(&self, request: ListPodsRequest) -> Result<ListPodsResponse, Status> {
@@ -150,10 +150,10 @@ impl PodService {
         let ListQuery::Page { from, limit } = query else {
             // A list reflects every write acknowledged before it, on any
             // server sharing the store.
-            self.store.catch_up(0).await?;
-            return Ok(self.whole_list(request.namespace, namespace.as_deref()));
+            let fresh = self.registry.fresh(0).await?;
+            return Ok(self.whole_list(&fresh, request.namespace, namespace.as_deref()));
         };
-        let page = self.store.list_page(namespace, from, limit).await?;
+        let page = self.registry.list_page(namespace, from, limit).await?;
         Ok(ListPodsResponse {
             pods: page.pods.iter().map(|pod| Pod::clone(pod)).collect(),
             resource_version: page.version,
@@ -165,11 +165,16 @@ impl PodService {
         })
     }
 
-    fn whole_list(&self, filter: String, namespace: Option<&str>) -> ListPodsResponse {
-        if let Some(cached) = self.lists.get(&filter, self.store.version()) {
+    fn whole_list(
+        &self,
+        fresh: &Fresh<'_>,
+        filter: String,
+        namespace: Option<&str>,
+    ) -> ListPodsResponse {
+        if let Some(cached) = self.lists.get(&filter, fresh.version()) {
             return cached;
         }
-        let list = self.store.list(namespace);
+        let list = fresh.list(namespace);
         let pods = list.pods.iter().map(|pod| Pod::clone(pod)).collect();
         let response = ListPodsResponse::encoded(pods, list.version);
         self.lists.put(filter, response.clone());
@@ -183,8 +188,11 @@ impl PodService {
         let namespace = validate::namespace_filter("namespace", &request.namespace)?;
         // A snapshot reflects every acknowledged write; a resume from a
         // version this server has not seen yet waits for it.
-        self.store.catch_up(request.resource_version).await?;
-        let mut watcher = self.store.watch(namespace, request.resource_version)?;
+        let mut watcher = self
+            .registry
+            .fresh(request.resource_version)
+            .await?
+            .watch(namespace, request.resource_version)?;
         if request.allow_bookmarks {
             watcher = watcher.with_initial_bookmark();
         }
@@ -236,18 +244,18 @@ impl PodService {
     ) -> Result<UploadLogsResponse, Status> {
         let mut summary = UploadLogsResponse::default();
         let mut stored = async {
-            let mut caught_up = false;
+            let mut fresh = None;
             while let Some(chunk) = chunks.message().await? {
                 received.add();
                 let (key, bytes) = self.check_chunk(&chunk)?;
-                if !caught_up {
+                let fresh = match &fresh {
+                    Some(fresh) => fresh,
                     // The pod may have been created through another
                     // server just now.
-                    self.store.catch_up(0).await?;
-                    caught_up = true;
-                }
+                    None => fresh.insert(self.registry.fresh(0).await?),
+                };
                 let lines = chunk.lines.len() as u64;
-                if let Err(err) = self.store.append_log(key, chunk.lines).await {
+                if let Err(err) = fresh.append_log(key, chunk.lines).await {
                     if let StoreError::Interrupted { stored, .. } = &err {
                         // Counted, so that the error's count is exact.
                         summary.lines += stored;
@@ -265,7 +273,7 @@ impl PodService {
         // are made durable before the answer leaves.
         let mut durable = true;
         if summary.chunks > 0
-            && let Err(err) = self.store.sync().await
+            && let Err(err) = self.registry.sync().await
         {
             durable = false;
             stored = stored.and(Err(err.into()));
@@ -301,8 +309,11 @@ impl PodService {
     ) -> Result<impl Stream<Item = Result<LogChunk, Status>> + Send + 'static, Status> {
         let (key, start) = validate::get_logs(&request)?;
         // The pod may have been created through another server just now.
-        self.store.catch_up(0).await?;
-        let mut lines = self.store.read_log(&key, start, request.follow)?;
+        let mut lines = self
+            .registry
+            .fresh(0)
+            .await?
+            .read_log(&key, start, request.follow)?;
         let shutdown = self.shutdown.clone();
         let stream = async_stream::stream! {
             loop {

@@ -23,18 +23,18 @@ use crate::contract::{
     Pod, SyncAck, SyncEvent, SyncRequest, ack, bookmark, sync_event, sync_request,
 };
 use crate::domain::Invalid;
-use crate::store::{PodStore, WatchEnd, Watcher};
+use crate::store::{Registry, WatchEnd, Watcher};
 
 /// Runs a session over `requests`; the stream ends after the last ack once
 /// the client half-closes, or with the status that ended it.
 pub(super) fn session(
-    store: Arc<dyn PodStore>,
+    registry: Arc<Registry>,
     clock: BookmarkClock,
     shutdown: Shutdown,
     mut requests: Streaming<SyncRequest>,
     received: Counter,
 ) -> impl Stream<Item = Result<SyncEvent, Status>> + Send + 'static {
-    let ops = Ops { store };
+    let ops = Ops { registry };
     let stream = async_stream::stream! {
         let stopping = shutdown.cancelled();
         tokio::pin!(stopping);
@@ -175,9 +175,9 @@ pub(super) fn session(
     stream
 }
 
-/// What a session's ops need: the store.
+/// What a session's ops need: the registry.
 struct Ops {
-    store: Arc<dyn PodStore>,
+    registry: Arc<Registry>,
 }
 
 impl Ops {
@@ -185,9 +185,11 @@ impl Ops {
     /// its ack once it is durable (or refused).
     fn submit(&self, request: SyncRequest) -> BoxFuture<'static, SyncAck> {
         let submitted = match request.op {
-            Some(sync_request::Op::Apply(pod)) => validate::apply(pod).map(|a| self.store.apply(a)),
+            Some(sync_request::Op::Apply(pod)) => {
+                validate::apply(pod).map(|a| self.registry.apply(a))
+            }
             Some(sync_request::Op::Delete(pod)) => {
-                validate::delete(&pod).map(|key| self.store.delete(key))
+                validate::delete(&pod).map(|key| self.registry.delete(key))
             }
             Some(sync_request::Op::Subscribe(_)) | None => Err(Invalid::new(
                 "op",
@@ -225,8 +227,8 @@ impl Ops {
         let watcher = async {
             let namespace =
                 validate::namespace_filter("subscribe.namespace", &subscribe.namespace)?;
-            self.store.catch_up(subscribe.resource_version).await?;
-            Ok::<_, Status>(self.store.watch(namespace, subscribe.resource_version)?)
+            let fresh = self.registry.fresh(subscribe.resource_version).await?;
+            Ok::<_, Status>(fresh.watch(namespace, subscribe.resource_version)?)
         }
         .await;
         match watcher {

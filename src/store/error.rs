@@ -53,6 +53,13 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// A write refused because its store was closed (the server is stopping).
+    pub fn shut_down() -> Self {
+        StoreError::Storage("the store is shut down".into())
+    }
+}
+
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

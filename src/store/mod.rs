@@ -1,45 +1,60 @@
-//! The pod store: what the service reads and writes, behind one trait, and
-//! the consumer side of its changes (watchers and per-pod logs).
+//! The pod store: one [`Registry`] the server talks to, over narrow
+//! backends, the way kube-apiserver's watch cache sits over its storage.
 //!
-//! [`PodStore`] is the whole interface the service uses. Two of its
-//! implementations are *embedded* (in this process):
+//! ```text
+//!              server (handlers)
+//!                     │  reads, writes, watches, logs
+//!                  Registry ───────── watch cache (pods, history, watchers)
+//!                 │        │                  ▲
+//!       PodBackend          LogBackend        │ batches it committed,
+//!   memory · redb · etcd    memory · redb ·   │ or what it observed
+//!                           NATS JetStream    │ (one enum, from etcd)
+//! ```
 //!
-//! - [`MemoryStore`]: volatile, for tests and demos (`pod-server --in-memory`);
-//! - [`DurableStore`]: the default, in a data directory, on `redb`; every
-//!   acknowledged write is on disk before the acknowledgement leaves.
+//! - [`Registry`] ([`registry`]) owns the watch cache ([`cache`]) and
+//!   everything every backend shares: lists and paged lists, watches and
+//!   the watcher count, the current version, the freshness rule inside
+//!   every read ([`Fresh`]), and closing. A [`Storage`] names the backends
+//!   and [`Registry::open`] opens them, with the starting pods.
+//! - A [`PodBackend`] ([`backend`]) makes pod writes durable and puts them
+//!   in the cache: in memory (`memory`), committed to redb in a data
+//!   directory (`durable`, the default), or as etcd transactions shared by
+//!   several servers (`etcd`), whose feed tells the cache what happened
+//!   through one input, [`Observed`](cache::Observed).
+//! - A [`LogBackend`] keeps log lines: in each pod's [`PodLog`] in memory
+//!   ([`MemoryLogs`]), as redb chunks (the durable store), or on NATS
+//!   JetStream, shared (`nats`).
+//! - [`Watcher`]s and [`PodLog`]s are the consumer side: one per watch and
+//!   one per life of a pod.
 //!
-//! Both keep the current pods, the change history and the log lines in the
-//! same in-memory index, which is also the one place changes are published
-//! to [`Watcher`]s, so the service does not know which store it runs on.
-//! Two more are shared by several servers:
+//! A new backend is one more implementation of one of the two traits, and
+//! one more [`Storage`] variant; the server does not change.
 //!
-//! - [`EtcdStore`]: the pods in etcd, each server's index fed by one etcd
-//!   watch (`pod-server --etcd-endpoints`); logs in the server's memory;
-//! - [`JetStreamLogs`]: logs on NATS JetStream, around a store that keeps
-//!   the pods (`--nats-url`, with the etcd store).
-//!
-//! The trait promises only what such stores can keep too: versions
-//! strictly increase, but need not be consecutive.
+//! Versions strictly increase, but need not be consecutive (etcd's
+//! revisions also count writes to other keys).
 
+mod backend;
+mod cache;
 mod config;
 mod durable;
 mod error;
 mod etcd;
-mod index;
+mod list;
 mod memory;
 mod nats;
 mod pod_log;
-mod pod_store;
+mod registry;
+mod storage;
 mod watcher;
 
+pub use backend::{LogBackend, MemoryLogs, Pending, PodBackend};
 pub use config::StoreConfig;
-pub use durable::{
-    Corruption, DATABASE_FILE, DurableStore, Incompatibility, OpenError, RecordError, records,
-};
+pub use durable::{Corruption, DATABASE_FILE, DataDirError, Incompatibility, RecordError, records};
 pub use error::StoreError;
-pub use etcd::{EtcdConfig, EtcdStore};
-pub use memory::MemoryStore;
-pub use nats::{JetStreamLogs, NatsConfig, NatsError};
+pub use etcd::EtcdConfig;
+pub use list::{ListPosition, PodList, PodPage};
+pub use nats::{NatsConfig, NatsError};
 pub use pod_log::{LogBatch, LogLines, LogSlice, LogStart, PodLog, line_cost};
-pub use pod_store::{ListPosition, Pending, PodList, PodPage, PodStore};
+pub use registry::{Fresh, Opened, Registry};
+pub use storage::{OpenError, Storage};
 pub use watcher::{WatchEnd, Watcher};

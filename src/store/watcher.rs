@@ -1,9 +1,9 @@
-//! Watchers: the consumer side of the store's change feed.
+//! Watchers: the consumer side of the registry's change feed.
 //!
-//! A [`Watcher`] is registered by the store's index (see
-//! [`PodStore::watch`](super::pod_store::PodStore::watch)) with a backlog
-//! (the current pods, or the retained changes after a version) and a receiver
-//! on the store's broadcast channel. It yields the backlog, then the live
+//! A [`Watcher`] is registered by the watch cache (see
+//! [`Fresh::watch`](super::Fresh::watch)) with a backlog (the current pods,
+//! or the retained changes after a version) and a receiver on the cache's
+//! broadcast channel. It yields the backlog, then the live
 //! changes of its namespace, and remembers the last version it yielded so that
 //! an ended watch can say where to resume.
 //!

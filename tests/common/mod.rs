@@ -19,10 +19,7 @@ use pod_service::contract::{
 };
 use pod_service::domain::{ApplyPod, PodKey};
 use pod_service::server::{InProcessServer, ServerConfig};
-use pod_service::store::{
-    DurableStore, EtcdConfig, EtcdStore, JetStreamLogs, MemoryStore, NatsConfig, PodStore,
-    StoreConfig,
-};
+use pod_service::store::{EtcdConfig, NatsConfig, Registry, Storage, StoreConfig};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
@@ -114,47 +111,46 @@ macro_rules! on_every_log_store {
 #[allow(unused_imports)]
 pub(crate) use on_every_log_store;
 
-/// Logs on a fresh stream of the shared NATS cluster, around `pods`.
-pub async fn open_nats_logs(pods: Arc<dyn PodStore>, store: &StoreConfig) -> JetStreamLogs {
-    let config = NatsConfig {
+/// A fresh stream of the shared NATS cluster, for the logs.
+pub fn nats_logs() -> NatsConfig {
+    NatsConfig {
         stream: nats::unique_stream(),
         replicas: Some(3),
         ..NatsConfig::new(nats::NatsCluster::shared().urls())
-    };
-    within(
-        "the NATS logs to open",
-        JetStreamLogs::open(config, pods, store.log_bytes_per_pod),
-    )
-    .await
-    .expect("open the NATS logs")
+    }
 }
 
-/// An etcd store under `prefix` of the shared cluster, new and empty the
-/// first time, with no compaction unless a test asks for it.
-pub async fn open_etcd_store(prefix: &str, store: StoreConfig) -> EtcdStore {
-    let config = EtcdConfig {
+/// A registry under `prefix` of the shared etcd cluster, with no
+/// compaction unless a test asks for it.
+pub fn etcd_registry(prefix: &str) -> EtcdConfig {
+    EtcdConfig {
         prefix: prefix.to_owned(),
         compaction_interval: Duration::ZERO,
         ..EtcdConfig::new(etcd::EtcdCluster::shared().endpoints())
-    };
+    }
+}
+
+/// Opens a registry the one way every server does, with no starting pods.
+pub async fn open(storage: Storage, limits: StoreConfig) -> Registry {
     within(
-        "the etcd store to open",
-        EtcdStore::open(config, store, Vec::new()),
+        "the registry to open",
+        Registry::open(storage, limits, Vec::new()),
     )
     .await
-    .expect("open the etcd store")
+    .expect("open the registry")
+    .registry
 }
 
 /// The server of a test: the real server in this process
-/// ([`InProcessServer`]), and the directory of its store if durable.
+/// ([`InProcessServer`]), and where its registry keeps its data.
 pub struct TestServer {
     pub addr: SocketAddr,
-    pub store: Arc<dyn PodStore>,
+    pub store: Arc<Registry>,
     server: InProcessServer,
     /// The data directory of a durable store, removed with the server.
     data: Option<tempfile::TempDir>,
-    /// The prefix of an etcd store's registry.
-    etcd_prefix: Option<String>,
+    /// Where the registry keeps its data, to open it again.
+    storage: Storage,
 }
 
 impl TestServer {
@@ -163,52 +159,52 @@ impl TestServer {
         Self::start_with(backend, StoreConfig::default(), ServerConfig::default()).await
     }
 
-    pub async fn start_with(backend: Backend, store: StoreConfig, config: ServerConfig) -> Self {
-        match backend {
-            Backend::Memory => Self::start_on(Arc::new(MemoryStore::new(store)), config).await,
+    pub async fn start_with(backend: Backend, limits: StoreConfig, config: ServerConfig) -> Self {
+        let mut data = None;
+        let storage = match backend {
+            Backend::Memory => Storage::InMemory,
             Backend::Durable => {
-                let data = tempfile::tempdir().expect("temporary directory");
-                let store = DurableStore::open(data.path(), store).expect("open the store");
-                let mut server = Self::start_on(Arc::new(store), config).await;
-                server.data = Some(data);
-                server
+                let dir = tempfile::tempdir().expect("temporary directory");
+                let storage = Storage::Durable(dir.path().to_owned());
+                data = Some(dir);
+                storage
             }
-            Backend::Etcd => {
-                let prefix = etcd::unique_prefix();
-                let store = open_etcd_store(&prefix, store).await;
-                let mut server = Self::start_on(Arc::new(store), config).await;
-                server.etcd_prefix = Some(prefix);
-                server
-            }
-            Backend::Nats => {
-                let prefix = etcd::unique_prefix();
-                let pods = Arc::new(open_etcd_store(&prefix, store.clone()).await);
-                let logs = open_nats_logs(pods, &store).await;
-                let mut server = Self::start_on(Arc::new(logs), config).await;
-                server.etcd_prefix = Some(prefix);
-                server
-            }
-        }
+            Backend::Etcd => Storage::Etcd {
+                etcd: etcd_registry(&etcd::unique_prefix()),
+                nats: None,
+            },
+            Backend::Nats => Storage::Etcd {
+                etcd: etcd_registry(&etcd::unique_prefix()),
+                nats: Some(nats_logs()),
+            },
+        };
+        let registry = open(storage.clone(), limits).await;
+        let mut server = Self::start_on(Arc::new(registry), config).await;
+        server.data = data;
+        server.storage = storage;
+        server
     }
 
     /// A server whose store starts with the sample pods.
     pub async fn with_sample(backend: Backend, config: ServerConfig) -> Self {
         let server = Self::start_with(backend, StoreConfig::default(), config).await;
-        pod_service::sample::load(server.store.as_ref(), pod_service::sample::sample())
+        server
+            .store
+            .load(pod_service::sample::sample())
             .await
             .expect("load the sample pods");
         server
     }
 
-    /// A server on a given store.
-    pub async fn start_on(store: Arc<dyn PodStore>, config: ServerConfig) -> Self {
+    /// A server on a given registry.
+    pub async fn start_on(store: Arc<Registry>, config: ServerConfig) -> Self {
         let server = InProcessServer::start(Arc::clone(&store), config).expect("start the server");
         TestServer {
             addr: server.addr(),
             store,
             server,
             data: None,
-            etcd_prefix: None,
+            storage: Storage::InMemory,
         }
     }
 
@@ -250,17 +246,11 @@ impl TestServer {
         within("the store to close", self.store.close())
             .await
             .expect("close the store");
-        let store: Arc<dyn PodStore> = match (&self.data, &self.etcd_prefix) {
-            (Some(dir), _) => Arc::new(
-                DurableStore::open(dir.path(), StoreConfig::default()).expect("reopen the store"),
-            ),
-            (None, Some(prefix)) => Arc::new(open_etcd_store(prefix, StoreConfig::default()).await),
-            (None, None) => Arc::new(MemoryStore::new(StoreConfig::default())),
-        };
-        let (data, prefix) = (self.data.take(), self.etcd_prefix.take());
-        *self = Self::start_on(store, config).await;
+        let registry = open(self.storage.clone(), StoreConfig::default()).await;
+        let (data, storage) = (self.data.take(), self.storage.clone());
+        *self = Self::start_on(Arc::new(registry), config).await;
         self.data = data;
-        self.etcd_prefix = prefix;
+        self.storage = storage;
     }
 
     /// Applies a pod directly to the store (bypassing gRPC).

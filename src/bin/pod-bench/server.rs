@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::ValueEnum;
 use pod_service::sample;
 use pod_service::server::{InProcessServer, ServerConfig};
-use pod_service::store::{DurableStore, MemoryStore, PodStore, StoreConfig};
+use pod_service::store::{Registry, Storage, StoreConfig};
 
 /// The store of the in-process server.
 #[derive(Clone, Copy, ValueEnum)]
@@ -28,16 +28,20 @@ pub struct InProcess {
 impl InProcess {
     /// Starts a server whose store holds `pods` numbered pods.
     pub async fn start(kind: StoreKind, pods: usize) -> anyhow::Result<Self> {
-        let (store, data_dir): (Arc<dyn PodStore>, _) = match kind {
-            StoreKind::Memory => (Arc::new(MemoryStore::new(StoreConfig::default())), None),
+        let data_dir = match kind {
+            StoreKind::Memory => None,
             StoreKind::Durable => {
-                let dir = std::env::temp_dir().join(format!("pod-bench-{}", std::process::id()));
-                let store = DurableStore::open(&dir, StoreConfig::default())?;
-                (Arc::new(store), Some(dir))
+                Some(std::env::temp_dir().join(format!("pod-bench-{}", std::process::id())))
             }
         };
-        sample::load(store.as_ref(), sample::numbered(pods)).await?;
-        let server = InProcessServer::start(store, ServerConfig::default())
+        let storage = data_dir.clone().map_or(Storage::InMemory, Storage::Durable);
+        let opened = Registry::open(
+            storage,
+            StoreConfig::default(),
+            sample::numbered(pods).collect(),
+        )
+        .await?;
+        let server = InProcessServer::start(Arc::new(opened.registry), ServerConfig::default())
             .context("cannot start the in-process server")?;
         Ok(InProcess { server, data_dir })
     }

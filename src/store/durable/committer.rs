@@ -12,8 +12,8 @@ use super::records;
 use super::schema::{HISTORY, LOGS, META, PODS};
 use crate::contract::Pod;
 use crate::domain::{ApplyPod, PodKey};
+use crate::store::cache::{Batch, Step, WatchCache};
 use crate::store::error::StoreError;
-use crate::store::index::{Batch, Index, Step};
 use crate::store::pod_log::line_cost;
 
 /// At most this many ops share one commit...
@@ -62,7 +62,7 @@ impl DiskLog {
 /// See the module docs.
 pub(super) struct Committer {
     pub db: Database,
-    pub index: Arc<Index>,
+    pub cache: Arc<WatchCache>,
     pub logs: HashMap<PodKey, DiskLog>,
     /// Set by a failed commit: the in-memory and on-disk states may differ
     /// from then on, so no further write is accepted.
@@ -126,17 +126,17 @@ impl Committer {
             }
             return closing.into_iter().map(|op| op.reply).collect();
         }
-        let mut batch = self.index.batch();
+        let mut batch = self.cache.batch();
         let mut durable = false;
         let mut answers = Vec::with_capacity(ops.len());
         for op in ops {
             let barrier = matches!(op.request, Request::Sync | Request::Close);
             let close = matches!(op.request, Request::Close);
             let planned = match op.request {
-                Request::Apply(apply) => self.index.plan_apply(&mut batch, apply).map(Some),
-                Request::Delete(key) => self.index.plan_delete(&mut batch, key).map(Some),
+                Request::Apply(apply) => self.cache.plan_apply(&mut batch, apply).map(Some),
+                Request::Delete(key) => self.cache.plan_delete(&mut batch, key).map(Some),
                 Request::Append(key, lines) => self
-                    .index
+                    .cache
                     .plan_append(&mut batch, key, lines)
                     .map(|()| None),
                 Request::Sync | Request::Close => Ok(None),
@@ -157,7 +157,7 @@ impl Committer {
             }
             return Vec::new();
         }
-        self.index.publish(batch);
+        self.cache.publish_batch(batch);
         let mut closing = Vec::new();
         for (reply, planned, close) in answers {
             if close {
@@ -195,7 +195,7 @@ impl Committer {
                         } else {
                             pods.insert(key, record.as_slice())?;
                         }
-                        if self.index.config().history > 0 {
+                        if self.cache.config().history > 0 {
                             history.insert(change.resource_version, record.as_slice())?;
                         }
                         last_version = Some(change.resource_version);
@@ -207,7 +207,7 @@ impl Committer {
             }
             if let Some(version) = last_version {
                 // This store's versions are consecutive: the newest `history` are kept.
-                let cutoff = version.saturating_sub(self.index.config().history as u64);
+                let cutoff = version.saturating_sub(self.cache.config().history as u64);
                 history.retain_in(..=cutoff, |_, _| false)?;
                 tx.open_table(META)?.insert("version", version)?;
             }
@@ -223,7 +223,7 @@ impl Committer {
         key: &PodKey,
         lines: &[String],
     ) -> Result<(), redb::Error> {
-        let limit = self.index.config().log_bytes_per_pod;
+        let limit = self.cache.config().log_bytes_per_pod;
         let disk = self.logs.entry(key.clone()).or_default();
         let (ns, name) = (key.namespace.as_str(), key.name.as_str());
         let bytes = lines.iter().map(|line| line_cost(line)).sum();
@@ -247,5 +247,5 @@ impl Committer {
 
 /// The answer to a write after the store was closed.
 pub(super) fn closed() -> StoreError {
-    StoreError::Storage("the store is shut down".into())
+    StoreError::shut_down()
 }

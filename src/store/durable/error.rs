@@ -9,7 +9,7 @@ use crate::domain::{Invalid, PodKey};
 
 /// Why a data directory could not be opened. Nothing was changed in it.
 #[derive(Debug)]
-pub enum OpenError {
+pub enum DataDirError {
     /// Another process (a running server) has the database open.
     Locked(PathBuf),
     /// The files do not hold what this store writes.
@@ -20,32 +20,32 @@ pub enum OpenError {
     Io(PathBuf, std::io::Error),
 }
 
-impl fmt::Display for OpenError {
+impl fmt::Display for DataDirError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            OpenError::Locked(path) => write!(
+            DataDirError::Locked(path) => write!(
                 f,
                 "data directory {} is in use by another running pod-server",
                 path.display()
             ),
-            OpenError::Corrupt(path, corruption) => write!(
+            DataDirError::Corrupt(path, corruption) => write!(
                 f,
                 "data directory {} is corrupt ({corruption}); it was left untouched",
                 path.display()
             ),
-            OpenError::Incompatible(path, why) => write!(
+            DataDirError::Incompatible(path, why) => write!(
                 f,
                 "data directory {} is from an incompatible version ({why}); it was left untouched",
                 path.display()
             ),
-            OpenError::Io(path, err) => {
+            DataDirError::Io(path, err) => {
                 write!(f, "cannot open data directory {}: {err}", path.display())
             }
         }
     }
 }
 
-impl std::error::Error for OpenError {}
+impl std::error::Error for DataDirError {}
 
 /// How a database is from another version of this store.
 #[derive(Debug)]

@@ -1,4 +1,4 @@
-//! Loading a database into an index, checking as it goes that every record
+//! Loading a database into a watch cache, checking as it goes that every record
 //! is one the store could have written and that they agree with each other.
 
 use std::collections::HashMap;
@@ -11,15 +11,15 @@ use super::records;
 use super::schema::{HISTORY, LOGS, PODS, stored_version};
 use crate::contract::Pod;
 use crate::domain::PodKey;
+use crate::store::cache::{Restored, WatchCache};
 use crate::store::config::StoreConfig;
-use crate::store::index::{Index, Restored};
 use crate::store::pod_log::line_cost;
 
-/// Reads everything into an index, with the on-disk layout of each log.
+/// Reads everything into a watch cache, with the on-disk layout of each log.
 pub(super) fn load(
     db: &impl ReadableDatabase,
     config: StoreConfig,
-) -> Result<(Index, HashMap<PodKey, DiskLog>), Corruption> {
+) -> Result<(WatchCache, HashMap<PodKey, DiskLog>), Corruption> {
     let version = stored_version(db)?;
     let tx = db.begin_read()?;
 
@@ -63,7 +63,7 @@ pub(super) fn load(
         .first()
         .map_or(version, |oldest| oldest.resource_version - 1);
 
-    let index = Index::restore(
+    let cache = WatchCache::restore(
         config,
         Restored {
             pods,
@@ -78,7 +78,7 @@ pub(super) fn load(
         let (ns, name, first_line) = key.value();
         let key = PodKey::new(ns, name);
         let lines = records::decode_lines(value.value())?;
-        let log = index
+        let log = cache
             .log(&key)
             .map_err(|_| Corruption::OrphanLog(key.clone()))?;
         let bytes = lines.iter().map(|line| line_cost(line)).sum();
@@ -89,5 +89,5 @@ pub(super) fn load(
         // The key counts the pod's lines before the chunk.
         log.restore(first_line + 1, lines);
     }
-    Ok((index, disk_logs))
+    Ok((cache, disk_logs))
 }

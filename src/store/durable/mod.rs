@@ -1,4 +1,4 @@
-//! The durable store: the index in memory, and every write committed to a
+//! The durable store: the watch cache in memory, and every write committed to a
 //! `redb` database in the data directory before it is published or
 //! acknowledged.
 //!
@@ -12,7 +12,7 @@
 //!
 //! Log chunks are committed without an fsync (they are visible to readers
 //! at once); an upload is acknowledged after a
-//! [`PodStore::sync`](crate::store::PodStore::sync), whose fsync makes every
+//! [`Registry::sync`](crate::store::Registry::sync), whose fsync makes every
 //! earlier commit durable too. A crash loses at most the lines of
 //! unacknowledged uploads, and never tears or reorders a line: a chunk is
 //! one record in one transaction.
@@ -36,6 +36,6 @@ pub mod records;
 mod schema;
 mod store;
 
-pub use error::{Corruption, Incompatibility, OpenError, RecordError};
+pub use error::{Corruption, DataDirError, Incompatibility, RecordError};
 pub use schema::DATABASE_FILE;
-pub use store::DurableStore;
+pub(super) use store::DurableStore;

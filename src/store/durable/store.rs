@@ -1,5 +1,5 @@
-//! [`DurableStore`]: opening a data directory, and the store's calls, which
-//! reads answer from the index and writes submit to the committer.
+//! [`DurableStore`]: opening a data directory into a watch cache, and the
+//! backend's calls, which submit to the committer.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -9,23 +9,21 @@ use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 
 use super::committer::{Committer, Op, Request, closed};
-use super::error::{Corruption, Incompatibility, OpenError};
+use super::error::{Corruption, DataDirError, Incompatibility};
 use super::load::load;
 use super::schema::{self, DATABASE_FILE, Fault, Schema, stored_version};
 use crate::contract::Pod;
 use crate::domain::{ApplyPod, PodKey};
+use crate::store::backend::{LogBackend, Pending, PodBackend};
+use crate::store::cache::WatchCache;
 use crate::store::config::StoreConfig;
 use crate::store::error::StoreError;
-use crate::store::index::Index;
 use crate::store::pod_log::PodLog;
-use crate::store::pod_store::{ListPosition, Pending, PodList, PodPage, PodStore};
-use crate::store::watcher::Watcher;
 
-/// The default store: everything in memory for reading, and every write
-/// committed to a `redb` database in a data directory before it is
-/// published or acknowledged. See the [module docs](crate::store).
+/// The default store: every write of pods and logs committed to a `redb`
+/// database in a data directory before it is published or acknowledged.
+/// See the [module docs](super).
 pub struct DurableStore {
-    index: Arc<Index>,
     /// The data directory, canonical: the key of [`CLOSING`].
     dir: PathBuf,
     /// `None` only while dropping. Unbounded, so that submitting never
@@ -41,7 +39,8 @@ pub struct DurableStore {
 static CLOSING: Mutex<Vec<(PathBuf, JoinHandle<()>)>> = Mutex::new(Vec::new());
 
 impl DurableStore {
-    /// Opens (or creates) the store in `dir`, loading everything in it.
+    /// Opens (or creates) the store in `dir`, loading everything in it into
+    /// a watch cache, which the store then keeps up to date.
     /// This reads the whole database, and first waits for a store of the
     /// same directory dropped in this process to finish closing it: call it
     /// before serving, or from a blocking thread.
@@ -49,8 +48,8 @@ impl DurableStore {
     /// An existing database is first checked read-only, so that a file that
     /// is not ours, from another version, or damaged is refused without a
     /// single byte of it being written.
-    pub fn open(dir: &Path, config: StoreConfig) -> Result<Self, OpenError> {
-        let io = |err: std::io::Error| OpenError::Io(dir.into(), err);
+    pub fn open(dir: &Path, config: StoreConfig) -> Result<(Self, Arc<WatchCache>), DataDirError> {
+        let io = |err: std::io::Error| DataDirError::Io(dir.into(), err);
         std::fs::create_dir_all(dir).map_err(io)?;
         // The same directory, however it is named, for the wait on CLOSING.
         let canonical = dir.canonicalize().map_err(io)?;
@@ -58,10 +57,10 @@ impl DurableStore {
         let path = dir.join(DATABASE_FILE);
         let exists = std::fs::metadata(&path).is_ok_and(|meta| meta.len() > 0);
         let fault = |fault: Fault| match fault {
-            Fault::Corrupt(corruption) => OpenError::Corrupt(dir.into(), corruption),
-            Fault::Incompatible(why) => OpenError::Incompatible(dir.into(), why),
+            Fault::Corrupt(corruption) => DataDirError::Corrupt(dir.into(), corruption),
+            Fault::Incompatible(why) => DataDirError::Incompatible(dir.into(), why),
         };
-        let corrupt = |corruption: Corruption| OpenError::Corrupt(dir.into(), corruption);
+        let corrupt = |corruption: Corruption| DataDirError::Corrupt(dir.into(), corruption);
         let mut loaded = None;
         if exists {
             match redb::ReadOnlyDatabase::open(&path) {
@@ -87,11 +86,11 @@ impl DurableStore {
             Some(loaded) if stored_version(&db).ok() == Some(loaded.0.version()) => loaded,
             _ => load(&db, config).map_err(corrupt)?,
         };
-        let index = Arc::new(index);
+        let cache = Arc::new(index);
         let (ops, queue) = mpsc::unbounded_channel();
         let committer = Committer {
             db,
-            index: Arc::clone(&index),
+            cache: Arc::clone(&cache),
             logs,
             failed: None,
         };
@@ -99,12 +98,12 @@ impl DurableStore {
             .name("pod-store-committer".into())
             .spawn(move || committer.run(queue))
             .map_err(io)?;
-        Ok(DurableStore {
-            index,
+        let store = DurableStore {
             dir: canonical,
             ops: Some(ops),
             committer: Some(committer),
-        })
+        };
+        Ok((store, cache))
     }
 
     /// Queues a request now; the future resolves with its answer.
@@ -127,7 +126,7 @@ impl DurableStore {
 /// Dropping the store lets the committer finish the ops already queued and
 /// close the database on its own thread: the drop itself never waits, so it
 /// is safe anywhere, a runtime worker included. Opening the directory again
-/// in this process waits for that close; [`PodStore::close`] awaits it.
+/// in this process waits for that close; [`PodBackend::close`] awaits it.
 impl Drop for DurableStore {
     fn drop(&mut self) {
         self.ops = None;
@@ -168,31 +167,7 @@ fn join(dir: &Path, committer: JoinHandle<()>) {
     }
 }
 
-impl PodStore for DurableStore {
-    fn list(&self, namespace: Option<&str>) -> PodList {
-        self.index.list(namespace)
-    }
-
-    fn list_page(
-        &self,
-        namespace: Option<String>,
-        from: Option<ListPosition>,
-        limit: usize,
-    ) -> Pending<PodPage> {
-        let page = self
-            .index
-            .list_page(namespace.as_deref(), from.as_ref(), limit);
-        Box::pin(std::future::ready(page))
-    }
-
-    fn watch(&self, namespace: Option<String>, from: u64) -> Result<Watcher, StoreError> {
-        self.index.watch(namespace, from)
-    }
-
-    fn log(&self, key: &PodKey) -> Result<Arc<PodLog>, StoreError> {
-        self.index.log(key)
-    }
-
+impl PodBackend for DurableStore {
     fn apply(&self, apply: ApplyPod) -> Pending<Arc<Pod>> {
         let pod = self.submit(Request::Apply(apply));
         async move {
@@ -211,7 +186,16 @@ impl PodStore for DurableStore {
         .boxed()
     }
 
-    fn append_log(&self, key: PodKey, lines: Vec<String>) -> Pending<()> {
+    fn close(&self) -> Pending<()> {
+        self.submit(Request::Close).map(|r| r.map(|_| ())).boxed()
+    }
+}
+
+/// The logs go through the same committer as the pods, so that a chunk is
+/// ordered with the pod's create and delete, and the pod's life in the
+/// cache (`_life`) receives the lines when the chunk is published.
+impl LogBackend for DurableStore {
+    fn append(&self, key: PodKey, _life: Arc<PodLog>, lines: Vec<String>) -> Pending<()> {
         self.submit(Request::Append(key, lines))
             .map(|r| r.map(|_| ()))
             .boxed()
@@ -220,31 +204,19 @@ impl PodStore for DurableStore {
     fn sync(&self) -> Pending<()> {
         self.submit(Request::Sync).map(|r| r.map(|_| ())).boxed()
     }
-
-    fn close(&self) -> Pending<()> {
-        self.submit(Request::Close).map(|r| r.map(|_| ())).boxed()
-    }
-
-    fn version(&self) -> u64 {
-        self.index.version()
-    }
-
-    fn watcher_count(&self) -> usize {
-        self.index.watcher_count()
-    }
 }
 
-fn open_error(dir: &Path, err: redb::DatabaseError) -> OpenError {
+fn open_error(dir: &Path, err: redb::DatabaseError) -> DataDirError {
     match err {
-        redb::DatabaseError::DatabaseAlreadyOpen => OpenError::Locked(dir.into()),
+        redb::DatabaseError::DatabaseAlreadyOpen => DataDirError::Locked(dir.into()),
         redb::DatabaseError::UpgradeRequired(version) => {
-            OpenError::Incompatible(dir.into(), Incompatibility::FileFormat(version))
+            DataDirError::Incompatible(dir.into(), Incompatibility::FileFormat(version))
         }
         redb::DatabaseError::Storage(redb::StorageError::Io(err))
             if err.kind() != std::io::ErrorKind::InvalidData =>
         {
-            OpenError::Io(dir.into(), err)
+            DataDirError::Io(dir.into(), err)
         }
-        other => OpenError::Corrupt(dir.into(), Corruption::Database(other.into())),
+        other => DataDirError::Corrupt(dir.into(), Corruption::Database(other.into())),
     }
 }

@@ -1,5 +1,5 @@
 //! The one etcd watch of a server: it feeds every change under the
-//! registry's prefix into the server's index, which serves all of the
+//! registry's prefix into the server's watch cache, which serves all of the
 //! server's watchers (as kube-apiserver's watch cache does), so etcd
 //! carries one watch per server however many clients watch.
 //!
@@ -7,9 +7,10 @@
 //! the pod as it was), resumes after its last applied revision on another
 //! member when a stream breaks, and guards against etcd 3.4's known watch
 //! bugs: an event at or below the last applied revision is dropped, and a
-//! revision that goes backwards starts the index over from a fresh list.
-//! When etcd has compacted past where the feed would resume, the index
-//! starts over from the pods at the compacted revision.
+//! revision that goes backwards starts the cache over from a fresh list.
+//! When etcd has compacted past where the feed would resume, the cache
+//! starts over from the pods at the compacted revision. Everything it
+//! learns reaches the cache as one [`Observed`] at a time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +21,9 @@ use super::client::ReadError;
 use super::keys::{self, Kind};
 use super::shared::Shared;
 use crate::contract::Pod;
+use crate::domain::tombstone;
+use crate::store::cache::Observed;
 use crate::store::error::StoreError;
-use crate::store::index::Batch;
 
 /// Waits between attempts when no member takes the watch.
 const RETRY: Duration = Duration::from_millis(200);
@@ -40,7 +42,7 @@ enum End {
 pub(super) async fn follow(inner: Arc<Shared>) {
     let mut member = None;
     loop {
-        let from = inner.index.version() + 1;
+        let from = inner.cache.version() + 1;
         let create = WatchRequest {
             request_union: Some(watch_request::RequestUnion::CreateRequest(
                 WatchCreateRequest {
@@ -65,7 +67,7 @@ pub(super) async fn follow(inner: Arc<Shared>) {
                 tracing::warn!(
                     member = member.map(|m| inner.etcd.url(m)),
                     "the etcd watch broke ({why}); resuming after revision {}",
-                    inner.index.version()
+                    inner.cache.version()
                 );
                 tokio::time::sleep(RETRY).await;
             }
@@ -111,7 +113,7 @@ async fn run(
             }
             return End::Broken(format!("cancelled: {}", response.cancel_reason));
         }
-        let applied = inner.index.version();
+        let applied = inner.cache.version();
         let revision = response
             .header
             .as_ref()
@@ -132,9 +134,11 @@ async fn run(
                 Err(end) => return end,
             }
         }
-        inner.index.publish(Batch::observed(changes));
+        if !changes.is_empty() {
+            inner.cache.observe(Observed::Changes(changes));
+        }
         if let Some(revision) = compacted {
-            inner.index.forget_through(revision);
+            inner.cache.observe(Observed::Compacted(revision));
         }
     }
 }
@@ -153,7 +157,7 @@ fn change(inner: &Shared, event: Event, applied: u64) -> Result<Seen, End> {
     let version = u64::try_from(kv.mod_revision).unwrap_or(0);
     let kind = inner.keys.kind(&kv.key);
     if let Kind::Compacted = kind {
-        // Not a change of the index (nor counted by its version), and
+        // Not a change of the cache (nor counted by its version), and
         // harmless twice: taken whatever its revision.
         return Ok(std::str::from_utf8(&kv.value)
             .ok()
@@ -182,11 +186,7 @@ fn change(inner: &Shared, event: Event, applied: u64) -> Result<Seen, End> {
                 "the delete of {key} came without the pod"
             )));
         };
-        Pod {
-            resource_version: version,
-            deleted: true,
-            ..before
-        }
+        tombstone(&before, version)
     } else {
         match keys::decode(&key, &kv.value, kv.mod_revision) {
             Some(pod) => pod,
@@ -199,14 +199,14 @@ fn change(inner: &Shared, event: Event, applied: u64) -> Result<Seen, End> {
     Ok(Seen::Pod(pod))
 }
 
-/// Brings the index to where etcd can be followed from, before the server
-/// serves: when etcd has compacted past the index's version (a new
-/// server's index is at 0, and a long-running cluster has always been
-/// compacted, by this registry or another), the index starts over from the
+/// Brings the cache to where etcd can be followed from, before the server
+/// serves: when etcd has compacted past the cache's version (a new
+/// server's cache is at 0, and a long-running cluster has always been
+/// compacted, by this registry or another), the cache starts over from the
 /// pods at the compacted revision now, while no watcher exists to be ended
 /// by it, rather than once the feed's watch is refused after serving began.
 pub(super) async fn establish(inner: &Shared) -> Result<(), StoreError> {
-    let from = inner.index.version() + 1;
+    let from = inner.cache.version() + 1;
     if let Some(compacted) = compacted_past(inner, from).await? {
         start_over(inner, compacted).await?;
     }
@@ -250,7 +250,7 @@ async fn compacted_past(inner: &Shared, from: u64) -> Result<Option<i64>, ReadEr
     Ok(Some(readable))
 }
 
-/// Replaces the index with the pods as they are at `revision` (0: now).
+/// Replaces the cache with the pods as they are at `revision` (0: now).
 pub(super) async fn start_over(inner: &Shared, revision: i64) -> Result<(), StoreError> {
     let (pods, at) = match load(inner, revision).await {
         Err(ReadError::Compacted) if revision > 0 => load(inner, 0).await?,
@@ -259,9 +259,11 @@ pub(super) async fn start_over(inner: &Shared, revision: i64) -> Result<(), Stor
     tracing::info!(
         pods = pods.len(),
         revision = at,
-        "the index starts over from etcd"
+        "the cache starts over from etcd"
     );
-    inner.index.reset(pods, at);
+    inner
+        .cache
+        .observe(Observed::StartOver { pods, version: at });
     Ok(())
 }
 

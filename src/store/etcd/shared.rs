@@ -1,25 +1,41 @@
-//! What every part of one etcd store shares: the client, the keys, the
-//! index the feed fills, and the store's settings.
+//! What every part of one etcd backend shares: the client, the keys, the
+//! cache the feed fills, and the backend's settings. Its operations are
+//! written over it, one concern to a module: the feed ([`feed`](super::feed)),
+//! freshness ([`fresh`](super::fresh)), the transactions ([`txn`](super::txn)),
+//! continued lists ([`pages`](super::pages)) and compaction
+//! ([`compactor`](super::compactor)).
 
-use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::client::Etcd;
 use super::config::EtcdConfig;
 use super::keys::Keys;
-use crate::store::index::Index;
+use crate::store::cache::WatchCache;
+use crate::store::error::StoreError;
 
-/// See the module docs. Its operations are in the parent module.
+/// What every part of one etcd backend shares: the client, the keys, the
+/// cache the feed fills, and the backend's settings.
 pub(super) struct Shared {
     pub etcd: Etcd,
     pub keys: Keys,
-    pub index: Index,
+    pub cache: Arc<WatchCache>,
     /// The etcd cluster's id: continue tokens name it, so that a list
     /// begun on another cluster is not continued here.
     pub cluster: u64,
     pub config: EtcdConfig,
     pub closed: AtomicBool,
-    /// Told when a read found the index behind etcd for too long: the
+    /// Told when a read found the cache behind etcd for too long: the
     /// feed's member is probably frozen or cut off, and the feed moves to
     /// another one rather than wait for the connection's pings to fail.
     pub feed_behind: tokio::sync::Notify,
+}
+
+impl Shared {
+    pub fn check_open(&self) -> Result<(), StoreError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(StoreError::shut_down());
+        }
+        Ok(())
+    }
 }

@@ -1,17 +1,19 @@
 //! Pod logs on NATS JetStream, shared by every server of a registry.
 //!
-//! [`JetStreamLogs`] is a [`PodStore`] that keeps the pods in another store
-//! (the etcd store, whose servers share them) and the log lines in one
+//! [`JetStreamLogs`] is a [`LogBackend`] that keeps the log lines in one
 //! JetStream stream, which every server reads and writes, so that a log
 //! uploaded through one server is read and followed through any other, and
 //! an acknowledged line survives the loss of any one NATS server (with 3
-//! replicas).
+//! replicas). The pods are the registry's (on etcd), which hands over each
+//! pod's life: its creation version names the subject, and its end ends a
+//! follower.
 //!
 //! - **Subjects.** One per life of a pod: `<stream>.<namespace>.<pod>.<created>`,
 //!   `created` being the version that created the pod (etcd's
 //!   `create_revision`). A pod deleted and created again writes to a new
 //!   subject, so it starts with an empty log whatever became of the old
-//!   one, which is purged after the delete. Namespaces and names are
+//!   one, which is purged when the server that deleted the pod sees its
+//!   tombstone. Namespaces and names are
 //!   DNS-1123 labels, valid subject tokens.
 //! - **Messages** hold runs of lines with their numbers ([`records`]).
 //! - **Writes** ([`writer`]) are serialised per pod with JetStream's
@@ -27,8 +29,8 @@
 //!   leader; a follower is woken by a plain NATS subscription to the
 //!   subject, one per followed pod per server ([`wakeups`]).
 //!
-//! The pods' store must never give two lives of a pod one creation
-//! version, even across restarts: the etcd store, whose revisions are
+//! The pods' backend must never give two lives of a pod one creation
+//! version, even across restarts: the etcd backend, whose revisions are
 //! never reused. `pod-server` only allows `--nats-url` with it.
 
 mod config;
@@ -46,12 +48,13 @@ use async_nats::jetstream::{self, stream};
 pub use config::NatsConfig;
 use shared::Logs;
 
+use futures::future::BoxFuture;
+
+use super::backend::{LogBackend, Pending};
 use super::error::StoreError;
 use super::pod_log::{LogLines, LogStart, PodLog};
-use super::pod_store::{ListPosition, Pending, PodList, PodPage, PodStore};
-use super::watcher::Watcher;
 use crate::contract::Pod;
-use crate::domain::{ApplyPod, PodKey};
+use crate::domain::PodKey;
 
 /// The most payload one message carries: small enough that finding a line
 /// (some tens of direct gets) moves little, large enough that one message
@@ -64,9 +67,8 @@ const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 /// How long opening waits for JetStream to be ready.
 const OPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Pods in another store, their logs on JetStream (see the module docs).
-pub struct JetStreamLogs {
-    pods: Arc<dyn PodStore>,
+/// Logs on JetStream (see the module docs).
+pub(super) struct JetStreamLogs {
     logs: Arc<Logs>,
 }
 
@@ -84,13 +86,9 @@ impl std::error::Error for NatsError {}
 
 impl JetStreamLogs {
     /// Connects to NATS, creates the stream if it is missing (or sets its
-    /// replicas if they differ), and keeps the logs of `pods`' pods there,
-    /// at most `log_bytes_per_pod` each.
-    pub async fn open(
-        config: NatsConfig,
-        pods: Arc<dyn PodStore>,
-        log_bytes_per_pod: usize,
-    ) -> Result<Self, NatsError> {
+    /// replicas if they differ), and keeps the logs there, at most
+    /// `log_bytes_per_pod` each.
+    pub async fn open(config: NatsConfig, log_bytes_per_pod: usize) -> Result<Self, NatsError> {
         let addrs = config
             .urls
             .iter()
@@ -159,18 +157,17 @@ impl JetStreamLogs {
             replicas,
             "pod logs on NATS JetStream"
         );
-        Ok(JetStreamLogs { pods, logs })
+        Ok(JetStreamLogs { logs })
     }
 
-    /// The subject of the current life of a pod, and that life.
-    fn life(&self, key: &PodKey) -> Result<(String, Arc<PodLog>), StoreError> {
-        let life = self.pods.log(key)?;
+    /// The subject of a life of a pod.
+    fn subject(&self, key: &PodKey, life: &PodLog) -> Result<String, StoreError> {
         if life.created() == 0 {
             return Err(StoreError::Storage(format!(
                 "the creation version of pod {key} is not known, so its log has no subject"
             )));
         }
-        Ok((self.logs.subject(key, life.created()), life))
+        Ok(self.logs.subject(key, life.created()))
     }
 }
 
@@ -217,39 +214,21 @@ async fn ensure_stream(
     }
 }
 
-impl PodStore for JetStreamLogs {
-    fn list(&self, namespace: Option<&str>) -> PodList {
-        self.pods.list(namespace)
+impl LogBackend for JetStreamLogs {
+    fn append(&self, key: PodKey, life: Arc<PodLog>, lines: Vec<String>) -> Pending<()> {
+        let subject = self.subject(&key, &life);
+        let logs = Arc::clone(&self.logs);
+        Box::pin(async move { writer::append(&logs, subject?, lines).await })
     }
 
-    fn list_page(
-        &self,
-        namespace: Option<String>,
-        from: Option<ListPosition>,
-        limit: usize,
-    ) -> Pending<PodPage> {
-        self.pods.list_page(namespace, from, limit)
-    }
-
-    fn catch_up(&self, version: u64) -> Pending<()> {
-        self.pods.catch_up(version)
-    }
-
-    fn watch(&self, namespace: Option<String>, from: u64) -> Result<Watcher, StoreError> {
-        self.pods.watch(namespace, from)
-    }
-
-    fn log(&self, key: &PodKey) -> Result<Arc<PodLog>, StoreError> {
-        self.pods.log(key)
-    }
-
-    fn read_log(
+    fn read(
         &self,
         key: &PodKey,
+        life: Arc<PodLog>,
         start: LogStart,
         follow: bool,
     ) -> Result<LogLines, StoreError> {
-        let (subject, life) = self.life(key)?;
+        let subject = self.subject(key, &life)?;
         Ok(reader::read(
             Arc::clone(&self.logs),
             subject,
@@ -259,58 +238,29 @@ impl PodStore for JetStreamLogs {
         ))
     }
 
-    fn apply(&self, apply: ApplyPod) -> Pending<Arc<Pod>> {
-        self.pods.apply(apply)
-    }
-
-    fn delete(&self, key: PodKey) -> Pending<Arc<Pod>> {
-        let life = self.life(&key);
-        let deleted = self.pods.delete(key);
+    fn deleted(&self, tombstone: &Pod, life: &PodLog) -> BoxFuture<'static, ()> {
+        let subject = self.subject(&PodKey::of(tombstone), life);
         let logs = Arc::clone(&self.logs);
         Box::pin(async move {
-            let tombstone = deleted.await?;
-            if let Ok((subject, _)) = life {
-                // The subject is never written again; purging it only
-                // frees its space, so a failure leaves no wrong answer.
-                if let Err(err) = logs.stream.purge().filter(subject.as_str()).await {
-                    tracing::warn!(subject, %err, "cannot purge a deleted pod's log");
-                }
-                logs.lanes.forget(&subject);
+            let Ok(subject) = subject else { return };
+            // The subject is never written again; purging it only frees
+            // its space, so a failure leaves no wrong answer.
+            if let Err(err) = logs.stream.purge().filter(subject.as_str()).await {
+                tracing::warn!(subject, %err, "cannot purge a deleted pod's log");
             }
-            Ok(tombstone)
+            logs.lanes.forget(&subject);
         })
     }
 
-    fn append_log(&self, key: PodKey, lines: Vec<String>) -> Pending<()> {
-        let life = self.life(&key);
-        let logs = Arc::clone(&self.logs);
-        Box::pin(async move {
-            let (subject, _) = life?;
-            writer::append(&logs, subject, lines).await
-        })
-    }
-
-    fn sync(&self) -> Pending<()> {
-        // Every append is acknowledged by JetStream before it resolves.
-        self.pods.sync()
-    }
+    // Every append is acknowledged by JetStream before it resolves: `sync`
+    // has nothing to wait for.
 
     fn close(&self) -> Pending<()> {
-        let closed = self.pods.close();
         let client = self.logs.client.clone();
         Box::pin(async move {
-            let result = closed.await;
             // Nothing is buffered that an acknowledged write needs.
             let _ = client.flush().await;
-            result
+            Ok(())
         })
-    }
-
-    fn version(&self) -> u64 {
-        self.pods.version()
-    }
-
-    fn watcher_count(&self) -> usize {
-        self.pods.watcher_count()
     }
 }

@@ -1,9 +1,16 @@
-//! The index on its own: versions, batches, lists, conflicts, the history.
+//! The cache on its own: versions, batches, lists, conflicts, the history.
+
+use std::sync::Arc;
 
 use super::*;
-use crate::store::WatchEnd;
+use crate::contract::Pod;
+use crate::domain::{ApplyPod, PodKey};
+use crate::store::config::StoreConfig;
+use crate::store::error::StoreError;
+use crate::store::list::{ListPosition, PodList};
+use crate::store::watcher::WatchEnd;
 
-fn apply(index: &Index, ns: &str, name: &str, replicas: i32) -> Arc<Pod> {
+fn apply(index: &WatchCache, ns: &str, name: &str, replicas: i32) -> Arc<Pod> {
     let mut batch = index.batch();
     let pod = index
         .plan_apply(
@@ -16,20 +23,20 @@ fn apply(index: &Index, ns: &str, name: &str, replicas: i32) -> Arc<Pod> {
             },
         )
         .unwrap();
-    index.publish(batch);
+    index.publish_batch(batch);
     pod
 }
 
 #[test]
 fn versions_increase_by_one_per_change() {
-    let index = Index::new(StoreConfig::default());
+    let index = WatchCache::new(StoreConfig::default());
     assert_eq!(apply(&index, "a", "x", 1).resource_version, 1);
     assert_eq!(apply(&index, "a", "x", 2).resource_version, 2);
     let mut batch = index.batch();
     let gone = index
         .plan_delete(&mut batch, PodKey::new("a", "x"))
         .unwrap();
-    index.publish(batch);
+    index.publish_batch(batch);
     assert_eq!((gone.resource_version, gone.deleted), (3, true));
     assert_eq!(index.version(), 3);
     assert!(index.list(None).pods.is_empty());
@@ -37,7 +44,7 @@ fn versions_increase_by_one_per_change() {
 
 #[test]
 fn a_batch_sees_its_own_changes_and_nothing_before_publishing() {
-    let index = Index::new(StoreConfig::default());
+    let index = WatchCache::new(StoreConfig::default());
     let mut batch = index.batch();
     let key = PodKey::new("a", "x");
     let created = index
@@ -67,14 +74,14 @@ fn a_batch_sees_its_own_changes_and_nothing_before_publishing() {
     assert!(index.list(None).pods.is_empty(), "not published yet");
     assert!(index.log(&key).is_err());
 
-    index.publish(batch);
+    index.publish_batch(batch);
     assert_eq!(index.list(None).pods[0].replicas, 2);
     assert_eq!(index.log(&key).unwrap().end_cursor(), 1);
 }
 
 #[test]
 fn list_is_sorted_and_filtered() {
-    let index = Index::new(StoreConfig::default());
+    let index = WatchCache::new(StoreConfig::default());
     for (ns, name) in [("b", "z"), ("a", "y"), ("b", "a"), ("ab", "c")] {
         apply(&index, ns, name, 1);
     }
@@ -91,7 +98,7 @@ fn list_is_sorted_and_filtered() {
 
 #[test]
 fn conflicts_change_nothing() {
-    let index = Index::new(StoreConfig::default());
+    let index = WatchCache::new(StoreConfig::default());
     apply(&index, "a", "x", 1);
     let mut batch = index.batch();
     let err = index
@@ -117,7 +124,7 @@ fn conflicts_change_nothing() {
 
 #[test]
 fn watch_range_follows_the_history() {
-    let index = Index::new(StoreConfig {
+    let index = WatchCache::new(StoreConfig {
         history: 3,
         ..StoreConfig::default()
     });
@@ -143,7 +150,7 @@ fn a_history_with_gaps_between_versions_resumes_by_version() {
         deleted: false,
         bookmark: false,
     };
-    let index = Index::restore(
+    let index = WatchCache::restore(
         StoreConfig::default(),
         Restored {
             pods: vec![change("x", 10), change("y", 14), change("z", 20)],
@@ -166,16 +173,16 @@ fn a_history_with_gaps_between_versions_resumes_by_version() {
     assert!(index.watch(None, 21).is_err());
 }
 
-fn delete(index: &Index, ns: &str, name: &str) {
+fn delete(index: &WatchCache, ns: &str, name: &str) {
     let mut batch = index.batch();
     if index.plan_delete(&mut batch, PodKey::new(ns, name)).is_ok() {
-        index.publish(batch);
+        index.publish_batch(batch);
     }
 }
 
 /// Pages through a list, letting `between` write before every page.
 fn page_through(
-    index: &Index,
+    index: &WatchCache,
     namespace: Option<&str>,
     limit: usize,
     mut between: impl FnMut(),
@@ -200,7 +207,7 @@ fn page_through(
 
 #[test]
 fn pages_are_the_list_at_the_first_pages_version_whatever_is_written_meanwhile() {
-    let index = Index::new(StoreConfig::default());
+    let index = WatchCache::new(StoreConfig::default());
     let mut rng = fastrand::Rng::with_seed(11);
     let namespaces = ["a", "b", "c"];
     let write = |rng: &mut fastrand::Rng| {
@@ -235,7 +242,7 @@ fn pages_are_the_list_at_the_first_pages_version_whatever_is_written_meanwhile()
 
 #[test]
 fn the_last_page_has_no_next_and_no_page_is_empty() {
-    let index = Index::new(StoreConfig::default());
+    let index = WatchCache::new(StoreConfig::default());
     for name in ["p1", "p2", "p3", "p4"] {
         apply(&index, "a", name, 1);
     }
@@ -253,7 +260,7 @@ fn the_last_page_has_no_next_and_no_page_is_empty() {
 
 #[test]
 fn a_list_expires_when_the_history_moves_past_its_version() {
-    let index = Index::new(StoreConfig {
+    let index = WatchCache::new(StoreConfig {
         history: 5,
         ..StoreConfig::default()
     });
@@ -279,11 +286,11 @@ fn a_list_expires_when_the_history_moves_past_its_version() {
 
 #[test]
 fn a_list_of_another_life_or_from_the_future_is_not_continued() {
-    let index = Index::new(StoreConfig::default());
+    let index = WatchCache::new(StoreConfig::default());
     apply(&index, "a", "p1", 1);
     apply(&index, "a", "p2", 1);
     let next = index.list_page(None, None, 1).unwrap().next.unwrap();
-    let other = Index::new(StoreConfig::default());
+    let other = WatchCache::new(StoreConfig::default());
     apply(&other, "a", "p1", 1);
     apply(&other, "a", "p2", 1);
     let expired = StoreError::ListExpired {
@@ -316,7 +323,7 @@ fn a_restored_index_continues_lists_only_from_its_restored_version() {
         deleted: false,
         bookmark: false,
     };
-    let index = Index::restore(
+    let index = WatchCache::restore(
         StoreConfig::default(),
         Restored {
             pods: vec![pod("p1", 1), pod("p2", 2)],
@@ -344,7 +351,7 @@ fn a_restored_index_continues_lists_only_from_its_restored_version() {
 
 #[tokio::test]
 async fn a_reset_ends_watchers_as_a_start_over_not_a_shutdown() {
-    let index = Index::new(StoreConfig::default());
+    let index = WatchCache::new(StoreConfig::default());
     apply(&index, "a", "x", 1);
     let mut watcher = index.watch(None, 1).unwrap();
     let kept = Pod {
@@ -353,7 +360,10 @@ async fn a_reset_ends_watchers_as_a_start_over_not_a_shutdown() {
         resource_version: 7,
         ..Pod::default()
     };
-    index.reset(vec![(kept, 7)], 9);
+    index.observe(Observed::StartOver {
+        pods: vec![(kept, 7)],
+        version: 9,
+    });
     assert_eq!(
         watcher.next().await,
         Err(WatchEnd::StartedOver {

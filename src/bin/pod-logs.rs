@@ -77,24 +77,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 }
                 cli::print(&text)?;
             }
-            LogUpdate::Interrupted {
-                reason,
-                resume_at,
-                retry_in,
-            } => {
-                let at = read
-                    .server()
-                    .map(|addr| format!(" at {addr}"))
-                    .unwrap_or_default();
-                let from = match resume_at {
-                    0 => "the start".to_owned(),
-                    line => format!("line {line}"),
-                };
-                eprintln!(
-                    "logs interrupted ({reason}); resuming from {from}{at} in {:.1}s",
-                    retry_in.as_secs_f64()
-                );
-            }
+            LogUpdate::Interrupted { note, .. } => eprintln!("{note}"),
         }
     }
     Ok(())

@@ -42,16 +42,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             WatchUpdate::Changed(event) => printer.rows(std::slice::from_ref(&event)),
             // A bookmark moves the resume point; there is nothing to print.
             WatchUpdate::Progressed { .. } => continue,
-            WatchUpdate::Interrupted { reason, retry_in } => {
-                let at = watch
-                    .server()
-                    .map(|addr| format!(" at {addr}"))
-                    .unwrap_or_default();
-                eprintln!(
-                    "watch interrupted ({reason}); resuming from version {}{at} in {:.1}s",
-                    watch.version(),
-                    retry_in.as_secs_f64()
-                );
+            WatchUpdate::Interrupted { note, .. } => {
+                eprintln!("{note}");
                 continue;
             }
         };

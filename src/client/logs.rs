@@ -3,22 +3,22 @@
 //! [`LogRead`] keeps the number of the next line it wants. When its
 //! stream breaks (the connection dropped, the server restarted, or its
 //! replica died) it waits with capped, jittered backoff and asks again
-//! from that line (`from_line`), at the next of its [`Servers`]: so no line
-//! is given twice and none is missed. Lines that retention dropped meanwhile
-//! show as a gap in the numbers.
+//! from that line (`from_line`), at the next of its [`Servers`] (see
+//! [`resume`](super::resume)): so no line is given twice and none is
+//! missed. Lines that retention dropped meanwhile show as a gap in the
+//! numbers.
 //!
 //! A server from before line numbers (`first_line` unset) cannot be
 //! resumed from: its read ends with the error that broke it.
 
 use std::time::Duration;
 
-use tokio::time::Instant;
 use tonic::{Code, Status, Streaming};
 
 use super::connect::status_error;
-use super::retry::{Backoff, is_fatal};
+use super::resume::Resumer;
 use super::servers::Servers;
-use crate::contract::{GetLogsRequest, LogChunk, code_name};
+use crate::contract::{GetLogsRequest, LogChunk};
 
 /// What [`LogRead::next`] reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,12 +38,15 @@ pub enum LogUpdate {
         resume_at: u64,
         /// How long until it resumes.
         retry_in: Duration,
+        /// All of it as one line to print: `logs interrupted (REASON);
+        /// resuming from line N at SERVER in 0.1s`.
+        note: String,
     },
 }
 
 /// See the module docs.
 pub struct LogRead {
-    servers: Servers,
+    resumer: Resumer,
     request: GetLogsRequest,
     /// The number of the next line wanted; `None` before the first line,
     /// and for good once a server did not number its lines.
@@ -52,8 +55,6 @@ pub struct LogRead {
     /// Whether a server has answered the read once.
     opened: bool,
     stream: Option<Streaming<LogChunk>>,
-    retry_at: Option<Instant>,
-    backoff: Backoff,
 }
 
 impl LogRead {
@@ -61,23 +62,19 @@ impl LogRead {
     /// several servers.
     pub fn new(servers: impl Into<Servers>, request: GetLogsRequest) -> Self {
         LogRead {
-            servers: servers.into(),
+            resumer: Resumer::new(servers.into()),
             next_line: (request.from_line > 0).then_some(request.from_line),
             request,
             numbered: true,
             opened: false,
             stream: None,
-            retry_at: None,
-            backoff: Backoff::default(),
         }
     }
 
     /// The server the read uses (after an interruption: the one it will
     /// resume at), when it has several to choose from.
     pub fn server(&self) -> Option<&str> {
-        (self.servers.count() > 1)
-            .then(|| self.servers.addr())
-            .flatten()
+        self.resumer.server()
     }
 
     /// The next update; `None` once the log is read (without follow) or
@@ -85,30 +82,31 @@ impl LogRead {
     /// the read (the pod does not exist, say), or when a stream of
     /// unnumbered lines breaks.
     pub async fn next(&mut self) -> anyhow::Result<Option<LogUpdate>> {
-        if let Some(at) = self.retry_at.take() {
-            tokio::time::sleep_until(at).await;
-        }
+        self.resumer.wait().await;
         let status = match self.step().await {
             Ok(update) => return Ok(update),
             Err(status) => status,
         };
         self.stream = None;
-        let resumable = self.numbered && !is_fatal(status.code());
         // A pod not found on resuming was deleted meanwhile: its log
         // is gone, as a follow would have ended.
         if status.code() == Code::NotFound && self.opened {
             return Ok(None);
         }
-        if !resumable || status.code() == Code::NotFound {
+        if !self.numbered || status.code() == Code::NotFound {
             return Err(status_error(status));
         }
-        self.servers.fail_over();
-        let retry_in = self.backoff.next_delay();
-        self.retry_at = Some(Instant::now() + retry_in);
+        let interruption = self.resumer.interrupted(status)?;
+        let resume_at = self.next_line.unwrap_or(0);
+        let place = match resume_at {
+            0 => "the start".to_owned(),
+            line => format!("line {line}"),
+        };
         Ok(Some(LogUpdate::Interrupted {
-            reason: format!("{}: {}", code_name(status.code()), status.message()),
-            resume_at: self.next_line.unwrap_or(0),
-            retry_in,
+            note: interruption.line("logs", Some(&place)),
+            reason: interruption.reason,
+            resume_at,
+            retry_in: interruption.retry_in,
         }))
     }
 
@@ -122,7 +120,7 @@ impl LogRead {
                     request.from_line = line;
                     request.tail_lines = 0;
                 }
-                let stream = self.servers.client().get_logs(request).await?.into_inner();
+                let stream = self.resumer.client().get_logs(request).await?.into_inner();
                 self.opened = true;
                 self.stream.insert(stream)
             }
@@ -131,7 +129,7 @@ impl LogRead {
             let Some(chunk) = stream.message().await? else {
                 return Ok(None);
             };
-            self.backoff.reset();
+            self.resumer.progressed();
             if chunk.first_line == 0 {
                 self.numbered = false;
                 return Ok(Some(LogUpdate::Lines {

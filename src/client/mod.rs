@@ -1,6 +1,7 @@
 //! The clients' logic, for the binaries and for anyone embedding a client:
 //! connecting (to one server, or moving between replicas), paged lists, the
-//! resumable watch, the resumable log read, log upload and the sync session.
+//! resumable watch, the resumable log read, log upload and the sync session
+//! (the three long-running ones resume a broken stream alike: `resume`).
 //!
 //! It needs nothing of the server: only the [contract](crate::contract).
 //! Each binary in `src/bin/` parses its arguments (with [`crate::cli`]) and
@@ -10,6 +11,7 @@ mod cache;
 mod connect;
 mod list;
 mod logs;
+mod resume;
 mod retry;
 mod servers;
 pub mod sync;

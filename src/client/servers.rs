@@ -33,7 +33,17 @@ impl Servers {
     /// when the client first moves to them.
     pub async fn connect(config: &ClientConfig) -> anyhow::Result<Self> {
         let (current, connected) = connect_first(config).await?;
-        let mut replicas = config
+        let mut servers = Servers::lazy(config)?;
+        servers.replicas[current].client = connected;
+        servers.current = current;
+        Ok(servers)
+    }
+
+    /// The config's servers, each connecting when first used, starting
+    /// with the first: no server need be up yet.
+    pub(super) fn lazy(config: &ClientConfig) -> anyhow::Result<Self> {
+        anyhow::ensure!(!config.addrs.is_empty(), "no server address given");
+        let replicas = config
             .addrs
             .iter()
             .map(|addr| {
@@ -43,8 +53,10 @@ impl Servers {
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        replicas[current].client = connected;
-        Ok(Servers { replicas, current })
+        Ok(Servers {
+            replicas,
+            current: 0,
+        })
     }
 
     /// How many servers there are to move between (at least one).

@@ -5,10 +5,11 @@
 //! list and the changes together form a consistent view. When the stream
 //! ends (the server dropped a slow watcher, restarted, or the connection
 //! broke) it waits with capped, jittered backoff and resumes from the
-//! newest version it holds: its last change, or the last bookmark, which the
-//! server sends to a quiet watch so that its place stays current; if the server can no longer continue from there
-//! (`OUT_OF_RANGE`), it lists again and reports only the difference from its
-//! cache. So no change is reported twice and none is missed.
+//! newest version it holds (see [`resume`](super::resume)): its last
+//! change, or the last bookmark, which the server sends to a quiet watch so
+//! that its place stays current; if the server can no longer continue from
+//! there (`OUT_OF_RANGE`), it lists again and reports only the difference
+//! from its cache. So no change is reported twice and none is missed.
 //!
 //! Given several [`Servers`], replicas of one registry, each resume goes to
 //! the next of them: a watch whose server died carries on at another, from
@@ -17,15 +18,13 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use tokio::time::Instant;
 use tonic::{Code, Status, Streaming};
 
 use super::cache::{PodCache, PodEvent};
-use super::connect::status_error;
 use super::list::{DEFAULT_PAGE_SIZE, list_all};
-use super::retry::{Backoff, is_fatal};
+use super::resume::Resumer;
 use super::servers::Servers;
-use crate::contract::{ListPodsRequest, Pod, code_name};
+use crate::contract::{ListPodsRequest, Pod};
 
 /// What [`PodWatch::next`] reports.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,12 +46,15 @@ pub enum WatchUpdate {
         reason: String,
         /// How long until the watch resumes.
         retry_in: Duration,
+        /// All of it as one line to print: `watch interrupted (REASON);
+        /// resuming from version V at SERVER in 0.1s`.
+        note: String,
     },
 }
 
 /// See the module docs.
 pub struct PodWatch {
-    servers: Servers,
+    resumer: Resumer,
     namespace: String,
     cache: PodCache,
     /// The version the view reflects: where a resumed watch continues from.
@@ -60,8 +62,6 @@ pub struct PodWatch {
     listed: bool,
     stream: Option<Streaming<Pod>>,
     pending: VecDeque<WatchUpdate>,
-    retry_at: Option<Instant>,
-    backoff: Backoff,
     /// Whether the watch asks for bookmarks (the default).
     bookmarks: bool,
 }
@@ -71,15 +71,13 @@ impl PodWatch {
     /// on several servers.
     pub fn new(servers: impl Into<Servers>, namespace: impl Into<String>) -> Self {
         PodWatch {
-            servers: servers.into(),
+            resumer: Resumer::new(servers.into()),
             namespace: namespace.into(),
             cache: PodCache::default(),
             version: 0,
             listed: false,
             stream: None,
             pending: VecDeque::new(),
-            retry_at: None,
-            backoff: Backoff::default(),
             bookmarks: true,
         }
     }
@@ -99,9 +97,7 @@ impl PodWatch {
     /// The server the watch uses (after an interruption: the one it will
     /// resume at), when it has several to choose from.
     pub fn server(&self) -> Option<&str> {
-        (self.servers.count() > 1)
-            .then(|| self.servers.addr())
-            .flatten()
+        self.resumer.server()
     }
 
     /// The pods as currently known, sorted by namespace then name.
@@ -116,30 +112,23 @@ impl PodWatch {
             if let Some(update) = self.pending.pop_front() {
                 return Ok(update);
             }
-            if let Some(at) = self.retry_at.take() {
-                tokio::time::sleep_until(at).await;
+            self.resumer.wait().await;
+            let Err(status) = self.step().await else {
+                continue;
+            };
+            self.stream = None;
+            if status.code() == Code::OutOfRange {
+                // Too far behind for the history: list again, now.
+                self.listed = false;
+                continue;
             }
-            if let Err(status) = self.step().await {
-                self.stream = None;
-                match status.code() {
-                    Code::OutOfRange => {
-                        // Too far behind for the history: list again, now.
-                        self.listed = false;
-                    }
-                    code if is_fatal(code) => return Err(status_error(status)),
-                    code => {
-                        // Whatever ended the stream, another replica may
-                        // not share it; a lone server is simply tried again.
-                        self.servers.fail_over();
-                        let retry_in = self.backoff.next_delay();
-                        self.retry_at = Some(Instant::now() + retry_in);
-                        return Ok(WatchUpdate::Interrupted {
-                            reason: format!("{}: {}", code_name(code), status.message()),
-                            retry_in,
-                        });
-                    }
-                }
-            }
+            let interruption = self.resumer.interrupted(status)?;
+            let place = format!("version {}", self.version);
+            return Ok(WatchUpdate::Interrupted {
+                note: interruption.line("watch", Some(&place)),
+                reason: interruption.reason,
+                retry_in: interruption.retry_in,
+            });
         }
     }
 
@@ -152,7 +141,7 @@ impl PodWatch {
             ..ListPodsRequest::default()
         };
         let stream = self
-            .servers
+            .resumer
             .client()
             .watch_pods(request)
             .await?
@@ -164,11 +153,11 @@ impl PodWatch {
     async fn step(&mut self) -> Result<(), Status> {
         if !self.listed {
             let (pods, version) =
-                list_all(self.servers.client(), &self.namespace, DEFAULT_PAGE_SIZE).await?;
+                list_all(self.resumer.client(), &self.namespace, DEFAULT_PAGE_SIZE).await?;
             let events = self.cache.replace(pods, version);
             self.version = version;
             self.listed = true;
-            self.backoff.reset();
+            self.resumer.progressed();
             self.pending.push_back(WatchUpdate::Listed(events));
             // Watch at once: the sooner the watch is registered after the
             // list, the fewer changes it must find in the history.
@@ -181,7 +170,7 @@ impl PodWatch {
         };
         match stream.message().await? {
             Some(pod) if pod.bookmark => {
-                self.backoff.reset();
+                self.resumer.progressed();
                 self.version = self.version.max(pod.resource_version);
                 self.pending.push_back(WatchUpdate::Progressed {
                     version: self.version,
@@ -189,7 +178,7 @@ impl PodWatch {
                 Ok(())
             }
             Some(pod) => {
-                self.backoff.reset();
+                self.resumer.progressed();
                 self.version = self.version.max(pod.resource_version);
                 if let Some(event) = self.cache.observe(pod) {
                     self.pending.push_back(WatchUpdate::Changed(event));

@@ -20,10 +20,10 @@ use super::stream::{Events, Outbound, open_stream};
 use crate::client::cache::PodCache;
 use crate::client::connect::status_error;
 use crate::client::list::{DEFAULT_PAGE_SIZE, list_all};
-use crate::client::retry::{Backoff, is_fatal};
+use crate::client::resume::Resumer;
 use crate::client::servers::Servers;
 use crate::contract::{
-    DEFAULT_NAMESPACE, Pod, Subscribe, SyncAck, SyncEvent, SyncRequest, ack, code_name, sync_event,
+    DEFAULT_NAMESPACE, Pod, Subscribe, SyncAck, SyncEvent, SyncRequest, ack, sync_event,
     sync_request,
 };
 
@@ -72,10 +72,10 @@ pub async fn run_session(
     mode: Mode,
     notice: impl FnMut(Notice),
 ) -> anyhow::Result<SessionReport> {
-    let mut servers = servers.into();
-    let (requests, events) = open_stream(servers.client());
+    let mut resumer = Resumer::new(servers.into());
+    let (requests, events) = open_stream(resumer.client());
     let mut session = Session {
-        servers,
+        resumer,
         output,
         notice,
         requests: Some(requests),
@@ -86,7 +86,6 @@ pub async fn run_session(
         version: 0,
         cache: PodCache::default(),
         report: SessionReport::default(),
-        backoff: Backoff::default(),
         merging: None,
         aborted: false,
     };
@@ -143,7 +142,7 @@ pub enum Notice {
 }
 
 struct Session<W, N> {
-    servers: Servers,
+    resumer: Resumer,
     output: W,
     notice: N,
     /// `None` once the input has ended.
@@ -161,7 +160,6 @@ struct Session<W, N> {
     /// The pods the session has shown.
     cache: PodCache,
     report: SessionReport,
-    backoff: Backoff,
     /// The id of a merged apply that is retried if it is `ABORTED`...
     merging: Option<u64>,
     /// ...and whether it was.
@@ -270,7 +268,7 @@ impl<W: AsyncWrite + Unpin, N: FnMut(Notice)> Session<W, N> {
         } else {
             &edit.namespace
         };
-        match list_all(self.servers.client(), namespace, DEFAULT_PAGE_SIZE).await {
+        match list_all(self.resumer.client(), namespace, DEFAULT_PAGE_SIZE).await {
             Ok((pods, _)) => Ok(pods.into_iter().find(|pod| pod.name == edit.name)),
             Err(status) if status.code() == tonic::Code::InvalidArgument => Ok(None),
             Err(status) => Err(status),
@@ -286,7 +284,7 @@ impl<W: AsyncWrite + Unpin, N: FnMut(Notice)> Session<W, N> {
             {
                 // List, then subscribe from the list's version.
                 let namespace = &subscribe.namespace;
-                match list_all(self.servers.client(), namespace, DEFAULT_PAGE_SIZE).await {
+                match list_all(self.resumer.client(), namespace, DEFAULT_PAGE_SIZE).await {
                     Ok((pods, version)) => {
                         self.snapshot = Some((id, pods));
                         self.version = version;
@@ -334,7 +332,7 @@ impl<W: AsyncWrite + Unpin, N: FnMut(Notice)> Session<W, N> {
                     self.report.retries += 1;
                     return Ok(());
                 }
-                self.backoff.reset();
+                self.resumer.progressed();
                 if ack.code != 0 {
                     self.report.failed += 1;
                 }
@@ -351,7 +349,7 @@ impl<W: AsyncWrite + Unpin, N: FnMut(Notice)> Session<W, N> {
                 Ok(())
             }
             Some(sync_event::Event::Change(pod)) => {
-                self.backoff.reset();
+                self.resumer.progressed();
                 self.version = self.version.max(pod.resource_version);
                 // A bookmark only moves the version a resumed watch starts from.
                 if pod.bookmark {
@@ -386,7 +384,7 @@ impl<W: AsyncWrite + Unpin, N: FnMut(Notice)> Session<W, N> {
         }
         // Too far behind: list again, show what changed, and subscribe from there.
         let namespace = self.subscription.clone().unwrap_or_default();
-        let (pods, version) = list_all(self.servers.client(), &namespace, DEFAULT_PAGE_SIZE)
+        let (pods, version) = list_all(self.resumer.client(), &namespace, DEFAULT_PAGE_SIZE)
             .await
             .map_err(status_error)?;
         (self.notice)(Notice::Note(format!(
@@ -419,10 +417,11 @@ impl<W: AsyncWrite + Unpin, N: FnMut(Notice)> Session<W, N> {
     /// if commands may still come, reconnects and resumes the watch.
     /// Returns whether the session goes on.
     async fn reconnect(&mut self, status: Status) -> anyhow::Result<bool> {
-        if is_fatal(status.code()) {
-            return Err(status_error(status).context("the session failed"));
-        }
-        let reason = format!("{}: {}", code_name(status.code()), status.message());
+        let interruption = self
+            .resumer
+            .interrupted(status)
+            .context("the session failed")?;
+        let reason = &interruption.reason;
         while let Some(id) = self.unacked.pop_front() {
             self.report.failed += 1;
             let line = format!(
@@ -434,22 +433,11 @@ impl<W: AsyncWrite + Unpin, N: FnMut(Notice)> Session<W, N> {
         if self.requests.is_none() {
             return Ok(false);
         }
-        // Whatever broke the stream, another replica may not share it; a
-        // lone server is simply tried again.
-        self.servers.fail_over();
-        let to = match self.servers.addr() {
-            Some(addr) if self.servers.count() > 1 => format!(" to {addr}"),
-            _ => String::new(),
-        };
-        let delay = self.backoff.next_delay();
-        (self.notice)(Notice::Note(format!(
-            "session interrupted ({reason}); reconnecting{to} in {:.1}s",
-            delay.as_secs_f64()
-        )));
-        tokio::time::sleep(delay).await;
+        (self.notice)(Notice::Note(interruption.line("session", None)));
+        self.resumer.wait().await;
         // A failed reopening shows up as the new stream's first error and
         // brings the session back here, with a longer delay.
-        let (requests, events) = open_stream(self.servers.client());
+        let (requests, events) = open_stream(self.resumer.client());
         self.requests = Some(requests);
         self.events = events;
         self.resubscribe().await;

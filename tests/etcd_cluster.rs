@@ -65,7 +65,7 @@ async fn killing_the_leader_elects_another_and_restart_brings_it_back() {
     let new = cluster.leader().await;
     assert_ne!(new, old, "a killed member cannot lead");
     for i in (0..3).filter(|&i| i != old) {
-        cluster.await_healthy(i).await;
+        cluster.await_ready(i).await;
     }
 
     cluster.restart(old).await;
@@ -90,7 +90,7 @@ async fn a_paused_member_answers_nothing_until_resumed() {
     assert_ne!(next, leader, "the others elect a leader of their own");
 
     cluster.resume(leader);
-    cluster.await_healthy(leader).await;
+    cluster.await_ready(leader).await;
     // The old leader learns it was deposed; the three agree on a leader.
     assert!(cluster.leader().await < 3);
 }

@@ -23,7 +23,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::cluster::{Cluster, Daemon, Member, View, http};
+pub use super::cluster::Health;
+use super::cluster::{Cluster, Daemon, Member, View, json, probe};
 
 /// A running etcd cluster on loopback.
 pub type EtcdCluster = Cluster<Etcd>;
@@ -40,25 +41,12 @@ pub struct Etcd {
     token: String,
 }
 
-/// What a member's `GET /health` said.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Health {
-    /// `{"health":"true"}`: the member has a leader and serves.
-    Healthy,
-    /// It answered, but not healthy (e.g. `{"health":"false"}`, no leader).
-    Unhealthy(String),
-    /// No answer within the request timeout, or no connection (killed,
-    /// paused).
-    NoAnswer(String),
-}
-
 impl Daemon for Etcd {
     const NAME: &'static str = "etcd";
     const MEMBER: &'static str = "member";
     const PROGRAM: &'static str = "etcd";
     const PACKAGE: &'static str = "etcd-server";
     const PORTS: usize = 2;
-    type Health = Health;
 
     fn member_name(i: usize) -> String {
         format!("m{}", i + 1)
@@ -94,31 +82,18 @@ impl Daemon for Etcd {
             .args(["--experimental-watch-progress-notify-interval", "1s"]);
     }
 
+    /// `GET /health` says `{"health":"true"}`: the member has a leader
+    /// and serves.
     async fn check(cluster: &EtcdCluster, i: usize) -> Health {
-        match http(cluster.member(i).ports[CLIENT], "GET", "/health", "").await {
-            Err(error) => Health::NoAnswer(error),
-            Ok((_, body)) => {
-                let healthy = serde_json::from_str::<serde_json::Value>(&body)
-                    .is_ok_and(|json| json["health"] == "true");
-                if healthy {
-                    Health::Healthy
-                } else {
-                    Health::Unhealthy(body)
-                }
-            }
-        }
-    }
-
-    fn ready(health: &Health) -> bool {
-        *health == Health::Healthy
+        let port = cluster.member(i).ports[CLIENT];
+        probe(port, "/health", |json| json["health"] == "true").await
     }
 
     /// The member's id and its leader's, from `POST
     /// /v3/maintenance/status`.
     async fn view(cluster: &EtcdCluster, i: usize) -> Result<View, String> {
         let port = cluster.member(i).ports[CLIENT];
-        let (_, body) = http(port, "POST", "/v3/maintenance/status", "{}").await?;
-        let status = serde_json::from_str::<serde_json::Value>(&body).map_err(|_| body)?;
+        let status = json(port, "POST", "/v3/maintenance/status", "{}").await?;
         Ok(View {
             me: status["header"]["member_id"].as_str().map(str::to_owned),
             leader: status["leader"].as_str().map(str::to_owned),

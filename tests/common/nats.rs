@@ -34,7 +34,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::cluster::{Cluster, Daemon, Member, View, http};
+pub use super::cluster::Health;
+use super::cluster::{Cluster, Daemon, Member, View, json, probe};
 
 /// A running NATS JetStream cluster on loopback.
 pub type NatsCluster = Cluster<Nats>;
@@ -52,26 +53,12 @@ pub struct Nats {
     cluster: Option<(String, String)>,
 }
 
-/// What a node's monitoring endpoint said.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Health {
-    /// `GET /healthz` said `{"status":"ok"}` and, in a cluster, `GET /jsz`
-    /// names a meta leader of a meta group of every node.
-    Ready,
-    /// It answered, but is not ready (JetStream starting, no meta leader
-    /// yet, not current with it): what it said.
-    NotReady(String),
-    /// No answer within the request timeout, or no connection (killed).
-    NoAnswer(String),
-}
-
 impl Daemon for Nats {
     const NAME: &'static str = "nats";
     const MEMBER: &'static str = "node";
     const PROGRAM: &'static str = "nats-server";
     const PACKAGE: &'static str = "nats-server";
     const PORTS: usize = 3;
-    type Health = Health;
 
     /// The server name (`-n`), which `GET /jsz` names the leader by.
     fn member_name(i: usize) -> String {
@@ -109,13 +96,10 @@ impl Daemon for Nats {
         let port = cluster.member(i).ports[MONITOR];
         let size = cluster.len();
         if size > 1 {
-            let body = match http(port, "GET", "/jsz", "").await {
+            let meta = match json(port, "GET", "/jsz", "").await {
+                Ok(jsz) => jsz["meta_cluster"].clone(),
                 Err(error) => return Health::NoAnswer(error),
-                Ok((_, body)) => body,
             };
-            let meta = serde_json::from_str::<serde_json::Value>(&body)
-                .map(|jsz| jsz["meta_cluster"].clone())
-                .unwrap_or_default();
             let led = meta["leader"]
                 .as_str()
                 .is_some_and(|leader| !leader.is_empty());
@@ -125,29 +109,13 @@ impl Daemon for Nats {
                 ));
             }
         }
-        match http(port, "GET", "/healthz", "").await {
-            Err(error) => Health::NoAnswer(error),
-            Ok((_, body)) => {
-                let ok = serde_json::from_str::<serde_json::Value>(&body)
-                    .is_ok_and(|json| json["status"] == "ok");
-                if ok {
-                    Health::Ready
-                } else {
-                    Health::NotReady(body)
-                }
-            }
-        }
-    }
-
-    fn ready(health: &Health) -> bool {
-        *health == Health::Ready
+        probe(port, "/healthz", |json| json["status"] == "ok").await
     }
 
     /// The node's name and the meta leader's, from its `GET /jsz`.
     async fn view(cluster: &NatsCluster, i: usize) -> Result<View, String> {
         let port = cluster.member(i).ports[MONITOR];
-        let (_, body) = http(port, "GET", "/jsz", "").await?;
-        let jsz = serde_json::from_str::<serde_json::Value>(&body).map_err(|_| body)?;
+        let jsz = json(port, "GET", "/jsz", "").await?;
         Ok(View {
             me: Some(cluster.member(i).name.clone()),
             leader: jsz["meta_cluster"]["leader"].as_str().map(str::to_owned),

@@ -29,7 +29,6 @@
 
 pub mod wait;
 
-use std::fmt::Debug;
 use std::fs::OpenOptions;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -38,7 +37,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use super::process::{free_ports, signal, spawn_tied, tied};
-pub use wait::{View, http};
+pub use wait::{Health, View, json, probe};
 
 /// Starts on ports that another process took in the meantime, at most.
 const START_ATTEMPTS: usize = 5;
@@ -58,8 +57,6 @@ pub trait Daemon: Sized + Send + Sync + 'static {
     const PACKAGE: &'static str;
     /// How many ports each member listens on.
     const PORTS: usize;
-    /// What one readiness check says.
-    type Health: Debug + Clone + Send;
 
     /// Member `i`'s name, which its directory and log are named after.
     fn member_name(i: usize) -> String;
@@ -70,10 +67,8 @@ pub trait Daemon: Sized + Send + Sync + 'static {
     /// again on its data after a kill.
     fn args(&self, command: &mut Command, member: &Member, rejoining: bool);
     /// Asks member `i` once whether it is ready (bounded by a short
-    /// timeout, as [`http`] is).
-    fn check(cluster: &Cluster<Self>, i: usize) -> impl Future<Output = Self::Health> + Send;
-    /// Whether a check said ready.
-    fn ready(health: &Self::Health) -> bool;
+    /// timeout, as [`probe`] and [`json`] are).
+    fn check(cluster: &Cluster<Self>, i: usize) -> impl Future<Output = Health> + Send;
     /// Asks member `i` once whom it names as its leader.
     fn view(cluster: &Cluster<Self>, i: usize)
     -> impl Future<Output = Result<View, String>> + Send;

@@ -8,6 +8,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -25,6 +26,19 @@ const POLL: Duration = Duration::from_millis(20);
 /// A member could not bind a port chosen for it: the start begins again.
 pub(super) struct PortTaken;
 
+/// What a member said when asked whether it is ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Ready: it serves (etcd: it has a leader; NATS: JetStream is up and
+    /// current with its meta leader).
+    Ready,
+    /// It answered, but is not ready: what it said.
+    NotReady(String),
+    /// No answer within the request timeout, or no connection (killed,
+    /// paused).
+    NoAnswer(String),
+}
+
 /// A member's word on leadership, in its daemon's terms (etcd member ids,
 /// NATS server names).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +51,7 @@ pub struct View {
 
 impl<D: Daemon> Cluster<D> {
     /// Asks member `i` once whether it is ready.
-    pub async fn health(&self, i: usize) -> D::Health {
+    pub async fn health(&self, i: usize) -> Health {
         D::check(self, i).await
     }
 
@@ -98,7 +112,7 @@ impl<D: Daemon> Cluster<D> {
     /// logs.
     pub(super) async fn await_members(&self, mut pending: Vec<usize>) -> Result<(), PortTaken> {
         let deadline = Instant::now() + PATIENCE;
-        let mut last: Vec<Option<D::Health>> = vec![None; self.len()];
+        let mut last: Vec<Option<Health>> = vec![None; self.len()];
         loop {
             for &i in &pending {
                 if let Some(status) = self.exit_status(i) {
@@ -116,7 +130,7 @@ impl<D: Daemon> Cluster<D> {
             for (&i, answer) in pending.iter().zip(answers) {
                 last[i] = Some(answer);
             }
-            pending.retain(|&i| !last[i].as_ref().is_some_and(D::ready));
+            pending.retain(|&i| last[i] != Some(Health::Ready));
             if pending.is_empty() {
                 return Ok(());
             }
@@ -142,6 +156,29 @@ impl<D: Daemon> Cluster<D> {
             tokio::time::sleep(POLL).await;
         }
     }
+}
+
+/// Asks `GET path` of the member on `port` whether it is ready: it is if
+/// `ready` holds of the JSON it answers.
+pub async fn probe(port: u16, path: &str, ready: impl FnOnce(&Value) -> bool) -> Health {
+    match http(port, "GET", path, "").await {
+        Err(error) => Health::NoAnswer(error),
+        Ok((_, body)) => {
+            let json = serde_json::from_str(&body).unwrap_or_default();
+            if ready(&json) {
+                Health::Ready
+            } else {
+                Health::NotReady(body)
+            }
+        }
+    }
+}
+
+/// One [`http`] request whose answer is JSON: the JSON, or why there is
+/// none (no answer, or the body that is not JSON).
+pub async fn json(port: u16, method: &str, path: &str, body: &str) -> Result<Value, String> {
+    let (_, body) = http(port, method, path, body).await?;
+    serde_json::from_str(&body).map_err(|_| body)
 }
 
 /// One HTTP/1.0 request to `127.0.0.1:port` (the server then closes the

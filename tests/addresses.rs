@@ -12,8 +12,8 @@ mod common;
 
 use std::sync::Arc;
 
-use common::process::{ClientProcess, Output, bin, run};
-use common::{TestServer, within};
+use common::process::{ClientProcess, bin, run};
+use common::{Backend, TestServer, within};
 use pod_service::client::{self, ClientConfig, Pages, Servers};
 use pod_service::sample;
 use pod_service::server::ServerConfig;
@@ -33,12 +33,6 @@ async fn replicas() -> (TestServer, TestServer) {
     (first, second)
 }
 
-async fn sample_server() -> TestServer {
-    let server = TestServer::start(common::Backend::Memory).await;
-    server.store.load(sample::sample()).await.unwrap();
-    server
-}
-
 const PRODUCTION_TABLE: &str = "\
 NAMESPACE    NAME       STATUS    REPLICAS   VERSION
 production   api        Running   3          3
@@ -46,17 +40,9 @@ production   postgres   Running   1          4
 production   web        Running   4          5
 ";
 
-/// One line on stderr, starting with "error: ", and a failure exit code.
-fn assert_one_line_error(output: &Output, contains: &str) {
-    assert_eq!(output.code, Some(1), "stderr: {}", output.stderr);
-    assert_eq!(output.stderr.lines().count(), 1, "{}", output.stderr);
-    assert!(output.stderr.starts_with("error: "), "{}", output.stderr);
-    assert!(output.stderr.contains(contains), "{}", output.stderr);
-}
-
 #[tokio::test]
 async fn list_pods_passes_over_a_dead_address() {
-    let live = sample_server().await;
+    let live = TestServer::with_sample(Backend::Memory, ServerConfig::default()).await;
     let addrs = format!("{},{}", dead_url(), live.url());
     let mut command = bin("list-pods");
     command.args(["--addr", &addrs, "-n", "production"]);
@@ -81,9 +67,9 @@ async fn list_pods_passes_over_a_dead_address() {
 /// none answers, the error names them all.
 #[tokio::test]
 async fn list_pods_passes_over_a_server_that_never_answers() {
-    let mut frozen = sample_server().await;
+    let mut frozen = TestServer::with_sample(Backend::Memory, ServerConfig::default()).await;
     frozen.stop().await;
-    let live = sample_server().await;
+    let live = TestServer::with_sample(Backend::Memory, ServerConfig::default()).await;
     let addrs = format!("{},{}", frozen.url(), live.url());
     let mut command = bin("list-pods");
     command.args(["--addr", &addrs, "-n", "production", "--timeout", "1"]);
@@ -91,20 +77,17 @@ async fn list_pods_passes_over_a_server_that_never_answers() {
     assert_eq!(output.code, Some(0), "{}", output.stderr);
     assert_eq!(output.stdout, PRODUCTION_TABLE);
 
-    let mut also_frozen = sample_server().await;
+    let mut also_frozen = TestServer::with_sample(Backend::Memory, ServerConfig::default()).await;
     also_frozen.stop().await;
     let addrs = format!("{},{}", frozen.url(), also_frozen.url());
     let mut command = bin("list-pods");
     command.args(["--addr", &addrs, "--timeout", "0.3"]);
     let output = run(command, "list-pods").await;
-    assert_one_line_error(
-        &output,
-        &format!(
-            "no answer from any of {}, {}: the server did not answer within 0.3s",
-            frozen.url(),
-            also_frozen.url()
-        ),
-    );
+    output.assert_one_line_error(&format!(
+        "no answer from any of {}, {}: the server did not answer within 0.3s",
+        frozen.url(),
+        also_frozen.url()
+    ));
 }
 
 /// A list whose server dies between two pages goes on at the other
@@ -277,7 +260,7 @@ async fn no_reachable_address_is_one_line_naming_them_all() {
         let mut command = bin(name);
         command.args(["--addr", &addrs]).args(extra);
         let output = run(command, name).await;
-        assert_one_line_error(&output, &expected);
+        output.assert_one_line_error(&expected);
         assert!(
             output.stderr.contains("Connection refused"),
             "{}",
@@ -290,15 +273,15 @@ async fn no_reachable_address_is_one_line_naming_them_all() {
 /// at once, though the first would answer.
 #[tokio::test]
 async fn every_address_is_checked_first() {
-    let live = sample_server().await;
+    let live = TestServer::with_sample(Backend::Memory, ServerConfig::default()).await;
     let addrs = format!("{},not-a-url", live.url());
     let mut command = bin("list-pods");
     command.args(["--addr", &addrs]);
     let output = run(command, "list-pods").await;
-    assert_one_line_error(&output, "invalid server address \"not-a-url\"");
+    output.assert_one_line_error("invalid server address \"not-a-url\"");
     // An empty entry is no address either.
     let mut command = bin("list-pods");
     command.args(["--addr", &format!("{},", live.url())]);
     let output = run(command, "list-pods").await;
-    assert_one_line_error(&output, "invalid server address \"\"");
+    output.assert_one_line_error("invalid server address \"\"");
 }

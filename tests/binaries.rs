@@ -9,45 +9,19 @@ mod common;
 
 use std::process::Stdio;
 
-use common::process::{ClientProcess, Output, bin};
-use common::{Session, TestServer, pod, within};
+use common::process::{ClientProcess, Output, bin, run_with_input};
+use common::{Backend, Session, TestServer, pod, within};
 use pod_service::domain::PodKey;
 use pod_service::sample;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use pod_service::server::ServerConfig;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 /// Runs a binary to completion with `stdin` as its input.
 async fn run(name: &str, args: &[&str], stdin: &str) -> Output {
-    let mut child = bin(name)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).await.unwrap();
-    drop(input);
-    let output = within(name, child.wait_with_output()).await.unwrap();
-    Output {
-        code: output.status.code(),
-        stdout: String::from_utf8(output.stdout).unwrap(),
-        stderr: String::from_utf8(output.stderr).unwrap(),
-    }
-}
-
-/// One line on stderr, starting with "error: ", and a failure exit code.
-fn assert_one_line_error(output: &Output, contains: &str) {
-    assert_eq!(output.code, Some(1), "stderr: {}", output.stderr);
-    assert_eq!(output.stderr.lines().count(), 1, "{}", output.stderr);
-    assert!(output.stderr.starts_with("error: "), "{}", output.stderr);
-    assert!(output.stderr.contains(contains), "{}", output.stderr);
-}
-
-async fn sample_server() -> TestServer {
-    let server = TestServer::start(common::Backend::Memory).await;
-    server.store.load(sample::sample()).await.unwrap();
-    server
+    let mut command = bin(name);
+    command.args(args);
+    run_with_input(command, name, stdin).await
 }
 
 #[tokio::test]
@@ -88,19 +62,19 @@ async fn pod_server_serves_the_sample_and_stops_on_sigterm() {
 
 #[tokio::test]
 async fn pod_server_reports_a_busy_port_in_one_line() {
-    let server = TestServer::start(common::Backend::Memory).await;
+    let server = TestServer::start(Backend::Memory).await;
     let output = run(
         "pod-server",
         &["--addr", &server.addr.to_string(), "--in-memory"],
         "",
     )
     .await;
-    assert_one_line_error(&output, &format!("cannot listen on {}", server.addr));
+    output.assert_one_line_error(&format!("cannot listen on {}", server.addr));
 }
 
 #[tokio::test]
 async fn list_pods_prints_an_aligned_table() {
-    let server = sample_server().await;
+    let server = TestServer::with_sample(Backend::Memory, ServerConfig::default()).await;
     let output = run(
         "list-pods",
         &["--addr", &server.url(), "-n", "production"],
@@ -119,12 +93,9 @@ async fn list_pods_prints_an_aligned_table() {
 
 #[tokio::test]
 async fn clients_report_errors_in_one_line() {
-    let server = sample_server().await;
+    let server = TestServer::with_sample(Backend::Memory, ServerConfig::default()).await;
     let output = run("list-pods", &["--addr", &server.url(), "-n", "Bad"], "").await;
-    assert_one_line_error(
-        &output,
-        "server answered INVALID_ARGUMENT: invalid namespace",
-    );
+    output.assert_one_line_error("server answered INVALID_ARGUMENT: invalid namespace");
 
     // A port with nothing listening.
     let closed = {
@@ -134,22 +105,22 @@ async fn clients_report_errors_in_one_line() {
     let url = format!("http://{closed}");
     for name in ["list-pods", "watch-pods", "sync-pods"] {
         let output = run(name, &["--addr", &url], "").await;
-        assert_one_line_error(&output, &format!("cannot connect to {url}"));
+        output.assert_one_line_error(&format!("cannot connect to {url}"));
     }
     for name in ["upload-logs", "pod-logs"] {
         let output = run(name, &["--addr", &url, "--pod", "web"], "").await;
-        assert_one_line_error(&output, &format!("cannot connect to {url}"));
+        output.assert_one_line_error(&format!("cannot connect to {url}"));
     }
     let output = run("list-pods", &["--addr", "not a url"], "").await;
-    assert_one_line_error(&output, "invalid server address");
+    output.assert_one_line_error("invalid server address");
 
     let output = run("pod-logs", &["--addr", &server.url(), "--pod", "ghost"], "").await;
-    assert_one_line_error(&output, "NOT_FOUND: pod default/ghost not found");
+    output.assert_one_line_error("NOT_FOUND: pod default/ghost not found");
 }
 
 #[tokio::test]
 async fn watch_pods_prints_the_pods_then_each_change_across_a_restart() {
-    let mut server = sample_server().await;
+    let mut server = TestServer::with_sample(Backend::Memory, ServerConfig::default()).await;
     let mut watch = ClientProcess::of("watch-pods", &["--addr", &server.url(), "-n", "production"]);
     assert_eq!(
         watch.next_words().await,
@@ -202,7 +173,7 @@ async fn watch_pods_prints_the_pods_then_each_change_across_a_restart() {
 
 #[tokio::test]
 async fn upload_logs_streams_files_and_stdin() {
-    let server = sample_server().await;
+    let server = TestServer::with_sample(Backend::Memory, ServerConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.log");
     let mut content = Vec::new();
@@ -275,7 +246,7 @@ async fn upload_logs_streams_files_and_stdin() {
         "a\n",
     )
     .await;
-    assert_one_line_error(&output, "NOT_FOUND");
+    output.assert_one_line_error("NOT_FOUND");
     assert!(
         output.stderr.contains("0 lines stored before this error"),
         "{}",
@@ -287,7 +258,7 @@ async fn upload_logs_streams_files_and_stdin() {
         "",
     )
     .await;
-    assert_one_line_error(&output, "cannot open /no/such/file");
+    output.assert_one_line_error("cannot open /no/such/file");
 
     // A read error mid-way (a directory opens, but does not read) fails the
     // upload; it is never reported as a success.
@@ -307,16 +278,15 @@ async fn upload_logs_streams_files_and_stdin() {
         "",
     )
     .await;
-    assert_one_line_error(
-        &output,
-        &format!("cannot read {dir_arg} after 10002 lines were sent"),
-    );
+    output.assert_one_line_error(&format!(
+        "cannot read {dir_arg} after 10002 lines were sent"
+    ));
     assert!(output.stdout.is_empty(), "{}", output.stdout);
 }
 
 #[tokio::test]
 async fn pod_logs_prints_the_tail_and_follows() {
-    let server = sample_server().await;
+    let server = TestServer::with_sample(Backend::Memory, ServerConfig::default()).await;
     let log = server
         .store
         .fresh(0)
@@ -361,7 +331,7 @@ async fn pod_logs_prints_the_tail_and_follows() {
 
 #[tokio::test]
 async fn sync_pods_runs_a_script() {
-    let server = sample_server().await;
+    let server = TestServer::with_sample(Backend::Memory, ServerConfig::default()).await;
     let script = "\
 # a comment, then a blank line
 
@@ -391,7 +361,7 @@ ack 4 OK staging/web deleted v9
         "apply ok\naply typo\napply never\n",
     )
     .await;
-    assert_one_line_error(&output, "line 2: unknown command \"aply\"");
+    output.assert_one_line_error("line 2: unknown command \"aply\"");
     assert_eq!(
         output.stdout,
         "ack 1 OK default/ok status=Pending replicas=0 v10\n"
@@ -411,7 +381,7 @@ ack 4 OK staging/web deleted v9
 /// A session sees, live, a change another client makes, then leaves on `quit`.
 #[tokio::test]
 async fn sync_pods_shows_other_clients_changes_live() {
-    let server = sample_server().await;
+    let server = TestServer::with_sample(Backend::Memory, ServerConfig::default()).await;
     let mut session = ClientProcess::of("sync-pods", &["--addr", &server.url()]);
     session.write("watch dev\n").await;
     assert_eq!(session.next_line().await, "ack 1 OK");
@@ -438,7 +408,7 @@ async fn sync_pods_shows_other_clients_changes_live() {
 
 #[tokio::test]
 async fn list_and_watch_print_json_lines() {
-    let server = sample_server().await;
+    let server = TestServer::with_sample(Backend::Memory, ServerConfig::default()).await;
     let output = run(
         "list-pods",
         &["--addr", &server.url(), "-n", "staging", "-o", "json"],
@@ -518,7 +488,7 @@ async fn a_token_protected_server_and_its_clients() {
     let url = server.url();
 
     let output = run("list-pods", &["--addr", &url], "").await;
-    assert_one_line_error(&output, "UNAUTHENTICATED");
+    output.assert_one_line_error("UNAUTHENTICATED");
     let output = run("list-pods", &["--addr", &url, "--token-file", token], "").await;
     assert_eq!(output.code, Some(0), "{}", output.stderr);
     let output = run(

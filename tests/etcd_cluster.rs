@@ -30,7 +30,7 @@ async fn a_cluster_starts_with_every_member_healthy_and_dies_when_dropped() {
     assert_eq!(endpoints.len(), 3);
     for (i, endpoint) in endpoints.iter().enumerate() {
         assert!(endpoint.starts_with("http://127.0.0.1:"), "{endpoint}");
-        assert_eq!(cluster.health(i).await, Health::Healthy, "member {i}");
+        assert_eq!(cluster.health(i).await, Health::Ready, "member {i}");
     }
     assert_eq!(cluster.endpoints_arg(), endpoints.join(","));
     let leader = cluster.leader().await;
@@ -65,11 +65,11 @@ async fn killing_the_leader_elects_another_and_restart_brings_it_back() {
     let new = cluster.leader().await;
     assert_ne!(new, old, "a killed member cannot lead");
     for i in (0..3).filter(|&i| i != old) {
-        cluster.await_healthy(i).await;
+        cluster.await_ready(i).await;
     }
 
     cluster.restart(old).await;
-    assert_eq!(cluster.health(old).await, Health::Healthy);
+    assert_eq!(cluster.health(old).await, Health::Ready);
     assert_ne!(cluster.pid(old), Some(pid));
     // It came back as a member of the same cluster, with its old data: the
     // cluster still has one leader that a majority names.
@@ -90,7 +90,7 @@ async fn a_paused_member_answers_nothing_until_resumed() {
     assert_ne!(next, leader, "the others elect a leader of their own");
 
     cluster.resume(leader);
-    cluster.await_healthy(leader).await;
+    cluster.await_ready(leader).await;
     // The old leader learns it was deposed; the three agree on a leader.
     assert!(cluster.leader().await < 3);
 }
@@ -111,7 +111,7 @@ fn the_shared_cluster_is_one_per_process_and_healthy() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         for i in 0..3 {
-            assert_eq!(first.health(i).await, Health::Healthy);
+            assert_eq!(first.health(i).await, Health::Ready);
         }
     });
     // It outlives the runtime it was first used from.
@@ -125,7 +125,7 @@ fn the_shared_cluster_is_one_per_process_and_healthy() {
 async fn the_shared_cluster_can_be_asked_for_from_a_test_runtime() {
     // A current-thread runtime, which the start must not need.
     let cluster = EtcdCluster::shared();
-    assert_eq!(cluster.health(0).await, Health::Healthy);
+    assert_eq!(cluster.health(0).await, Health::Ready);
 }
 
 #[test]

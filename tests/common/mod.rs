@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test crate uses a different part of this
 
 pub mod browser;
+pub mod cluster;
 pub mod etcd;
 pub mod nats;
 pub mod process;

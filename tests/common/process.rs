@@ -1,9 +1,24 @@
 //! The binaries run as real processes: `pod-server`, to be stopped or
-//! killed; the clients, read line by line as they run, or run to completion.
+//! killed; the clients, read line by line as they run, or run to completion;
+//! and daemons tied to the test process (the members of `super::cluster`),
+//! which die with it however it ends.
+//!
+//! A tied daemon runs under `setpriv --pdeathsig KILL` (util-linux, on
+//! every Debian system), so the kernel kills it when the thread that
+//! started it exits. That thread is one that lives as long as the process
+//! (see [`spawn_tied`]): a test thread or a runtime's worker would end
+//! before a cluster shared by the whole test binary should, which is not
+//! dropped (statics never are) but dies with the process. `setpriv` was
+//! chosen over a `pre_exec` hook calling `prctl` because `libc` is not one
+//! of the crate's dependencies, and over a watchdog wrapper because
+//! `setpriv` execs the daemon: the child's pid is the daemon's, for
+//! [`signal`] and for killing it.
 
 use std::ffi::OsStr;
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::{Mutex, OnceLock, mpsc};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
@@ -234,6 +249,26 @@ pub struct Output {
     pub stderr: String,
 }
 
+impl Output {
+    fn of(output: std::process::Output) -> Self {
+        Output {
+            code: output.status.code(),
+            stdout: String::from_utf8(output.stdout).unwrap(),
+            stderr: String::from_utf8(output.stderr).unwrap(),
+        }
+    }
+
+    /// Asserts that the binary failed as the binaries fail: one line on
+    /// stderr, starting with "error: " and holding `contains`, and exit
+    /// code 1.
+    pub fn assert_one_line_error(&self, contains: &str) {
+        assert_eq!(self.code, Some(1), "stderr: {}", self.stderr);
+        assert_eq!(self.stderr.lines().count(), 1, "{}", self.stderr);
+        assert!(self.stderr.starts_with("error: "), "{}", self.stderr);
+        assert!(self.stderr.contains(contains), "{}", self.stderr);
+    }
+}
+
 /// Runs a binary to completion, with no input.
 pub async fn run(mut command: Command, what: &str) -> Output {
     let output = command
@@ -241,10 +276,81 @@ pub async fn run(mut command: Command, what: &str) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .output();
-    let output = within(what, output).await.unwrap();
-    Output {
-        code: output.status.code(),
-        stdout: String::from_utf8(output.stdout).unwrap(),
-        stderr: String::from_utf8(output.stderr).unwrap(),
-    }
+    Output::of(within(what, output).await.unwrap())
+}
+
+/// Runs a binary to completion with `input` as its stdin.
+pub async fn run_with_input(mut command: Command, what: &str, input: &str) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    drop(stdin);
+    Output::of(within(what, child.wait_with_output()).await.unwrap())
+}
+
+/// A command that runs `program` tied to the test process, for
+/// [`spawn_tied`]; the daemon's arguments are added to it.
+pub fn tied(program: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new("setpriv");
+    command.args(["--pdeathsig", "KILL", "--"]).arg(program);
+    command
+}
+
+/// Starts a [`tied`] command from a thread that lives as long as the
+/// process, so that the child's parent-death signal (which fires when the
+/// *thread* that forked it exits) fires only when the test process ends.
+pub fn spawn_tied(command: std::process::Command) -> std::io::Result<std::process::Child> {
+    type Job = (
+        std::process::Command,
+        mpsc::Sender<std::io::Result<std::process::Child>>,
+    );
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    let jobs = SPAWNER.get_or_init(|| {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("tied-spawner".into())
+            .spawn(move || {
+                // The sender lives in the static: this never ends.
+                for (mut command, reply) in queue {
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .expect("start the spawner thread");
+        Mutex::new(jobs)
+    });
+    let (reply, answer) = mpsc::channel();
+    jobs.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .send((command, reply))
+        .expect("the spawner thread is gone");
+    answer.recv().expect("the spawner thread is gone")
+}
+
+/// Sends signal `name` (`STOP`, `CONT`, ...) to `pid`, with the shell's
+/// `kill` (the crate has no `libc`; `/bin/kill` is not on every system,
+/// `sh` is).
+pub fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("sh")
+        .args(["-c", "kill -s \"$0\" \"$1\"", name, &pid.to_string()])
+        .status()
+        .expect("run sh");
+    assert!(status.success(), "kill -s {name} {pid} failed");
+}
+
+/// `n` distinct free loopback ports: each bound to port 0 (all held at once,
+/// so that none repeats) and released. Another process may take one before
+/// it is bound again: a caller retries on new ports.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local address").port())
+        .collect()
 }

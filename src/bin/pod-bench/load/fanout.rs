@@ -4,17 +4,36 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use pod_service::client::{Client, status_error};
+use pod_service::client::status_error;
 use pod_service::contract::{Pod, SyncRequest, sync_event, sync_request};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{Latency, registered_watch};
+use crate::report::{Figure, Row};
+use crate::target::Target;
+
+/// The flags of the `fanout` load.
+#[derive(clap::Args)]
+pub struct FanoutArgs {
+    /// Watcher counts to measure, one run each.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+    pub watchers: Vec<usize>,
+    /// Changes the writer makes per run, one in flight.
+    #[arg(long, default_value_t = 200)]
+    changes: usize,
+    /// Changes per second.
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+}
 
 /// What a fan-out run measured: how long each change took to reach each
 /// watcher, from the writer's send and from its ack.
 #[derive(Debug, Clone)]
 pub struct FanoutFigures {
+    pub store: &'static str,
+    pub watchers: usize,
+    pub connections: usize,
     pub changes: usize,
     /// Deliveries counted: `watchers * changes`, each checked exactly once.
     pub deliveries: u64,
@@ -24,17 +43,52 @@ pub struct FanoutFigures {
     pub last_watcher: Latency,
 }
 
-/// Opens `watchers` WatchPods streams of one namespace spread over
-/// `clients`, then applies `changes` updates of one pod in it at `rate` per
-/// second from a SyncPods session, and times each change's arrival at each
-/// watcher. Every watcher must see every change exactly once, in order.
+impl Row for FanoutFigures {
+    const LOAD: &'static str = "fanout";
+
+    fn figures(&self) -> Vec<Figure> {
+        let (send, ack, last) = (self.from_send, self.from_ack, self.last_watcher);
+        vec![
+            Figure::text(self.store).named("store"),
+            Figure::count(self.watchers).named("watchers"),
+            Figure::count(self.connections)
+                .json("connections")
+                .table("conns"),
+            Figure::count(self.changes).json("changes"),
+            Figure::count(self.deliveries).named("deliveries"),
+            Figure::millis(send.p50)
+                .json("send_p50_ms")
+                .table("send p50"),
+            Figure::millis(send.p99)
+                .json("send_p99_ms")
+                .table("send p99"),
+            Figure::millis(send.max)
+                .json("send_max_ms")
+                .table("send max"),
+            Figure::millis(ack.p50).json("ack_p50_ms").table("ack p50"),
+            Figure::millis(ack.p99).json("ack_p99_ms").table("ack p99"),
+            Figure::millis(ack.max).json("ack_max_ms"),
+            Figure::millis(last.p50)
+                .json("last_watcher_p50_ms")
+                .table("last p50"),
+            Figure::millis(last.max).json("last_watcher_max_ms"),
+        ]
+    }
+}
+
+/// Run `run` of the load: opens `watchers` WatchPods streams of a namespace
+/// of the run's, spread over the target's connections, then applies
+/// `--changes` updates of one pod in it at `--rate` per second from a
+/// SyncPods session, and times each change's arrival at each watcher.
+/// Every watcher must see every change exactly once, in order.
 pub async fn fanout(
-    clients: &[Client],
-    namespace: &str,
+    target: &Target,
+    args: &FanoutArgs,
+    run: usize,
     watchers: usize,
-    changes: usize,
-    rate: f64,
 ) -> anyhow::Result<FanoutFigures> {
+    let namespace = &target.namespace("fanout", Some(run));
+    let (clients, changes, rate) = (&target.clients, args.changes.max(1), args.rate);
     let pod = |replicas: usize| Pod {
         name: "fanout".into(),
         namespace: namespace.to_owned(),
@@ -126,6 +180,9 @@ pub async fn fanout(
         }
     }
     Ok(FanoutFigures {
+        store: target.store,
+        watchers,
+        connections: clients.len(),
         changes,
         deliveries: from_send.len() as u64,
         from_send: Latency::of(from_send),

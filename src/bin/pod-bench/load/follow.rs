@@ -1,29 +1,43 @@
 //! Followers of one pod's log (`GetLogs` with follow) and an uploader
-//! adding lines to it: the latency of each line to each follower; and idle
-//! followers held open, to measure what one costs a server.
+//! adding lines to it: the latency of each line to each follower.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use futures::{StreamExt, TryStreamExt};
 use pod_service::client::{Client, status_error};
-use pod_service::contract::{
-    GetLogsRequest, LogChunk, Pod, PodRef, SyncRequest, sync_event, sync_request,
-};
+use pod_service::contract::{GetLogsRequest, LogChunk, PodRef, sync_request};
 use tokio::sync::{mpsc, watch};
 
-use super::Latency;
+use super::{Latency, apply_running, sync_ops};
+use crate::report::{Figure, Row};
+use crate::target::Target;
 
 /// How long the followers may take, after the last upload's ack, to get
 /// every line before the run counts what they got.
 const GRACE: Duration = Duration::from_secs(10);
 
-/// Followers opened at once (by `idle_followers`).
-const OPENING: usize = 32;
+/// The flags of the `follow-latency` load.
+#[derive(clap::Args)]
+pub struct FollowLatencyArgs {
+    /// Following streams to open (over --connections connections).
+    #[arg(long, default_value_t = 10)]
+    followers: usize,
+    /// Uploads to make, one line each, one in flight.
+    #[arg(long, default_value_t = 500)]
+    uploads: usize,
+    /// Uploads per second.
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+}
 
 /// What a follow-latency run measured.
 #[derive(Debug, Clone)]
 pub struct FollowFigures {
+    pub store: &'static str,
+    pub followers: usize,
+    /// The followers' connections, to the last address.
+    pub connections: usize,
+    pub rate: f64,
     pub uploads: usize,
     /// Lines the followers received, each checked to be the next one.
     pub received: u64,
@@ -40,6 +54,56 @@ pub struct FollowFigures {
     pub ack: Latency,
 }
 
+impl FollowFigures {
+    /// Fails if the followers missed lines (after their figures are
+    /// reported: a run that lost lines is counted, too).
+    pub fn complete(&self) -> anyhow::Result<()> {
+        if self.received != self.expected {
+            bail!(
+                "the followers received {} lines of {}",
+                self.received,
+                self.expected
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Row for FollowFigures {
+    const LOAD: &'static str = "follow-latency";
+
+    fn figures(&self) -> Vec<Figure> {
+        let (ack, send, last) = (self.from_ack, self.from_send, self.last_follower);
+        vec![
+            Figure::text(self.store).named("store"),
+            Figure::count(self.followers).named("followers"),
+            Figure::count(self.connections)
+                .json("connections")
+                .table("conns"),
+            Figure::count(self.uploads).json("uploads"),
+            Figure::real(self.rate, 0).json("rate"),
+            Figure::count(self.received).named("received"),
+            Figure::count(self.expected).named("expected"),
+            Figure::millis(ack.p50).json("p50_ms").table("ack p50"),
+            Figure::millis(ack.p99).json("p99_ms").table("ack p99"),
+            Figure::millis(ack.max).json("max_ms").table("ack max"),
+            Figure::millis(send.p50)
+                .json("send_p50_ms")
+                .table("send p50"),
+            Figure::millis(send.p99).json("send_p99_ms"),
+            Figure::millis(send.max).json("send_max_ms"),
+            Figure::millis(last.p50)
+                .json("last_follower_p50_ms")
+                .table("last p50"),
+            Figure::millis(last.max).json("last_follower_max_ms"),
+            Figure::millis(self.ack.p50)
+                .json("upload_p50_ms")
+                .table("upload p50"),
+            Figure::millis(self.ack.p99).json("upload_p99_ms"),
+        ]
+    }
+}
+
 /// The line of upload `seq` (from 0): it carries the sequence number.
 fn line_of(seq: usize) -> String {
     format!("follow-latency line {seq}")
@@ -48,45 +112,23 @@ fn line_of(seq: usize) -> String {
 /// Empties pod `pod` of `namespace` (deleted if it exists, then created
 /// again), so that its log starts at line 1.
 async fn fresh_pod(client: &Client, namespace: &str, pod: &str) -> anyhow::Result<()> {
-    let requests = [
-        SyncRequest {
-            id: 1,
-            op: Some(sync_request::Op::Delete(PodRef {
-                namespace: namespace.to_owned(),
-                name: pod.to_owned(),
-            })),
-        },
-        SyncRequest {
-            id: 2,
-            op: Some(sync_request::Op::Apply(Pod {
-                name: pod.to_owned(),
-                namespace: namespace.to_owned(),
-                status: "Running".into(),
-                replicas: 1,
-                ..Pod::default()
-            })),
-        },
-    ];
-    let mut events = client
-        .clone()
-        .sync_pods(tokio_stream::iter(requests))
-        .await
-        .map_err(status_error)?
-        .into_inner();
-    while let Some(event) = events.message().await.map_err(status_error)? {
-        if let Some(sync_event::Event::Ack(ack)) = event.event {
-            // Deleting a pod that is not there is fine (NOT_FOUND).
-            let fine = ack.code == 0 || (ack.id == 1 && ack.code == 5);
-            if !fine {
-                bail!("cannot make pod {namespace}/{pod} afresh: {ack:?}");
-            }
+    let delete = sync_request::Op::Delete(PodRef {
+        namespace: namespace.to_owned(),
+        name: pod.to_owned(),
+    });
+    let acks = sync_ops(client, [delete, apply_running(namespace, pod)]).await?;
+    for ack in acks {
+        // Deleting a pod that is not there is fine (NOT_FOUND).
+        let fine = ack.code == 0 || (ack.id == 1 && ack.code == 5);
+        if !fine {
+            bail!("cannot make pod {namespace}/{pod} afresh: {ack:?}");
         }
     }
     Ok(())
 }
 
 /// Uploads `lines` to a pod in one UploadLogs call of one chunk.
-async fn upload_one(
+pub(super) async fn upload_one(
     client: &Client,
     namespace: &str,
     pod: &str,
@@ -114,7 +156,7 @@ async fn upload_one(
 /// Opens a following GetLogs stream of the pod from `from_line` and reads
 /// its first chunk, so that the follower is surely registered (some
 /// servers send a stream's headers only with its first message).
-async fn registered_follow(
+pub(super) async fn registered_follow(
     client: &Client,
     namespace: &str,
     pod: &str,
@@ -138,22 +180,22 @@ async fn registered_follow(
     }
 }
 
-/// Makes pod `follow` of `namespace` afresh through `uploader`, uploads a
-/// first line, opens `followers` following GetLogs streams of it spread over
-/// `follower_clients` (each reads that first line, so that it is
-/// registered), then makes `uploads` uploads of one line each through
-/// `uploader` at `rate` per second, one in flight, and times each line's
-/// arrival at each follower. Every follower must get every line once, in
-/// order, with its number.
+/// Makes pod `follow` of a namespace of the run's afresh through the first
+/// connection, uploads a first line, opens `--followers` following GetLogs
+/// streams of it spread over as many connections again to the last address
+/// (each reads that first line, so that it is registered), then makes
+/// `--uploads` uploads of one line each through the first connection at
+/// `--rate` per second, one in flight, and times each line's arrival at
+/// each follower. Every follower must get every line once, in order, with
+/// its number; see [`FollowFigures::complete`].
 pub async fn follow_latency(
-    uploader: &Client,
-    follower_clients: &[Client],
-    namespace: &str,
-    followers: usize,
-    uploads: usize,
-    rate: f64,
+    target: &Target,
+    args: &FollowLatencyArgs,
 ) -> anyhow::Result<FollowFigures> {
     const POD: &str = "follow";
+    let follower_clients = &target.last_replica().await?;
+    let (uploader, namespace) = (&target.clients[0], &target.namespace("follow", None));
+    let (followers, uploads, rate) = (args.followers, args.uploads, args.rate);
     fresh_pod(uploader, namespace, POD).await?;
     upload_one(uploader, namespace, POD, vec!["ready".into()]).await?;
 
@@ -264,6 +306,10 @@ pub async fn follow_latency(
         .map(|(sent, acked)| acked.duration_since(*sent))
         .collect();
     Ok(FollowFigures {
+        store: target.store,
+        followers,
+        connections: follower_clients.len(),
+        rate,
         uploads,
         received: from_ack.len() as u64,
         expected: (followers * uploads) as u64,
@@ -272,52 +318,4 @@ pub async fn follow_latency(
         last_follower: Latency::of(last),
         ack: Latency::of(ack),
     })
-}
-
-/// Opens `count` following GetLogs streams of one pod (which has a line)
-/// spread over `clients`, each reading its last line, so that every
-/// follower is registered and then idle. They stay open until the returned
-/// streams are dropped.
-pub async fn idle_followers(
-    clients: &[Client],
-    count: usize,
-) -> anyhow::Result<Vec<tonic::Streaming<LogChunk>>> {
-    const NAMESPACE: &str = "bench-idle-followers";
-    const POD: &str = "followed";
-    let mut client = clients[0].clone();
-    let apply = SyncRequest {
-        id: 1,
-        op: Some(sync_request::Op::Apply(Pod {
-            name: POD.into(),
-            namespace: NAMESPACE.into(),
-            status: "Running".into(),
-            replicas: 1,
-            ..Pod::default()
-        })),
-    };
-    let mut events = client
-        .sync_pods(tokio_stream::iter([apply]))
-        .await
-        .map_err(status_error)?
-        .into_inner();
-    while events.message().await.map_err(status_error)?.is_some() {}
-    // One line per run: the log stays tiny however often this runs.
-    upload_one(&clients[0], NAMESPACE, POD, vec!["followed".into()]).await?;
-    let last_line = GetLogsRequest {
-        tail_lines: 1,
-        ..GetLogsRequest::default()
-    };
-    futures::stream::iter(0..count)
-        .map(|i| {
-            let client = &clients[i % clients.len()];
-            let start = last_line.clone();
-            async move {
-                registered_follow(client, NAMESPACE, POD, start)
-                    .await
-                    .map(|(stream, _)| stream)
-            }
-        })
-        .buffer_unordered(OPENING)
-        .try_collect()
-        .await
 }

@@ -1,10 +1,13 @@
 //! The load generators: each drives a server through the same gRPC clients
-//! as every other program here, checks every answer, and reports rates
-//! and latencies.
+//! as every other program here, checks every answer, and returns what it
+//! measured as a typed result (with the run's settings) that the reporter
+//! prints. Each module also holds its load's command-line flags.
 
 pub mod fanout;
 pub mod follow;
+pub mod followers;
 pub mod pages;
+pub mod process;
 pub mod snapshot;
 pub mod sync;
 pub mod unary;
@@ -15,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use pod_service::client::{Client, status_error};
-use pod_service::contract::Pod;
+use pod_service::contract::{Pod, SyncAck, SyncRequest, sync_event, sync_request};
 
 /// Latency percentiles of a set of samples.
 #[derive(Debug, Clone, Copy, Default)]
@@ -64,4 +67,52 @@ pub async fn registered_watch(
         bail!("a watch of {namespace} ended before its first pod");
     }
     Ok(stream)
+}
+
+/// Creates (or updates) pods `names` of `namespace`, all `Running`, in
+/// one SyncPods session.
+pub async fn create_pods(
+    client: &Client,
+    namespace: &str,
+    names: impl IntoIterator<Item = String>,
+) -> anyhow::Result<()> {
+    let ops = names.into_iter().map(|name| apply_running(namespace, name));
+    sync_ops(client, ops).await.map(drop)
+}
+
+/// Sends `ops` (numbered from 1) in one SyncPods session, half-closes it,
+/// and returns the acks the server sent until it ended the session.
+pub async fn sync_ops(
+    client: &Client,
+    ops: impl IntoIterator<Item = sync_request::Op>,
+) -> anyhow::Result<Vec<SyncAck>> {
+    let requests: Vec<_> = ops
+        .into_iter()
+        .zip(1..)
+        .map(|(op, id)| SyncRequest { id, op: Some(op) })
+        .collect();
+    let mut events = client
+        .clone()
+        .sync_pods(tokio_stream::iter(requests))
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let mut acks = Vec::new();
+    while let Some(event) = events.message().await.map_err(status_error)? {
+        if let Some(sync_event::Event::Ack(ack)) = event.event {
+            acks.push(ack);
+        }
+    }
+    Ok(acks)
+}
+
+/// Applying pod `name` of `namespace`, `Running` with one replica.
+pub fn apply_running(namespace: &str, name: impl Into<String>) -> sync_request::Op {
+    sync_request::Op::Apply(Pod {
+        name: name.into(),
+        namespace: namespace.to_owned(),
+        status: "Running".into(),
+        replicas: 1,
+        ..Pod::default()
+    })
 }

@@ -11,17 +11,82 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::Latency;
-use super::watchers::resident_bytes;
+use super::process::resident_bytes;
+use crate::report::{Figure, Row};
+use crate::target::Target;
+
+/// The flags of the `pages` load.
+#[derive(clap::Args)]
+pub struct PagesArgs {
+    /// Pods per page.
+    #[arg(long, default_value_t = 500)]
+    page_size: u32,
+    /// Lists to page through, one after the other.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Changes per second the writer makes while a list pages.
+    #[arg(long, default_value_t = 1000.0)]
+    write_rate: f64,
+    /// Then hold this many lists open (their first page read) ...
+    #[arg(long, default_value_t = 0)]
+    pub hold: usize,
+    /// ... while this many changes are made, and continue each.
+    #[arg(long, default_value_t = 5000)]
+    hold_changes: u64,
+    /// The server's process id, to read its memory (default: this
+    /// process, whose in-process server it is).
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
 
 /// What one paged list measured.
 #[derive(Debug, Clone)]
 pub struct PageFigures {
+    pub store: &'static str,
+    pub page_size: u32,
     pub pods: usize,
     pub pages: usize,
     pub elapsed: Duration,
     pub page_latency: Latency,
     /// Changes the writer made while the list paged.
     pub writes: u64,
+}
+
+impl PageFigures {
+    pub fn pages_per_second(&self) -> f64 {
+        self.pages as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+impl Row for PageFigures {
+    const LOAD: &'static str = "pages";
+
+    fn figures(&self) -> Vec<Figure> {
+        vec![
+            Figure::text(self.store).named("store"),
+            Figure::count(self.pods).named("pods"),
+            Figure::count(self.page_size)
+                .json("page_size")
+                .table("page"),
+            Figure::count(self.pages).named("pages"),
+            Figure::seconds(self.elapsed.as_secs_f64()).named("seconds"),
+            Figure::real(self.pages_per_second(), 0)
+                .json("pages_per_second")
+                .table("pages/s"),
+            Figure::millis(self.page_latency.p50)
+                .json("page_p50_ms")
+                .table("page p50"),
+            Figure::millis(self.page_latency.p99)
+                .json("page_p99_ms")
+                .table("page p99"),
+            Figure::count(self.writes)
+                .json("writes_meanwhile")
+                .table("writes meanwhile"),
+            // Every list is checked to be exactly the list at its version,
+            // or the run fails.
+            Figure::flag(true).json("consistent"),
+        ]
+    }
 }
 
 /// The most pods one run of the writer deletes (it stops after three times
@@ -149,16 +214,17 @@ fn delete(namespace: &str, name: &str) -> sync_request::Op {
     })
 }
 
-/// Pages through every pod of a store that started with `initial` pods, in
-/// pages of `page_size`, while a writer makes `write_rate` changes a
-/// second; fails unless the pages are exactly the list at their version.
+/// Run `run` of the load: pages through every pod of a store that started
+/// with `--pods` pods, in pages of `--page-size`, while a writer makes
+/// `--write-rate` changes a second; fails unless the pages are exactly the
+/// list at their version.
 pub async fn page_through(
-    client: &Client,
+    target: &Target,
+    args: &PagesArgs,
     run: usize,
-    initial: usize,
-    page_size: u32,
-    write_rate: f64,
 ) -> anyhow::Result<PageFigures> {
+    let (client, initial) = (&target.clients[0], target.pods);
+    let (page_size, write_rate) = (args.page_size, args.write_rate);
     let live_before = current_pods(client).await?;
     let writer = Writer::start(client.clone(), initial, run, write_rate, None);
     let mut client = client.clone();
@@ -208,6 +274,8 @@ pub async fn page_through(
         bail!("the pages are out of order, or list a pod twice");
     }
     Ok(PageFigures {
+        store: target.store,
+        page_size,
         pods: listed.len(),
         pages: latencies.len(),
         elapsed,
@@ -228,6 +296,7 @@ async fn current_pods(client: &Client) -> anyhow::Result<usize> {
 /// What holding lists open cost the server.
 #[derive(Debug, Clone)]
 pub struct HeldFigures {
+    pub store: &'static str,
     pub lists: usize,
     pub changes: u64,
     pub rss_before: u64,
@@ -235,19 +304,40 @@ pub struct HeldFigures {
     pub rss_after_changes: u64,
 }
 
-/// Opens `lists` paged lists (their first page each, then left), makes
-/// `changes` changes, continues every list one page (each must still be
-/// consistent), and reads the server's memory along the way.
-pub async fn hold(
-    client: &Client,
-    run: usize,
-    server_pid: u32,
-    initial: usize,
-    page_size: u32,
-    lists: usize,
-    changes: u64,
-) -> anyhow::Result<HeldFigures> {
-    let mut client = client.clone();
+impl Row for HeldFigures {
+    const LOAD: &'static str = "held-lists";
+
+    fn figures(&self) -> Vec<Figure> {
+        let per_list = self.rss_holding.saturating_sub(self.rss_before) as f64 / self.lists as f64;
+        let growth = self.rss_after_changes.saturating_sub(self.rss_holding);
+        vec![
+            Figure::text(self.store).json("store"),
+            Figure::count(self.lists).json("lists").table("held lists"),
+            Figure::count(self.rss_before)
+                .json("rss_before")
+                .table("rss before"),
+            Figure::count(self.rss_holding).json("rss_holding"),
+            Figure::count(self.rss_after_changes).json("rss_after_changes"),
+            Figure::real(per_list, 0)
+                .json("bytes_per_list")
+                .table("bytes/list"),
+            Figure::count(self.changes).named("changes"),
+            Figure::count(growth).table("rss growth with the changes"),
+        ]
+    }
+}
+
+/// After the runs (the writer's run `--runs`), opens `--hold` paged lists
+/// (their first page each, then left), makes `--hold-changes` changes,
+/// continues every list one page (each must still be consistent), and
+/// reads the server's memory along the way.
+pub async fn hold(target: &Target, args: &PagesArgs) -> anyhow::Result<HeldFigures> {
+    let Some(server_pid) = target.server_pid(args.server_pid) else {
+        bail!("--hold with --addr needs --server-pid");
+    };
+    let (run, initial, page_size) = (args.runs, target.pods, args.page_size);
+    let (lists, changes) = (args.hold, args.hold_changes);
+    let mut client = target.clients[0].clone();
     let rss_before = resident_bytes(server_pid)?;
     let mut held = Vec::with_capacity(lists);
     for _ in 0..lists {
@@ -281,6 +371,7 @@ pub async fn hold(
         }
     }
     Ok(HeldFigures {
+        store: target.store,
         lists,
         changes,
         rss_before,

@@ -3,11 +3,23 @@
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use pod_service::client::{Client, status_error};
+use pod_service::client::status_error;
+
+use crate::report::{Figure, Row};
+use crate::target::Target;
+
+/// The flags of the `watch` load.
+#[derive(clap::Args)]
+pub struct WatchArgs {
+    /// Snapshots to take, one after the other.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+}
 
 /// What a WatchPods snapshot measured.
 #[derive(Debug, Clone)]
 pub struct SnapshotFigures {
+    pub store: &'static str,
     pub pods: u64,
     pub elapsed: Duration,
     pub first_pod: Duration,
@@ -19,10 +31,28 @@ impl SnapshotFigures {
     }
 }
 
+impl Row for SnapshotFigures {
+    const LOAD: &'static str = "watch";
+
+    fn figures(&self) -> Vec<Figure> {
+        vec![
+            Figure::text(self.store).named("store"),
+            Figure::count(self.pods).named("pods"),
+            Figure::seconds(self.elapsed.as_secs_f64()).named("seconds"),
+            Figure::real(self.pods_per_second(), 0)
+                .json("pods_per_second")
+                .table("pods/s"),
+            Figure::millis(self.first_pod)
+                .json("first_pod_ms")
+                .table("first pod"),
+        ]
+    }
+}
+
 /// Opens one WatchPods stream of every namespace and reads the snapshot
 /// (as many pods as ListPods reports), then cancels the stream.
-pub async fn watch_snapshot(client: &Client) -> anyhow::Result<SnapshotFigures> {
-    let mut client = client.clone();
+pub async fn watch_snapshot(target: &Target) -> anyhow::Result<SnapshotFigures> {
+    let mut client = target.clients[0].clone();
     let expected = client
         .list_pods(pod_service::contract::ListPodsRequest::default())
         .await
@@ -46,6 +76,7 @@ pub async fn watch_snapshot(client: &Client) -> anyhow::Result<SnapshotFigures> 
         pods += 1;
     }
     Ok(SnapshotFigures {
+        store: target.store,
         pods,
         elapsed: start.elapsed(),
         first_pod: first_pod.unwrap_or_default(),

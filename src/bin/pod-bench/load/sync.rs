@@ -9,10 +9,30 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::Latency;
+use crate::report::{Figure, Row};
+use crate::target::Target;
+
+/// The flags of the `sync` load.
+#[derive(clap::Args)]
+pub struct SyncArgs {
+    /// Session counts to measure, one run each.
+    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    pub sessions: Vec<usize>,
+    /// Ops each session keeps in flight.
+    #[arg(long, default_value_t = 1)]
+    in_flight: usize,
+    /// Length of each run.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+}
 
 /// What a SyncPods run measured.
 #[derive(Debug, Clone)]
 pub struct SyncFigures {
+    pub store: &'static str,
+    pub sessions: usize,
+    pub in_flight: usize,
+    pub connections: usize,
     pub ops: u64,
     pub elapsed: Duration,
     pub ack_latency: Latency,
@@ -24,22 +44,50 @@ impl SyncFigures {
     }
 }
 
-/// Runs `sessions` SyncPods sessions for `duration`, each keeping
-/// `in_flight` applies outstanding over 10 pods of its own. Every ack must
-/// be OK, in order, with a version above the previous one.
+impl Row for SyncFigures {
+    const LOAD: &'static str = "sync";
+
+    fn figures(&self) -> Vec<Figure> {
+        let Latency { p50, p99, max } = self.ack_latency;
+        vec![
+            Figure::text(self.store).named("store"),
+            Figure::count(self.sessions).named("sessions"),
+            Figure::count(self.in_flight)
+                .json("in_flight")
+                .table("in-flight"),
+            Figure::count(self.connections)
+                .json("connections")
+                .table("conns"),
+            Figure::count(self.ops).named("ops"),
+            Figure::real(self.ops_per_second(), 0)
+                .json("ops_per_second")
+                .table("ops/s"),
+            Figure::millis(p50).json("p50_ms").table("ack p50"),
+            Figure::millis(p99).json("p99_ms").table("ack p99"),
+            Figure::millis(max).json("max_ms").table("ack max"),
+        ]
+    }
+}
+
+/// Run `run` of the load: `sessions` SyncPods sessions for `--seconds`,
+/// each keeping `--in-flight` applies outstanding over 10 pods of its own,
+/// in a namespace of the run's. Every ack must be OK, in order, with a
+/// version above the previous one.
 pub async fn sync(
-    clients: &[Client],
-    namespace: &str,
+    target: &Target,
+    args: &SyncArgs,
+    run: usize,
     sessions: usize,
-    in_flight: usize,
-    duration: Duration,
 ) -> anyhow::Result<SyncFigures> {
+    let duration = Duration::try_from_secs_f64(args.seconds).context("invalid --seconds")?;
+    let namespace = target.namespace("sync", Some(run));
+    let (clients, in_flight) = (&target.clients, args.in_flight.max(1));
     let start = Instant::now();
     let deadline = start + duration;
     let tasks: Vec<_> = (0..sessions)
         .map(|session| {
             let client = clients[session % clients.len()].clone();
-            let namespace = namespace.to_owned();
+            let namespace = namespace.clone();
             tokio::spawn(sync_session(
                 client, namespace, session, in_flight, deadline,
             ))
@@ -53,6 +101,10 @@ pub async fn sync(
         latencies.extend(samples);
     }
     Ok(SyncFigures {
+        store: target.store,
+        sessions,
+        in_flight: args.in_flight,
+        connections: clients.len(),
         ops,
         elapsed: start.elapsed(),
         ack_latency: Latency::of(latencies),

@@ -3,12 +3,33 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use pod_service::client::{Client, status_error};
+use pod_service::client::status_error;
 use pod_service::contract::LogChunk;
+
+use super::create_pods;
+use crate::report::{Figure, Row};
+use crate::target::Target;
+
+/// The flags of the `upload` load.
+#[derive(clap::Args)]
+pub struct UploadArgs {
+    /// Stream counts to measure, one run each.
+    #[arg(long, value_delimiter = ',', default_value = "1,4")]
+    pub streams: Vec<usize>,
+    /// Lines per run, split over the streams.
+    #[arg(long, default_value_t = 2_000_000)]
+    lines: usize,
+    /// Bytes per line.
+    #[arg(long, default_value_t = 100)]
+    line_bytes: usize,
+}
 
 /// What an UploadLogs run measured.
 #[derive(Debug, Clone)]
 pub struct UploadFigures {
+    pub store: &'static str,
+    pub streams: usize,
+    pub connections: usize,
     pub lines: u64,
     pub bytes: u64,
     pub elapsed: Duration,
@@ -25,19 +46,52 @@ impl UploadFigures {
     }
 }
 
-/// Uploads `lines` lines of `line_bytes` bytes in all, split over `streams`
-/// concurrent uploads to pods `upload-0..` (which must exist), in chunks
-/// of about 64 KiB. Every summary must count exactly what was sent.
+impl Row for UploadFigures {
+    const LOAD: &'static str = "upload";
+
+    fn figures(&self) -> Vec<Figure> {
+        vec![
+            Figure::text(self.store).named("store"),
+            Figure::count(self.streams).named("streams"),
+            Figure::count(self.connections)
+                .json("connections")
+                .table("conns"),
+            Figure::count(self.lines).named("lines"),
+            Figure::count(self.bytes).named("bytes"),
+            Figure::seconds(self.elapsed.as_secs_f64()).named("seconds"),
+            Figure::real(self.lines_per_second(), 0)
+                .json("lines_per_second")
+                .table("lines/s"),
+            Figure::real(self.megabytes_per_second(), 0)
+                .json("megabytes_per_second")
+                .table("MB/s"),
+        ]
+    }
+}
+
+/// Run `run` of the load: creates pods `upload-0..` in a namespace of its
+/// own, then uploads `--lines` lines of `--line-bytes` bytes in all, split
+/// over `streams` concurrent uploads to them, in chunks of about 64 KiB.
+/// Every summary must count exactly what was sent.
 pub async fn upload(
-    clients: &[Client],
-    namespace: &str,
+    target: &Target,
+    args: &UploadArgs,
+    run: usize,
     streams: usize,
-    lines: usize,
-    line_bytes: usize,
 ) -> anyhow::Result<UploadFigures> {
-    let per_stream = lines / streams.max(1);
-    let lines_per_chunk = ((64 << 10) / line_bytes.max(1)).max(1);
-    let line = "x".repeat(line_bytes);
+    let namespace = &target.namespace("upload", Some(run));
+    let clients = &target.clients;
+    create_pods(
+        &clients[0],
+        namespace,
+        (0..streams).map(|i| format!("upload-{i}")),
+    )
+    .await?;
+    let requested = streams;
+    let streams = streams.max(1);
+    let per_stream = args.lines / streams;
+    let lines_per_chunk = ((64 << 10) / args.line_bytes.max(1)).max(1);
+    let line = "x".repeat(args.line_bytes);
     let start = Instant::now();
     let tasks: Vec<_> = (0..streams)
         .map(|stream| {
@@ -71,6 +125,9 @@ pub async fn upload(
         bytes += task.await.context("an upload panicked")??;
     }
     Ok(UploadFigures {
+        store: target.store,
+        streams: requested,
+        connections: clients.len(),
         lines: (per_stream * streams) as u64,
         bytes,
         elapsed: start.elapsed(),

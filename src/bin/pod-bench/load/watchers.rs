@@ -1,45 +1,66 @@
-//! Idle WatchPods streams held open, and the resident memory and CPU time
-//! of a process, to measure what an idle watcher costs a server.
+//! Idle WatchPods streams held open, to measure what an idle watcher costs
+//! a server: its resident memory per watcher, and its CPU time.
 
-use anyhow::Context;
-use pod_service::client::{Client, status_error};
-use pod_service::contract::{Pod, SyncRequest, sync_request};
+use pod_service::client::Client;
+use pod_service::contract::Pod;
 
-use super::registered_watch;
+use super::process::IdleCost;
+use super::{create_pods, registered_watch};
+use crate::report::{Figure, Row};
+use crate::target::Target;
 
-/// Resident memory of a process, in bytes (Linux: `VmRSS` in `/proc/PID/status`).
-pub fn resident_bytes(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("cannot read the status of process {pid}"))?;
-    let kib = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .with_context(|| format!("no VmRSS for process {pid}"))?;
-    Ok(kib * 1024)
+/// The flags of the `watchers` load.
+#[derive(clap::Args)]
+pub struct WatchersArgs {
+    /// How many streams to open.
+    #[arg(long, default_value_t = 10_000)]
+    count: usize,
+    /// The process id of the server at --addr, to read its memory.
+    #[arg(long)]
+    server_pid: u32,
+    /// Ask for bookmarks on every stream.
+    #[arg(long)]
+    bookmarks: bool,
+    /// Then hold them open this long and report the server's CPU time.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+    hold: f64,
 }
 
-/// CPU time a process has used, user and system (Linux: fields 14 and 15
-/// of `/proc/PID/stat`, in clock ticks of 1/100 s, `USER_HZ` on Linux).
-pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("cannot read the stat of process {pid}"))?;
-    // The command name (field 2) may hold spaces: count from after it.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-    match (ticks(11), ticks(12)) {
-        (Some(user), Some(system)) => Ok((user + system) as f64 / 100.0),
-        _ => anyhow::bail!("no CPU times for process {pid}"),
+/// What idle watchers cost the server.
+#[derive(Debug, Clone)]
+pub struct WatchersFigures {
+    pub connections: usize,
+    pub bookmarks: bool,
+    pub cost: IdleCost,
+}
+
+impl Row for WatchersFigures {
+    const LOAD: &'static str = "watchers";
+
+    fn figures(&self) -> Vec<Figure> {
+        let mut figures = vec![
+            Figure::count(self.cost.count).named("watchers"),
+            Figure::count(self.connections)
+                .json("connections")
+                .table("conns"),
+            Figure::flag(self.bookmarks).named("bookmarks"),
+        ];
+        figures.extend(self.cost.figures("bytes_per_watcher", "bytes/watcher"));
+        figures
     }
+}
+
+/// Measures what idle watchers cost a server in another process.
+pub async fn watchers(target: &Target, args: &WatchersArgs) -> anyhow::Result<WatchersFigures> {
+    if !target.is_external() {
+        anyhow::bail!("watchers measures another process: give --addr and --server-pid");
+    }
+    let open = idle_watchers(&target.clients, args.count, args.bookmarks);
+    Ok(WatchersFigures {
+        connections: target.clients.len(),
+        bookmarks: args.bookmarks,
+        cost: IdleCost::measure(args.server_pid, args.count, args.hold, open).await?,
+    })
 }
 
 /// Opens `count` WatchPods streams spread over `clients`, each of a
@@ -53,23 +74,7 @@ pub async fn idle_watchers(
     bookmarks: bool,
 ) -> anyhow::Result<Vec<tonic::Streaming<Pod>>> {
     const NAMESPACE: &str = "bench-idle-watchers";
-    let mut client = clients[0].clone();
-    let apply = SyncRequest {
-        id: 1,
-        op: Some(sync_request::Op::Apply(Pod {
-            name: "watched".into(),
-            namespace: NAMESPACE.into(),
-            status: "Running".into(),
-            replicas: 1,
-            ..Pod::default()
-        })),
-    };
-    let mut events = client
-        .sync_pods(tokio_stream::iter([apply]))
-        .await
-        .map_err(status_error)?
-        .into_inner();
-    while events.message().await.map_err(status_error)?.is_some() {}
+    create_pods(&clients[0], NAMESPACE, ["watched".into()]).await?;
     let mut streams = Vec::with_capacity(count);
     for i in 0..count {
         streams.push(registered_watch(&clients[i % clients.len()], NAMESPACE, bookmarks).await?);

@@ -377,23 +377,29 @@ async fn the_page_is_served_with_its_security_headers() {
             .keys()
             .all(|name| !name.as_str().starts_with("access-control-"))
     );
-    // Every file the page names is served, with a type the CSP and
-    // `nosniff` accept; none comes from elsewhere.
+    // Every file the page names, and every module its scripts import, is
+    // served, with a type the CSP and `nosniff` accept; none comes from
+    // elsewhere.
     let page = String::from_utf8(page.to_vec()).unwrap();
-    let names: Vec<&str> = page
+    let mut names: Vec<String> = page
         .split(['"', '\''])
         .filter(|part| part.starts_with('/') && part.contains('.'))
+        .map(str::to_owned)
         .collect();
     assert!(
-        names.contains(&"/app.js") && names.contains(&"/style.css"),
+        names.iter().any(|name| name == "/app.js") && names.iter().any(|name| name == "/style.css"),
         "{names:?}"
     );
     assert!(
         !page.contains("http://") && !page.contains("https://"),
         "the page loads only its own files"
     );
-    for name in names {
-        let (head, body) = get(&server, name, &[]).await;
+    let mut served = std::collections::BTreeSet::new();
+    while let Some(name) = names.pop() {
+        if !served.insert(name.clone()) {
+            continue;
+        }
+        let (head, body) = get(&server, &name, &[]).await;
         assert_eq!(head.status, 200, "{name}");
         assert!(!body.is_empty(), "{name}");
         let expected = match name.rsplit('.').next() {
@@ -403,10 +409,36 @@ async fn the_page_is_served_with_its_security_headers() {
             other => panic!("unexpected file type {other:?} in {name}"),
         };
         assert_eq!(header(&head, "content-type"), Some(expected), "{name}");
+        if expected.starts_with("text/javascript") {
+            names.extend(imports(&String::from_utf8_lossy(&body)));
+        }
     }
+    assert!(
+        served.contains("/grpc-web.js") && served.contains("/protobuf.js"),
+        "the modules app.js imports, directly or not: {served:?}"
+    );
     let (head, body) = get(&server, "/etc/passwd", &[]).await;
     assert_eq!(head.status, 404);
     assert_eq!(body, "not found: the dashboard is at /");
+}
+
+/// The modules a script imports (`import ... from "./NAME.js"`), as paths
+/// of the page: every one is beside it, at the root.
+fn imports(script: &str) -> Vec<String> {
+    script
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("import "))
+        .map(|import| {
+            let (_, from) = import
+                .rsplit_once(" from ")
+                .unwrap_or_else(|| panic!("an import the test cannot read: {import}"));
+            let name = from.trim_end_matches(';').trim_matches('"');
+            let name = name
+                .strip_prefix("./")
+                .unwrap_or_else(|| panic!("a module from elsewhere than beside the page: {name}"));
+            format!("/{name}")
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod etcd;
+pub mod grpc_web;
 pub mod nats;
 pub mod process;
 pub mod proxy;

@@ -3,25 +3,22 @@
 //! whose messages arrive one by one while the stream is open; errors in
 //! the trailer frame and trailers-only; the token check; a request whose
 //! connection goes away freeing its watcher; `SyncPods` with its ops in one
-//! request body, which is how the dashboard writes. Also the page itself:
-//! its files and headers, the refusal of foreign hosts, other origins and
-//! preflights, and its protobuf codec against the compiled contract.
+//! request body, which is how the dashboard writes. Also the page's protobuf
+//! codec against the compiled contract (the page as served, and its
+//! JavaScript unit tests, are `tests/page.rs`).
 
 mod common;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use common::{Backend, TestServer, within};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use common::grpc_web::{Frames, call, call_with_body, framed, header};
+use common::{Backend, TestServer};
+use http_body_util::BodyExt;
 use pod_service::contract::{
-    ListPodsRequest, ListPodsResponse, POD_SERVICE, Pod, PodRef, SyncEvent, SyncRequest, Token,
-    bookmark, sync_event, sync_request,
+    ListPodsRequest, ListPodsResponse, Pod, PodRef, SyncEvent, SyncRequest, Token, bookmark,
+    sync_event, sync_request,
 };
 use pod_service::sample;
 use pod_service::server::ServerConfig;
 use prost::Message;
-use tokio::net::TcpStream;
 
 common::on_every_store!(
     a_unary_call_over_http1,
@@ -29,160 +26,6 @@ common::on_every_store!(
     errors_come_trailers_only_or_in_the_trailer_frame,
     a_sync_body_is_a_session_of_its_ops,
 );
-
-const CONTENT_TYPE: &str = "application/grpc-web+proto";
-
-/// One gRPC-Web call on a fresh HTTP/1.1 connection, as a browser makes it.
-/// Returns the response head and its body, still streaming.
-async fn call(
-    server: &TestServer,
-    method: &str,
-    request: &impl Message,
-    headers: &[(&str, &str)],
-) -> (http::response::Parts, Incoming) {
-    call_with_body(server, method, framed(&[request as &dyn Encode]), headers).await
-}
-
-/// A call whose request body is `body`: framed messages, then the end of
-/// the body, which is the client's half-close.
-async fn call_with_body(
-    server: &TestServer,
-    method: &str,
-    body: Bytes,
-    headers: &[(&str, &str)],
-) -> (http::response::Parts, Incoming) {
-    let builder = http::Request::post(format!("/{POD_SERVICE}/{method}"))
-        .header("content-type", CONTENT_TYPE)
-        .header("x-grpc-web", "1");
-    send(
-        server,
-        with_headers(server, builder, headers)
-            .body(Full::new(body))
-            .unwrap(),
-    )
-    .await
-}
-
-/// Messages as a gRPC-Web request body: a frame each.
-fn framed(messages: &[&dyn Encode]) -> Bytes {
-    let mut body = BytesMut::new();
-    for message in messages {
-        let message = message.encoded();
-        body.put_u8(0);
-        body.put_u32(message.len() as u32);
-        body.put_slice(&message);
-    }
-    body.freeze()
-}
-
-/// `Message::encode_to_vec` for a list of messages of different types.
-trait Encode {
-    fn encoded(&self) -> Vec<u8>;
-}
-
-impl<M: Message> Encode for M {
-    fn encoded(&self) -> Vec<u8> {
-        self.encode_to_vec()
-    }
-}
-
-/// Adds `headers`, and the `Host` a browser sends unless they name one.
-fn with_headers(
-    server: &TestServer,
-    mut builder: http::request::Builder,
-    headers: &[(&str, &str)],
-) -> http::request::Builder {
-    if !headers
-        .iter()
-        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
-    {
-        builder = builder.header("host", server.addr.to_string());
-    }
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    builder
-}
-
-/// Sends one request on a fresh HTTP/1.1 connection.
-async fn send(
-    server: &TestServer,
-    request: http::Request<Full<Bytes>>,
-) -> (http::response::Parts, Incoming) {
-    let tcp = TcpStream::connect(server.addr).await.expect("connect");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .expect("an HTTP/1.1 connection");
-    tokio::spawn(connection);
-    let response = within("the response head", sender.send_request(request))
-        .await
-        .expect("a response");
-    response.into_parts()
-}
-
-/// One frame of a gRPC-Web response body.
-#[derive(Debug)]
-enum Frame {
-    Message(Bytes),
-    /// The trailers, as `name: value` lines.
-    Trailers(String),
-}
-
-/// Reads a gRPC-Web body frame by frame, as the chunks arrive.
-struct Frames {
-    body: Incoming,
-    buffer: BytesMut,
-}
-
-impl Frames {
-    fn new(body: Incoming) -> Self {
-        Frames {
-            body,
-            buffer: BytesMut::new(),
-        }
-    }
-
-    /// The next whole frame; `None` at the end of the body.
-    async fn next(&mut self) -> Option<Frame> {
-        loop {
-            if self.buffer.len() >= 5 {
-                let len = u32::from_be_bytes(self.buffer[1..5].try_into().unwrap()) as usize;
-                if self.buffer.len() >= 5 + len {
-                    let flag = self.buffer.get_u8();
-                    self.buffer.advance(4);
-                    let payload = self.buffer.split_to(len).freeze();
-                    return Some(if flag & 0x80 != 0 {
-                        Frame::Trailers(String::from_utf8(payload.to_vec()).unwrap())
-                    } else {
-                        Frame::Message(payload)
-                    });
-                }
-            }
-            let frame = within("a chunk of the body", self.body.frame()).await?;
-            if let Ok(data) = frame.expect("the body").into_data() {
-                self.buffer.extend_from_slice(&data);
-            }
-        }
-    }
-
-    async fn message<M: Message + Default>(&mut self) -> M {
-        match self.next().await {
-            Some(Frame::Message(bytes)) => M::decode(bytes).expect("a message"),
-            other => panic!("expected a message, got {other:?}"),
-        }
-    }
-
-    async fn trailers(&mut self) -> String {
-        match self.next().await {
-            Some(Frame::Trailers(trailers)) => trailers,
-            other => panic!("expected the trailers, got {other:?}"),
-        }
-    }
-}
-
-fn header<'a>(head: &'a http::response::Parts, name: &str) -> Option<&'a str> {
-    head.headers.get(name).and_then(|value| value.to_str().ok())
-}
 
 async fn a_unary_call_over_http1(backend: Backend) {
     let server = TestServer::with_sample(backend, ServerConfig::default()).await;
@@ -347,149 +190,6 @@ async fn a_sync_body_is_a_session_of_its_ops(backend: Backend) {
     assert!(tombstone.deleted, "{tombstone:?}");
     backend.assert_next(created.resource_version, tombstone.resource_version);
     assert_eq!(server.store.version(), tombstone.resource_version);
-}
-
-/// A plain `GET` request on a fresh HTTP/1.1 connection.
-async fn get(
-    server: &TestServer,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> (http::response::Parts, Bytes) {
-    let request = with_headers(server, http::Request::get(path), headers);
-    let (head, body) = send(server, request.body(Full::new(Bytes::new())).unwrap()).await;
-    (head, body.collect().await.expect("the body").to_bytes())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_page_is_served_with_its_security_headers() {
-    let server = TestServer::with_sample(Backend::Memory, ServerConfig::default()).await;
-    let (head, page) = get(&server, "/?namespace=dev&pod=scratchpad", &[]).await;
-    assert_eq!(head.status, 200);
-    assert_eq!(
-        header(&head, "content-type"),
-        Some("text/html; charset=utf-8")
-    );
-    assert_eq!(
-        header(&head, "content-security-policy"),
-        Some(pod_service::server::dashboard::CONTENT_SECURITY_POLICY)
-    );
-    assert_eq!(header(&head, "x-content-type-options"), Some("nosniff"));
-    assert_eq!(header(&head, "x-frame-options"), Some("DENY"));
-    assert!(
-        head.headers
-            .keys()
-            .all(|name| !name.as_str().starts_with("access-control-"))
-    );
-    // Every file the page names is served, with a type the CSP and
-    // `nosniff` accept; none comes from elsewhere.
-    let page = String::from_utf8(page.to_vec()).unwrap();
-    let names: Vec<&str> = page
-        .split(['"', '\''])
-        .filter(|part| part.starts_with('/') && part.contains('.'))
-        .collect();
-    assert!(
-        names.contains(&"/app.js") && names.contains(&"/style.css"),
-        "{names:?}"
-    );
-    assert!(
-        !page.contains("http://") && !page.contains("https://"),
-        "the page loads only its own files"
-    );
-    for name in names {
-        let (head, body) = get(&server, name, &[]).await;
-        assert_eq!(head.status, 200, "{name}");
-        assert!(!body.is_empty(), "{name}");
-        let expected = match name.rsplit('.').next() {
-            Some("js") => "text/javascript; charset=utf-8",
-            Some("css") => "text/css; charset=utf-8",
-            Some("svg") => "image/svg+xml",
-            other => panic!("unexpected file type {other:?} in {name}"),
-        };
-        assert_eq!(header(&head, "content-type"), Some(expected), "{name}");
-    }
-    let (head, body) = get(&server, "/etc/passwd", &[]).await;
-    assert_eq!(head.status, 404);
-    assert_eq!(body, "not found: the dashboard is at /");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn foreign_hosts_other_origins_and_preflights_are_refused() {
-    let server = TestServer::with_sample(Backend::Memory, ServerConfig::default()).await;
-    let port = server.addr.port();
-    let list = ListPodsRequest::default();
-    // DNS rebinding: a site that points its name at 127.0.0.1.
-    let rebound = format!("pods.evil.example:{port}");
-    let (head, body) = get(&server, "/", &[("host", &rebound)]).await;
-    assert_eq!(head.status, 403);
-    assert!(
-        String::from_utf8_lossy(&body).contains("loopback"),
-        "{body:?}"
-    );
-    let (head, _) = call(&server, "ListPods", &list, &[("host", &rebound)]).await;
-    assert_eq!(
-        head.status, 403,
-        "the API is refused too, not just the page"
-    );
-    // Loopback names are this machine's, whichever is used.
-    for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
-        let (head, _) = call(&server, "ListPods", &list, &[("host", &host)]).await;
-        assert_eq!(
-            (head.status.as_u16(), header(&head, "grpc-status")),
-            (200, None),
-            "{host}"
-        );
-    }
-    // Another site's page calling the API.
-    let (head, _) = call(
-        &server,
-        "ListPods",
-        &list,
-        &[("origin", "http://evil.example")],
-    )
-    .await;
-    assert_eq!(head.status, 403);
-    let own = format!("http://{}", server.addr);
-    let (head, _) = call(&server, "ListPods", &list, &[("origin", &own)]).await;
-    assert_eq!(
-        (head.status.as_u16(), header(&head, "grpc-status")),
-        (200, None)
-    );
-    // A CORS preflight: refused, and with no CORS headers.
-    let preflight = http::Request::options(format!("/{POD_SERVICE}/SyncPods"))
-        .header("host", server.addr.to_string())
-        .header("origin", "http://evil.example")
-        .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "content-type,x-grpc-web")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let (head, _) = send(&server, preflight).await;
-    assert_eq!(head.status, 403);
-    assert!(
-        head.headers
-            .keys()
-            .all(|name| !name.as_str().starts_with("access-control-"))
-    );
-    // Nothing reached the store.
-    assert_eq!(server.store.version(), sample::SAMPLE_PODS.len() as u64);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_dashboard_turns_the_page_off_and_keeps_grpc_web() {
-    let config = ServerConfig {
-        dashboard: false,
-        ..ServerConfig::default()
-    };
-    let server = TestServer::with_sample(Backend::Memory, config).await;
-    let (head, body) = get(&server, "/", &[]).await;
-    assert_eq!(head.status, 404);
-    assert!(
-        String::from_utf8_lossy(&body).contains("--no-dashboard"),
-        "{body:?}"
-    );
-    let (head, body) = call(&server, "ListPods", &ListPodsRequest::default(), &[]).await;
-    assert_eq!(head.status, 200);
-    let list: ListPodsResponse = Frames::new(body).message().await;
-    assert_eq!(list.pods.len(), sample::SAMPLE_PODS.len());
 }
 
 /// The page encodes and decodes messages from its own table of field

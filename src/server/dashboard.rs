@@ -1,12 +1,13 @@
 //! The dashboard: a page at `/` that watches the pods over gRPC-Web, and
 //! the rules that keep other sites' pages away from the API.
 //!
-//! The page (`dashboard/page/`: HTML, CSS and plain JavaScript modules, with no build
-//! step) is embedded in the binary and talks gRPC-Web to the same PodService
-//! as every other client, on the same port: no second API, no second
-//! contract. This layer is the outermost of the server's: it answers `GET`
-//! and `HEAD` with the page's files and passes everything else on to the
-//! gRPC-Web translation, the guard and the token check.
+//! The page (`dashboard/page/`: HTML, CSS and small plain JavaScript
+//! modules, with no build step; `tests/page.rs` runs their unit tests with
+//! `node --test`) is embedded in the binary and talks gRPC-Web to the
+//! same PodService as every other client, on the same port: no second API,
+//! no second contract. This layer is the outermost of the server's: it
+//! answers `GET` and `HEAD` with the page's files and passes everything else
+//! on to the gRPC-Web translation, the guard and the token check.
 //!
 //! What a browser may send is narrowed here, once, for every request:
 //! - **Same origin only.** The server sends no CORS headers and refuses
@@ -61,25 +62,36 @@ const INDEX: Asset = Asset {
     body: include_str!("dashboard/page/index.html"),
 };
 
+/// One JavaScript module of the page, served at `/NAME`.
+macro_rules! module {
+    ($name:literal) => {
+        Asset {
+            path: concat!("/", $name),
+            content_type: "text/javascript; charset=utf-8",
+            body: include_str!(concat!("dashboard/page/", $name)),
+        }
+    };
+}
+
 /// The page's files; `/` is `index.html`, whatever the query says (the
-/// view lives in the query: `/?namespace=NS&pod=NAME`).
+/// view lives in the query: `/?namespace=NS&pod=NAME`). `app.js` imports
+/// the other modules (`page/test/` holds their unit tests, not served).
 const ASSETS: &[Asset] = &[
     INDEX,
-    Asset {
-        path: "/app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("dashboard/page/app.js"),
-    },
-    Asset {
-        path: "/grpc-web.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("dashboard/page/grpc-web.js"),
-    },
-    Asset {
-        path: "/protobuf.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("dashboard/page/protobuf.js"),
-    },
+    module!("app.js"),
+    module!("hooks.js"),
+    module!("log-viewer.js"),
+    module!("pod-api.js"),
+    module!("pod-summary.js"),
+    module!("pod-table.js"),
+    module!("pod-watch.js"),
+    module!("pods.js"),
+    module!("retry.js"),
+    module!("token.js"),
+    module!("view-url.js"),
+    module!("write-form.js"),
+    module!("grpc-web.js"),
+    module!("protobuf.js"),
     Asset {
         path: "/style.css",
         content_type: "text/css; charset=utf-8",

@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod cluster;
 pub mod etcd;
+pub mod grpc_web;
 pub mod nats;
 pub mod process;
 pub mod proxy;

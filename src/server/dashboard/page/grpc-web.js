@@ -19,7 +19,7 @@
 import { decode, encode } from "./protobuf.js";
 
 /** The gRPC status codes, by number: CODE_NAMES[11] is "OUT_OF_RANGE". */
-export const CODE_NAMES = [
+const CODE_NAMES = [
   "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
   "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
   "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
@@ -222,7 +222,7 @@ export class FrameReader {
 }
 
 /** The trailer block, `name: value` lines, as a lookup by lower-case name. */
-export function trailerLookup(payload) {
+function trailerLookup(payload) {
   const trailers = new Map();
   for (const line of new TextDecoder().decode(payload).split("\r\n")) {
     const colon = line.indexOf(":");
@@ -232,7 +232,7 @@ export function trailerLookup(payload) {
 }
 
 /** grpc-message is percent-encoded; a malformed escape is kept as it is. */
-export function decodeGrpcMessage(text) {
+function decodeGrpcMessage(text) {
   return text.replace(/(%[0-9A-Fa-f]{2})+/g, (escapes) => {
     try {
       return decodeURIComponent(escapes);

@@ -13,22 +13,26 @@
 //! - [`contract`]: the wire types and stubs of `proto/pod.proto`, and the
 //!   conventions clients and server share (trailer keys, the token, defaults);
 //! - [`domain`]: a pod's key, a validated write, the naming rule;
-//! - [`store`]: the pod store behind one trait (in memory, durable, or
-//!   shared: etcd for the pods, NATS JetStream for the logs), with its
-//!   watchers and per-pod logs;
+//! - [`store`]: the [`Registry`](store::Registry) the server talks to: its
+//!   watch cache (lists, watches, the freshness rule) over two narrow
+//!   backends, [`PodBackend`](store::PodBackend) for the pods' writes (in
+//!   memory, redb, or etcd shared by replicas) and
+//!   [`LogBackend`](store::LogBackend) for the logs (in memory, redb, or
+//!   NATS JetStream); a new backend plugs in as one more implementation
+//!   and one more [`Storage`](store::Storage);
 //! - [`server`]: the PodService's handlers, the layers every call passes,
 //!   and the wiring that serves them;
 //! - [`client`]: the clients' logic (resumable watch, upload, sync session);
 //! - [`cli`]: what the binaries share as command-line programs;
-//! - [`sample`]: the pods a new server starts with.
+//! - [`sample`]: the pods a new registry starts with.
 //!
 //! Dependencies point one way: binaries → cli → client → contract, and
-//! server → store → domain → contract (`sample` loads a store). The client
+//! server → store (registry → backends) → domain → contract. The client
 //! never uses the server or the store, nor the server the client.
 //!
 //! The data path: a request arrives at the server, is validated once at its
-//! edge, applied once to the store, and the store publishes each change to
-//! every watcher from one place.
+//! edge, applied once to the registry's pod backend, and the registry's
+//! watch cache publishes each change to every watcher from one place.
 
 #![warn(missing_docs)]
 

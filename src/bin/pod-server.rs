@@ -176,11 +176,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Every option is checked before the store is opened.
     let config = server_config(&args)?;
     let storage = storage(&args)?;
-    let place = storage.to_string();
+    // A registry in memory is always new: "listening" says all there is.
+    let place = (!matches!(storage, Storage::InMemory)).then(|| storage.to_string());
     let opened = Registry::open(storage, store_config(&args), starting_pods(&args)).await?;
-    match opened.seeded {
-        Some(pods) => tracing::info!(%place, pods, "new registry, starting pods loaded"),
-        None => tracing::info!(%place, version = opened.registry.version(), "registry opened"),
+    match (place, opened.seeded) {
+        (None, _) => {}
+        (Some(place), Some(pods)) => {
+            tracing::info!(%place, pods, "new registry, starting pods loaded")
+        }
+        (Some(place), None) => {
+            tracing::info!(%place, version = opened.registry.version(), "registry opened")
+        }
     }
     if opened.seeded.is_none() && args.pods.is_some() {
         tracing::warn!("the registry is not new: --pods is ignored");

@@ -9,6 +9,8 @@ pub mod grpc_web;
 pub mod nats;
 pub mod process;
 pub mod proxy;
+pub mod replicas;
+mod suites;
 pub mod tools;
 
 use std::net::SocketAddr;
@@ -61,57 +63,8 @@ impl Backend {
     }
 }
 
-/// Runs each listed test, an `async fn(Backend)`, once on each store.
-#[allow(unused_macros)]
-macro_rules! on_every_store {
-    ($($test:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(super::common::Backend::Memory).await
-                }
-            )*
-        }
-        mod durable {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(super::common::Backend::Durable).await
-                }
-            )*
-        }
-        mod etcd {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(super::common::Backend::Etcd).await
-                }
-            )*
-        }
-    };
-}
 #[allow(unused_imports)]
-pub(crate) use on_every_store;
-
-/// Runs each listed test, an `async fn(Backend)`, once on each store and
-/// once more with the logs on NATS JetStream.
-#[allow(unused_macros)]
-macro_rules! on_every_log_store {
-    ($($test:ident),* $(,)?) => {
-        common::on_every_store!($($test),*);
-        mod nats {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(super::common::Backend::Nats).await
-                }
-            )*
-        }
-    };
-}
-#[allow(unused_imports)]
-pub(crate) use on_every_log_store;
+pub(crate) use suites::{on_every_log_store, on_every_store};
 
 /// A fresh stream of the shared NATS cluster, for the logs.
 pub fn nats_logs() -> NatsConfig {

@@ -2,8 +2,9 @@
 //! the wiring that serves them on a listener until shutdown.
 //!
 //! A call arrives at [`serve`]'s listener, on a connection whose small
-//! writes are gathered into one system call per burst (`batched_writes`),
-//! and passes, in order:
+//! frames are held for one yield, so that those other streams queue
+//! meanwhile leave with them in one write (`batched_writes`), and passes,
+//! in order:
 //!
 //! 0. the dashboard (`dashboard`), which serves the browser page at `/`,
 //!    refuses cross-origin requests, preflights and, on loopback, foreign

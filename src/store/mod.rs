@@ -11,16 +11,16 @@
 //!                           NATS JetStream    │ (one enum, from etcd)
 //! ```
 //!
-//! - [`Registry`] ([`registry`]) owns the watch cache ([`cache`]) and
+//! - [`Registry`] (`registry`) owns the watch cache (`cache`) and
 //!   everything every backend shares: lists and paged lists, watches and
 //!   the watcher count, the current version, the freshness rule inside
 //!   every read ([`Fresh`]), and closing. A [`Storage`] names the backends
 //!   and [`Registry::open`] opens them, with the starting pods.
-//! - A [`PodBackend`] ([`backend`]) makes pod writes durable and puts them
+//! - A [`PodBackend`] (`backend`) makes pod writes durable and puts them
 //!   in the cache: in memory (`memory`), committed to redb in a data
 //!   directory (`durable`, the default), or as etcd transactions shared by
 //!   several servers (`etcd`), whose feed tells the cache what happened
-//!   through one input, [`Observed`](cache::Observed).
+//!   through one input, `cache::Observed`.
 //! - A [`LogBackend`] keeps log lines: in each pod's [`PodLog`] in memory
 //!   ([`MemoryLogs`]), as redb chunks (the durable store), or on NATS
 //!   JetStream, shared (`nats`).

@@ -9,9 +9,8 @@
 //! limit the oldest lines are dropped, keeping their numbers, and a read
 //! from a dropped line continues from the oldest retained one.
 //!
-//! On a store whose logs live elsewhere (JetStream, see
-//! [`JetStreamLogs`](super::JetStreamLogs)) the pod's `PodLog` holds no
-//! lines: it stands for the pod's life, its [`created`](PodLog::created)
+//! Where a [`LogBackend`](super::LogBackend) keeps the lines elsewhere
+//! (NATS JetStream), the pod's `PodLog` holds no lines: it stands for the pod's life, its [`created`](PodLog::created)
 //! version naming it and its [`close`](PodLog::close) ending it.
 
 use std::collections::VecDeque;

@@ -6,7 +6,7 @@
 //!   protobuf `Pod` without its version (the key's `mod_revision` is it);
 //! - `P` + `revision`: rewritten by every change of a pod, in the same
 //!   transaction, so its `mod_revision` is the registry's newest change
-//!   (what a consistent read waits for, see `EtcdStore::catch_up`);
+//!   (what a consistent read waits for, see the `fresh` module);
 //! - `P` + `registry`: marks a registry as loaded (see `registry.rs`);
 //! - `P` + `compacted`: the revision this registry last compacted etcd at.
 //!

@@ -9,7 +9,7 @@ pub struct NatsConfig {
     /// client learns the rest of the cluster from it.
     pub urls: Vec<String>,
     /// The JetStream stream that holds every pod's log, under the subjects
-    /// `<stream>.<namespace>.<pod>.<created>` (see [`JetStreamLogs`](super::JetStreamLogs)); created
+    /// `<stream>.<namespace>.<pod>.<created>` (see docs/nats.md); created
     /// when missing. Its name is its subjects' first token.
     pub stream: String,
     /// How many servers keep a copy of each line: the stream's replicas.

@@ -11,7 +11,6 @@ use std::process::Stdio;
 
 use common::process::{ClientProcess, Output, bin, run_with_input};
 use common::{Backend, Session, TestServer, pod, within};
-use pod_service::domain::PodKey;
 use pod_service::sample;
 use pod_service::server::ServerConfig;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -216,13 +215,7 @@ async fn upload_logs_streams_files_and_stdin() {
         output.stderr
     );
 
-    let log = server
-        .store
-        .fresh(0)
-        .await
-        .unwrap()
-        .log(&PodKey::new("production", "web"))
-        .unwrap();
+    let log = server.pod_log("production", "web").await.unwrap();
     assert_eq!(log.end_cursor(), 10_002);
     assert_eq!(
         log.read(10_000).batch.lines,
@@ -287,13 +280,7 @@ async fn upload_logs_streams_files_and_stdin() {
 #[tokio::test]
 async fn pod_logs_prints_the_tail_and_follows() {
     let server = TestServer::with_sample(Backend::Memory, ServerConfig::default()).await;
-    let log = server
-        .store
-        .fresh(0)
-        .await
-        .unwrap()
-        .log(&PodKey::new("default", "hello-world"))
-        .unwrap();
+    let log = server.pod_log("default", "hello-world").await.unwrap();
     log.append((1..=5).map(|i| format!("line {i}")).collect());
 
     let output = run(
@@ -367,13 +354,7 @@ ack 4 OK staging/web deleted v9
         "ack 1 OK default/ok status=Pending replicas=0 v10\n"
     );
     assert!(
-        server
-            .store
-            .fresh(0)
-            .await
-            .unwrap()
-            .log(&PodKey::new("default", "never"))
-            .is_err(),
+        server.pod_log("default", "never").await.is_err(),
         "nothing after the bad line ran"
     );
 }

@@ -263,13 +263,7 @@ async fn with_a_token_every_rpc_needs_it() {
         );
     }
     assert_eq!(server.store.version(), before, "nothing was written");
-    let log = server
-        .store
-        .fresh(0)
-        .await
-        .unwrap()
-        .log(&pod_service::domain::PodKey::new("default", "web"))
-        .unwrap();
+    let log = server.pod_log("default", "web").await.unwrap();
     assert_eq!(log.end_cursor(), 0, "no line was stored");
 
     // Health stays open without a token.

@@ -5,7 +5,6 @@ mod common;
 
 use common::{Backend, PATIENCE, TestServer, within};
 use pod_service::contract::{GetLogsRequest, LogChunk, PodServiceClient, UploadLogsResponse};
-use pod_service::domain::PodKey;
 use pod_service::server::ServerConfig;
 use pod_service::store::{StoreConfig, line_cost};
 use tonic::transport::Channel;
@@ -262,13 +261,7 @@ async fn follow_streams_new_lines_until_the_pod_is_deleted(backend: Backend) {
 async fn a_departed_follower_is_freed(backend: Backend) {
     let server = TestServer::start(backend).await;
     server.apply("default", "web", "Running", 1).await;
-    let log = server
-        .store
-        .fresh(0)
-        .await
-        .unwrap()
-        .log(&PodKey::new("default", "web"))
-        .unwrap();
+    let log = server.pod_log("default", "web").await.unwrap();
     let mut client = server.client().await;
     let follow = get_logs(&mut client, "web", true, Start::Oldest)
         .await

@@ -143,8 +143,9 @@ impl Registry {
 
     /// Resolves once everything submitted before it is done and the
     /// backends have let go of what they hold outside this process's
-    /// memory (the durable store's database can be opened again). Writes
-    /// submitted after it are refused; reads go on.
+    /// memory (the durable store's database can be opened again). Pod
+    /// writes submitted after it are refused, and so are log appends where
+    /// the log backend has a writer to close (redb); reads go on.
     pub fn close(&self) -> Pending<()> {
         let (pods, logs) = (self.pods.close(), self.logs.close());
         async move {

@@ -227,6 +227,18 @@ impl TestServer {
             .expect("apply")
     }
 
+    /// The life (and, on the embedded stores, the lines) of a pod's log.
+    pub async fn pod_log(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Arc<pod_service::store::PodLog>, pod_service::store::StoreError> {
+        self.store
+            .fresh(0)
+            .await?
+            .log(&PodKey::new(namespace, name))
+    }
+
     /// Deletes a pod directly in the store.
     pub async fn delete(&self, namespace: &str, name: &str) -> Arc<Pod> {
         self.store

@@ -144,12 +144,12 @@ impl Drop for EtcdStore {
 impl PodBackend for EtcdStore {
     fn apply(&self, apply: ApplyPod) -> Pending<Arc<Pod>> {
         self.writer
-            .submit(&self.shared, |reply| writer::Write::Apply(apply, reply))
+            .submit(|reply| writer::Write::Apply(apply, reply))
     }
 
     fn delete(&self, key: PodKey) -> Pending<Arc<Pod>> {
         self.writer
-            .submit(&self.shared, |reply| writer::Write::Delete(key, reply))
+            .submit(|reply| writer::Write::Delete(key, reply))
     }
 
     fn fresh(&self, version: u64) -> Pending<()> {

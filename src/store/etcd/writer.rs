@@ -32,6 +32,7 @@ pub(super) enum Write {
 
 /// Where writes are submitted.
 pub(super) struct Writer {
+    shared: Arc<Shared>,
     queue: mpsc::UnboundedSender<Write>,
 }
 
@@ -39,25 +40,22 @@ impl Writer {
     /// The queue, and the task that empties it.
     pub fn start(shared: Arc<Shared>) -> (Self, JoinHandle<()>) {
         let (queue, writes) = mpsc::unbounded_channel();
-        (Writer { queue }, tokio::spawn(write(shared, writes)))
+        let task = tokio::spawn(write(Arc::clone(&shared), writes));
+        (Writer { shared, queue }, task)
     }
 
     /// Queues a write now; the future resolves once etcd committed it and
     /// this server's cache has it, so that its watchers have the change
     /// first, as on the embedded stores.
-    pub fn submit(
-        &self,
-        shared: &Arc<Shared>,
-        write: impl FnOnce(Reply) -> Write,
-    ) -> Pending<Arc<Pod>> {
-        if let Err(err) = shared.check_open() {
+    pub fn submit(&self, write: impl FnOnce(Reply) -> Write) -> Pending<Arc<Pod>> {
+        if let Err(err) = self.shared.check_open() {
             return futures::future::ready(Err(err)).boxed();
         }
         let (reply, outcome) = oneshot::channel();
         if self.queue.send(write(reply)).is_err() {
             return futures::future::ready(Err(StoreError::shut_down())).boxed();
         }
-        let shared = Arc::clone(shared);
+        let shared = Arc::clone(&self.shared);
         async move {
             let pod = outcome
                 .await

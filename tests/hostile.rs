@@ -13,7 +13,7 @@ use common::{Session, TestServer, list_request, pod, within};
 use pod_service::contract::{GetLogsRequest, LogChunk, Pod, PodRef, sync_request};
 use pod_service::domain::{ApplyPod, PodKey};
 use pod_service::server::ServerConfig;
-use pod_service::store::{Pending, PodBackend, Registry, StoreConfig};
+use pod_service::store::{Pending, PodBackend, Registry, StoreConfig, WriteOrder};
 use tonic::Code;
 
 /// Values that must never name a namespace or a pod: path tricks, control
@@ -258,12 +258,12 @@ struct PanickingPods {
 }
 
 impl PodBackend for PanickingPods {
-    fn apply(&self, apply: ApplyPod) -> Pending<Arc<Pod>> {
+    fn apply(&self, apply: ApplyPod, order: &mut WriteOrder) -> Pending<Arc<Pod>> {
         assert_ne!(apply.key.name, "panic", "a bug in apply");
-        self.pods.apply(apply)
+        self.pods.apply(apply, order)
     }
-    fn delete(&self, key: PodKey) -> Pending<Arc<Pod>> {
-        self.pods.delete(key)
+    fn delete(&self, key: PodKey, order: &mut WriteOrder) -> Pending<Arc<Pod>> {
+        self.pods.delete(key, order)
     }
     fn fresh(&self, version: u64) -> Pending<()> {
         assert!(

@@ -23,7 +23,7 @@ use crate::contract::{
     Pod, SyncAck, SyncEvent, SyncRequest, ack, bookmark, sync_event, sync_request,
 };
 use crate::domain::Invalid;
-use crate::store::{Registry, WatchEnd, Watcher};
+use crate::store::{Registry, WatchEnd, Watcher, WriteOrder};
 
 /// Runs a session over `requests`; the stream ends after the last ack once
 /// the client half-closes, or with the status that ended it.
@@ -34,7 +34,10 @@ pub(super) fn session(
     mut requests: Streaming<SyncRequest>,
     received: Counter,
 ) -> impl Stream<Item = Result<SyncEvent, Status>> + Send + 'static {
-    let ops = Ops { registry };
+    let mut ops = Ops {
+        registry,
+        order: WriteOrder::default(),
+    };
     let stream = async_stream::stream! {
         let stopping = shutdown.cancelled();
         tokio::pin!(stopping);
@@ -175,21 +178,23 @@ pub(super) fn session(
     stream
 }
 
-/// What a session's ops need: the registry.
+/// What a session's ops need: the registry, and the order the contract
+/// keeps between them (writes of other sessions may run alongside).
 struct Ops {
     registry: Arc<Registry>,
+    order: WriteOrder,
 }
 
 impl Ops {
     /// Submits an apply or delete to the store now; the future resolves to
     /// its ack once it is durable (or refused).
-    fn submit(&self, request: SyncRequest) -> BoxFuture<'static, SyncAck> {
+    fn submit(&mut self, request: SyncRequest) -> BoxFuture<'static, SyncAck> {
         let submitted = match request.op {
             Some(sync_request::Op::Apply(pod)) => {
-                validate::apply(pod).map(|a| self.registry.apply(a))
+                validate::apply(pod).map(|a| self.registry.apply_in(&mut self.order, a))
             }
             Some(sync_request::Op::Delete(pod)) => {
-                validate::delete(&pod).map(|key| self.registry.delete(key))
+                validate::delete(&pod).map(|key| self.registry.delete_in(&mut self.order, key))
             }
             Some(sync_request::Op::Subscribe(_)) | None => Err(Invalid::new(
                 "op",

@@ -16,14 +16,16 @@ use futures::future::BoxFuture;
 
 use super::error::StoreError;
 use super::list::{ListPosition, PodPage};
+use super::order::WriteOrder;
 use super::pod_log::{LogLines, LogStart, PodLog};
 use crate::contract::Pod;
 use crate::domain::{ApplyPod, PodKey};
 
-/// A write in flight. Writes are ordered by when they are *submitted* (the
-/// call that returns this), not when the future is polled, so a caller can
-/// submit several and await them in order: that is how one sync session
-/// pipelines its ops into shared commits.
+/// A write in flight. Writes of one [`WriteOrder`] take effect in the
+/// order they were *submitted* (the call that returns this), not the order
+/// the futures are polled, so a caller can submit several and await them
+/// in order: that is how one sync session pipelines its ops into shared
+/// commits.
 pub type Pending<T> = BoxFuture<'static, Result<T, StoreError>>;
 
 /// Where pods are written and kept: in memory, in the redb file, in etcd.
@@ -33,12 +35,14 @@ pub type Pending<T> = BoxFuture<'static, Result<T, StoreError>>;
 /// also count writes to other keys), so nothing outside a backend may
 /// compute a position from a difference of versions.
 pub trait PodBackend: Send + Sync + 'static {
-    /// Creates or replaces a pod; resolves to the stored pod with its new
-    /// version once the change is durable and in the registry's cache.
-    fn apply(&self, apply: ApplyPod) -> Pending<Arc<Pod>>;
+    /// Creates or replaces a pod, after the writes submitted before it
+    /// with `order`; resolves to the stored pod with its new version once
+    /// the change is durable and in the registry's cache.
+    fn apply(&self, apply: ApplyPod, order: &mut WriteOrder) -> Pending<Arc<Pod>>;
 
-    /// Deletes a pod; resolves to its tombstone once durable and cached.
-    fn delete(&self, key: PodKey) -> Pending<Arc<Pod>>;
+    /// Deletes a pod, after the writes submitted before it with `order`;
+    /// resolves to its tombstone once durable and cached.
+    fn delete(&self, key: PodKey, order: &mut WriteOrder) -> Pending<Arc<Pod>>;
 
     /// Resolves once the cache includes every write acknowledged before
     /// the call, by this server or any other sharing the store, and at

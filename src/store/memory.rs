@@ -10,6 +10,7 @@ use futures::FutureExt;
 use super::backend::{Pending, PodBackend};
 use super::cache::{Batch, WatchCache};
 use super::error::StoreError;
+use super::order::WriteOrder;
 use crate::contract::Pod;
 use crate::domain::{ApplyPod, PodKey};
 
@@ -49,11 +50,11 @@ impl MemoryStore {
 
 impl PodBackend for MemoryStore {
     // Writes happen at once; the futures are only there for the interface.
-    fn apply(&self, apply: ApplyPod) -> Pending<Arc<Pod>> {
+    fn apply(&self, apply: ApplyPod, _order: &mut WriteOrder) -> Pending<Arc<Pod>> {
         ready(self.write(|cache, batch| cache.plan_apply(batch, apply)))
     }
 
-    fn delete(&self, key: PodKey) -> Pending<Arc<Pod>> {
+    fn delete(&self, key: PodKey, _order: &mut WriteOrder) -> Pending<Arc<Pod>> {
         ready(self.write(|cache, batch| cache.plan_delete(batch, key)))
     }
 

@@ -24,6 +24,8 @@
 //! - A [`LogBackend`] keeps log lines: in each pod's [`PodLog`] in memory
 //!   ([`MemoryLogs`]), as redb chunks (the durable store), or on NATS
 //!   JetStream, shared (`nats`).
+//! - A [`WriteOrder`] (`order`) is what the contract orders: one
+//!   session's writes. Writes of different orders may run at once.
 //! - [`Watcher`]s and [`PodLog`]s are the consumer side: one per watch and
 //!   one per life of a pod.
 //!
@@ -42,6 +44,7 @@ mod etcd;
 mod list;
 mod memory;
 mod nats;
+mod order;
 mod pod_log;
 mod registry;
 mod storage;
@@ -54,6 +57,7 @@ pub use error::StoreError;
 pub use etcd::EtcdConfig;
 pub use list::{ListPosition, PodList, PodPage};
 pub use nats::{NatsConfig, NatsError};
+pub use order::WriteOrder;
 pub use pod_log::{LogBatch, LogLines, LogSlice, LogStart, PodLog, line_cost};
 pub use registry::{Fresh, Opened, Registry};
 pub use storage::{OpenError, Storage};

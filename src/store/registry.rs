@@ -35,6 +35,7 @@ use super::etcd::EtcdStore;
 use super::list::{ListPosition, PodList, PodPage};
 use super::memory::MemoryStore;
 use super::nats::JetStreamLogs;
+use super::order::WriteOrder;
 use super::pod_log::{LogLines, LogStart, PodLog};
 use super::storage::{OpenError, Storage};
 use super::watcher::Watcher;
@@ -107,16 +108,30 @@ impl Registry {
         }
     }
 
-    /// Creates or replaces a pod; resolves to the stored pod with its new
-    /// version once the change is durable and its watchers have it.
+    /// Creates or replaces a pod, on its own (in no caller's order);
+    /// resolves to the stored pod with its new version once the change is
+    /// durable and its watchers have it.
     pub fn apply(&self, apply: ApplyPod) -> Pending<Arc<Pod>> {
-        self.pods.apply(apply)
+        self.apply_in(&mut WriteOrder::default(), apply)
     }
 
-    /// Deletes a pod and its log; resolves to its tombstone once durable.
+    /// [`apply`](Self::apply), after the writes submitted before it with
+    /// `order` (one session's).
+    pub fn apply_in(&self, order: &mut WriteOrder, apply: ApplyPod) -> Pending<Arc<Pod>> {
+        self.pods.apply(apply, order)
+    }
+
+    /// Deletes a pod and its log, on its own (in no caller's order);
+    /// resolves to its tombstone once durable.
     pub fn delete(&self, key: PodKey) -> Pending<Arc<Pod>> {
+        self.delete_in(&mut WriteOrder::default(), key)
+    }
+
+    /// [`delete`](Self::delete), after the writes submitted before it with
+    /// `order` (one session's).
+    pub fn delete_in(&self, order: &mut WriteOrder, key: PodKey) -> Pending<Arc<Pod>> {
         let life = self.cache.log(&key).ok();
-        let deleted = self.pods.delete(key);
+        let deleted = self.pods.delete(key, order);
         let logs = Arc::clone(&self.logs);
         async move {
             let tombstone = deleted.await?;
@@ -295,7 +310,11 @@ impl Registry {
     /// so a durable store commits them in a few large batches rather than
     /// one fsync each.
     pub async fn load(&self, pods: impl IntoIterator<Item = ApplyPod>) -> Result<(), StoreError> {
-        let pending: Vec<_> = pods.into_iter().map(|pod| self.apply(pod)).collect();
+        let mut order = WriteOrder::default();
+        let pending: Vec<_> = pods
+            .into_iter()
+            .map(|pod| self.apply_in(&mut order, pod))
+            .collect();
         for applied in pending {
             applied.await?;
         }

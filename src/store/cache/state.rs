@@ -157,6 +157,15 @@ impl WatchCache {
         }
     }
 
+    /// The version of a pod's last change, if it exists: what a cluster
+    /// backend's write expects the pod to be at.
+    pub fn pod_version(&self, key: &PodKey) -> Option<u64> {
+        self.read()
+            .pods
+            .get(key)
+            .map(|entry| entry.pod.resource_version)
+    }
+
     /// The life of an existing pod.
     pub fn log(&self, key: &PodKey) -> Result<Arc<PodLog>, StoreError> {
         self.read()

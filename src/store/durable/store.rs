@@ -18,6 +18,7 @@ use crate::store::backend::{LogBackend, Pending, PodBackend};
 use crate::store::cache::WatchCache;
 use crate::store::config::StoreConfig;
 use crate::store::error::StoreError;
+use crate::store::order::WriteOrder;
 use crate::store::pod_log::PodLog;
 
 /// The default store: every write of pods and logs committed to a `redb`
@@ -168,7 +169,7 @@ fn join(dir: &Path, committer: JoinHandle<()>) {
 }
 
 impl PodBackend for DurableStore {
-    fn apply(&self, apply: ApplyPod) -> Pending<Arc<Pod>> {
+    fn apply(&self, apply: ApplyPod, _order: &mut WriteOrder) -> Pending<Arc<Pod>> {
         let pod = self.submit(Request::Apply(apply));
         async move {
             pod.await?
@@ -177,7 +178,7 @@ impl PodBackend for DurableStore {
         .boxed()
     }
 
-    fn delete(&self, key: PodKey) -> Pending<Arc<Pod>> {
+    fn delete(&self, key: PodKey, _order: &mut WriteOrder) -> Pending<Arc<Pod>> {
         let pod = self.submit(Request::Delete(key));
         async move {
             pod.await?

@@ -6,17 +6,19 @@
 //! - **Versions are etcd revisions.** A change's version is the revision
 //!   of the transaction that made it: strictly larger than every earlier
 //!   one, but not the next integer, since etcd counts writes to every key.
-//! - **Writes are etcd transactions** ([`txn`]), one at a time per server
-//!   in the order they were submitted ([`writer`]): create or replace
-//!   (only if the pod's `mod_revision` is the expected one, when a version
-//!   is expected), delete (only if the pod exists; the tombstone is the
-//!   value it had). Each resolves once etcd committed it (a quorum) and
-//!   this server's cache has it, so the server's own watchers see a change
-//!   before its ack.
+//! - **Writes are etcd transactions** ([`txn`]), each holding only if the
+//!   pod is still as this server last saw it (or at the expected version),
+//!   so that a write etcd did not confirm can never land after a later
+//!   acknowledged one. One session's go one at a time, in order; different
+//!   sessions' are in flight together, bounded per server ([`writer`]).
+//!   Each resolves once etcd committed it (a quorum) and this server's
+//!   cache has it, so the server's own watchers see a change before its
+//!   ack.
 //! - **Reads see every acknowledged write, on any replica.** Each change
 //!   also rewrites the registry's `revision` key ([`keys`]), so a quorum
 //!   read of that key gives the newest change's revision; a read waits
-//!   (bounded) until the cache has it ([`fresh`]).
+//!   (bounded) until the cache has it ([`fresh`]). Reads that arrive
+//!   while such a quorum read is in flight share the next one.
 //! - **Continued lists** are etcd ranges at the first page's revision
 //!   ([`pages`]), so a continue token works on any replica until etcd
 //!   compacts that revision.
@@ -57,6 +59,7 @@ use super::cache::WatchCache;
 use super::config::StoreConfig;
 use super::error::StoreError;
 use super::list::{ListPosition, PodPage};
+use super::order::WriteOrder;
 use crate::contract::Pod;
 use crate::domain::{ApplyPod, PodKey};
 
@@ -95,6 +98,7 @@ impl EtcdStore {
         // The cluster names the history, so that a list begun on one
         // replica continues on any other.
         let cache = Arc::new(WatchCache::shared(limits, cluster));
+        let (reads, asks) = tokio::sync::mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             etcd,
             keys,
@@ -103,11 +107,14 @@ impl EtcdStore {
             config,
             closed: AtomicBool::new(false),
             feed_behind: tokio::sync::Notify::new(),
+            reads,
         });
         feed::establish(&shared).await?;
-        let mut tasks = vec![tokio::spawn(feed::follow(Arc::clone(&shared)))];
-        let (writer, task) = writer::Writer::start(Arc::clone(&shared));
-        tasks.push(task);
+        let tasks = vec![
+            tokio::spawn(feed::follow(Arc::clone(&shared))),
+            tokio::spawn(fresh::share_reads(Arc::clone(&shared), asks)),
+        ];
+        let writer = writer::Writer::new(Arc::clone(&shared));
         // Dropped on an error below: its tasks end with it.
         let mut opened = EtcdStore {
             shared: Arc::clone(&shared),
@@ -142,14 +149,12 @@ impl Drop for EtcdStore {
 }
 
 impl PodBackend for EtcdStore {
-    fn apply(&self, apply: ApplyPod) -> Pending<Arc<Pod>> {
-        self.writer
-            .submit(|reply| writer::Write::Apply(apply, reply))
+    fn apply(&self, apply: ApplyPod, order: &mut WriteOrder) -> Pending<Arc<Pod>> {
+        self.writer.submit(writer::Write::Apply(apply), order)
     }
 
-    fn delete(&self, key: PodKey) -> Pending<Arc<Pod>> {
-        self.writer
-            .submit(|reply| writer::Write::Delete(key, reply))
+    fn delete(&self, key: PodKey, order: &mut WriteOrder) -> Pending<Arc<Pod>> {
+        self.writer.submit(writer::Write::Delete(key), order)
     }
 
     fn fresh(&self, version: u64) -> Pending<()> {

@@ -8,6 +8,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use tokio::sync::{mpsc, oneshot};
+
 use super::client::Etcd;
 use super::config::EtcdConfig;
 use super::keys::Keys;
@@ -29,6 +31,22 @@ pub(super) struct Shared {
     /// feed's member is probably frozen or cut off, and the feed moves to
     /// another one rather than wait for the connection's pings to fail.
     pub feed_behind: tokio::sync::Notify,
+    /// Where reads ask for a quorum read to share
+    /// ([`share_reads`](super::fresh::share_reads) answers).
+    pub reads: mpsc::UnboundedSender<ReadAsk>,
+}
+
+/// A read's request for the next shared quorum read, and where the answer
+/// goes.
+pub(super) type ReadAsk = oneshot::Sender<Result<Newest, StoreError>>;
+
+/// Where etcd stood at a quorum read.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Newest {
+    /// etcd's revision at the read: every change up to it is known.
+    pub now: u64,
+    /// The registry's newest change, at or below `now`.
+    pub change: u64,
 }
 
 impl Shared {

@@ -1,13 +1,35 @@
-//! The etcd transactions of a pod's writes: an apply that holds only at
-//! the expected version, a delete that holds only if the pod exists, and
-//! both rewriting the registry's `revision` key in the same revision, so
-//! that a quorum read of it gives the newest change (see [`fresh`](super::fresh)).
+//! The etcd transactions of a pod's writes, as kube-apiserver's
+//! `GuaranteedUpdate` writes: every write holds only if the pod is still
+//! as this server last saw it, and both kinds rewrite the registry's
+//! `revision` key in the same revision, so that a quorum read of it gives
+//! the newest change (see [`fresh`](super::fresh)).
+//!
+//! **Why every write compares.** A transaction etcd did not confirm (its
+//! member froze, the call timed out) is reported as unconfirmed, yet it
+//! may still sit in that member's socket and commit much later. Because
+//! it compares the pod's `mod_revision` as it was when it was sent, it
+//! commits only if nothing wrote the pod since: any later acknowledged
+//! write to the pod, from any session on any server, changed that
+//! revision, and so makes it fail. An unconfirmed write therefore takes
+//! effect before the next acknowledged write to its pod, or never.
+//!
+//! What the server saw may be stale (another server wrote the pod a
+//! moment ago). A compare that fails is a definite "not committed", and
+//! the `Else` branch returns the pod as it is, so the write tries again
+//! against that, at once, as `GuaranteedUpdate` does. A conditional apply
+//! (an expected version) compares that version instead and does not try
+//! again: a conflict is its answer.
+//!
+//! **The one gap** is a pod that is absent, created and deleted again
+//! while a write that found it absent hangs: its `mod_revision` is 0 again
+//! (etcd keeps nothing for a deleted key), so that stale write can still
+//! commit. kube-apiserver's creates share it.
 
 use std::sync::Arc;
 
 use super::api::etcdserverpb::{
-    Compare, DeleteRangeRequest, RequestOp, ResponseHeader, TxnRequest, compare, request_op,
-    response_op,
+    Compare, DeleteRangeRequest, RequestOp, ResponseHeader, TxnRequest, TxnResponse, compare,
+    request_op, response_op,
 };
 use super::keys;
 use super::registry;
@@ -16,97 +38,144 @@ use crate::contract::Pod;
 use crate::domain::{ApplyPod, PodKey, tombstone};
 use crate::store::error::StoreError;
 
+/// How many times a write tries again after its pod changed under it
+/// before it gives up (it did not happen): only a pod written this often
+/// by others at once gets there.
+const ATTEMPTS: usize = 64;
+
 impl Shared {
     pub(super) async fn apply(&self, apply: ApplyPod) -> Result<Arc<Pod>, StoreError> {
         let key = self.keys.pod(&apply.key);
-        let compare = apply
-            .expected_version
-            .map(|expected| Compare {
-                result: compare::CompareResult::Equal.into(),
-                target: compare::CompareTarget::Mod.into(),
-                key: key.clone(),
-                target_union: Some(compare::TargetUnion::ModRevision(
-                    i64::try_from(expected).unwrap_or(i64::MAX),
-                )),
-                range_end: Vec::new(),
-            })
-            .into_iter()
-            .collect();
         let value = keys::encode(&apply.key, &apply.status, apply.replicas);
-        let done = self
-            .etcd
-            .txn(TxnRequest {
-                compare,
-                success: vec![
-                    registry::put(key.clone(), value, 0),
-                    registry::put(self.keys.revision(), Vec::new(), 0),
-                ],
-                failure: vec![RequestOp {
-                    request: Some(request_op::Request::RequestRange(registry::get(key))),
-                }],
-            })
-            .await?;
-        if !done.succeeded {
-            let current = done.responses.first().and_then(|op| match &op.response {
-                Some(response_op::Response::ResponseRange(range)) => {
-                    range.kvs.first().map(|kv| kv.mod_revision as u64)
+        let mut seen = match apply.expected_version {
+            Some(expected) => expected,
+            None => self.cache.pod_version(&apply.key).unwrap_or(0),
+        };
+        for _ in 0..ATTEMPTS {
+            let done = self
+                .etcd
+                .txn(TxnRequest {
+                    compare: vec![unchanged_since(&key, seen)],
+                    success: vec![
+                        registry::put(key.clone(), value.clone(), 0),
+                        registry::put(self.keys.revision(), Vec::new(), 0),
+                    ],
+                    failure: vec![get(&key)],
+                })
+                .await?;
+            if done.succeeded {
+                let version = revision_of(done.header.as_ref())?;
+                return Ok(Arc::new(apply.stored_at(version)));
+            }
+            let current = current_version(&done);
+            match apply.expected_version {
+                Some(expected) => {
+                    return Err(StoreError::Conflict {
+                        expected,
+                        key: apply.key,
+                        current,
+                    });
                 }
-                _ => None,
-            });
-            return Err(StoreError::Conflict {
-                expected: apply.expected_version.unwrap_or_default(),
-                key: apply.key,
-                current,
-            });
+                None => seen = current.unwrap_or(0),
+            }
         }
-        let version = revision_of(done.header.as_ref())?;
-        Ok(Arc::new(apply.stored_at(version)))
+        Err(too_busy(&apply.key))
     }
 
     pub(super) async fn delete(&self, pod: PodKey) -> Result<Arc<Pod>, StoreError> {
         let key = self.keys.pod(&pod);
-        let done = self
-            .etcd
-            .txn(TxnRequest {
-                compare: vec![Compare {
-                    result: compare::CompareResult::Greater.into(),
-                    target: compare::CompareTarget::Create.into(),
-                    key: key.clone(),
-                    target_union: Some(compare::TargetUnion::CreateRevision(0)),
-                    range_end: Vec::new(),
-                }],
-                success: vec![
+        let mut seen = self.cache.pod_version(&pod).unwrap_or(0);
+        for _ in 0..ATTEMPTS {
+            // Absent as far as this server knows: etcd confirms it (or
+            // returns the pod someone created meanwhile) without deleting.
+            let success = if seen == 0 {
+                Vec::new()
+            } else {
+                vec![
                     RequestOp {
                         request: Some(request_op::Request::RequestDeleteRange(
                             DeleteRangeRequest {
-                                key,
+                                key: key.clone(),
                                 prev_kv: true,
                                 ..DeleteRangeRequest::default()
                             },
                         )),
                     },
                     registry::put(self.keys.revision(), Vec::new(), 0),
-                ],
-                failure: Vec::new(),
-            })
-            .await?;
-        if !done.succeeded {
-            return Err(StoreError::NotFound(pod));
+                ]
+            };
+            let done = self
+                .etcd
+                .txn(TxnRequest {
+                    compare: vec![unchanged_since(&key, seen)],
+                    success,
+                    failure: vec![get(&key)],
+                })
+                .await?;
+            if !done.succeeded {
+                seen = current_version(&done).unwrap_or(0);
+                continue;
+            }
+            if seen == 0 {
+                return Err(StoreError::NotFound(pod));
+            }
+            let version = revision_of(done.header.as_ref())?;
+            let before = done
+                .responses
+                .first()
+                .and_then(|op| match &op.response {
+                    Some(response_op::Response::ResponseDeleteRange(deleted)) => {
+                        deleted.prev_kvs.first()
+                    }
+                    _ => None,
+                })
+                .and_then(|kv| keys::decode(&pod, &kv.value, kv.mod_revision))
+                .ok_or_else(|| registry::foreign(&self.keys, &self.keys.pod(&pod)))?;
+            return Ok(Arc::new(tombstone(&before, version)));
         }
-        let version = revision_of(done.header.as_ref())?;
-        let before = done
-            .responses
-            .first()
-            .and_then(|op| match &op.response {
-                Some(response_op::Response::ResponseDeleteRange(deleted)) => {
-                    deleted.prev_kvs.first()
-                }
-                _ => None,
-            })
-            .and_then(|kv| keys::decode(&pod, &kv.value, kv.mod_revision))
-            .ok_or_else(|| registry::foreign(&self.keys, &self.keys.pod(&pod)))?;
-        Ok(Arc::new(tombstone(&before, version)))
+        Err(too_busy(&pod))
     }
+}
+
+/// Holds while the pod's last change is at `version` (0: it does not
+/// exist, which etcd compares as a `mod_revision` of 0).
+fn unchanged_since(key: &[u8], version: u64) -> Compare {
+    Compare {
+        result: compare::CompareResult::Equal.into(),
+        target: compare::CompareTarget::Mod.into(),
+        key: key.to_vec(),
+        target_union: Some(compare::TargetUnion::ModRevision(
+            i64::try_from(version).unwrap_or(i64::MAX),
+        )),
+        range_end: Vec::new(),
+    }
+}
+
+fn get(key: &[u8]) -> RequestOp {
+    RequestOp {
+        request: Some(request_op::Request::RequestRange(registry::get(
+            key.to_vec(),
+        ))),
+    }
+}
+
+/// The version of the pod a failed transaction's `Else` branch read:
+/// `None` when it does not exist.
+fn current_version(done: &TxnResponse) -> Option<u64> {
+    done.responses.first().and_then(|op| match &op.response {
+        Some(response_op::Response::ResponseRange(range)) => range
+            .kvs
+            .first()
+            .and_then(|kv| u64::try_from(kv.mod_revision).ok()),
+        _ => None,
+    })
+}
+
+fn too_busy(pod: &PodKey) -> StoreError {
+    StoreError::Unavailable(format!(
+        "pod {pod} changed {ATTEMPTS} times while this write tried to apply over it; \
+         it did not happen: try again"
+    ))
 }
 
 /// The revision a response was given at.

@@ -1,66 +1,101 @@
-//! The write queue of one server: its writes go to etcd one at a time, in
-//! the order they were submitted, and each is acknowledged once etcd
-//! committed it and this server's cache has it.
+//! The writes of one server. Each is an etcd transaction ([`txn`](super::txn))
+//! sent as soon as its turn in its [`WriteOrder`] comes: one session's
+//! writes go one at a time, in the order it sent them, while different
+//! sessions' writes are in flight together, as kube-apiserver's requests
+//! are, so that etcd commits many in one raft round and one fsync. At most
+//! [`MAX_IN_FLIGHT`] transactions are in flight per server. Each write is
+//! acknowledged once etcd committed it and this server's cache has it.
+//!
+//! Why a session's writes are not pipelined (op k+1 sent before op k's
+//! answer): etcd does not keep the order of concurrent transactions, so a
+//! delete and a re-create of one pod, or a chain of conditional applies,
+//! could commit out of order; and clients keep one op in flight per
+//! session anyway (see BENCHMARKS.md, "Concurrent writes over etcd").
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::sync::{Semaphore, oneshot};
+use tokio_util::task::TaskTracker;
 
 use super::shared::Shared;
 use crate::contract::Pod;
 use crate::domain::{ApplyPod, PodKey};
 use crate::store::backend::Pending;
 use crate::store::error::StoreError;
+use crate::store::order::WriteOrder;
+
+/// How many transactions one server has in flight at most. etcd serves
+/// every stream of a connection at once up to its `--max-concurrent-streams`
+/// (unlimited by default), and commits whatever is pending in one raft
+/// round; beyond a few dozen, more in flight only queue in etcd.
+pub(super) const MAX_IN_FLIGHT: usize = 128;
 
 /// How long a write waits for this server's cache to show it before its
 /// ack goes out anyway (it is committed; only the order of a session's
 /// change and ack could suffer).
 const SEEN_TIMEOUT: Duration = Duration::from_secs(10);
 
-type Reply = oneshot::Sender<Result<Arc<Pod>, StoreError>>;
-
-/// A write in the queue, and where its outcome goes.
+/// A pod write.
 pub(super) enum Write {
-    Apply(ApplyPod, Reply),
-    Delete(PodKey, Reply),
-    /// Answered once every write before it is done.
-    Flush(oneshot::Sender<()>),
+    Apply(ApplyPod),
+    Delete(PodKey),
 }
 
 /// Where writes are submitted.
 pub(super) struct Writer {
     shared: Arc<Shared>,
-    queue: mpsc::UnboundedSender<Write>,
+    in_flight: Arc<Semaphore>,
+    /// Every write submitted and not yet done, so that closing waits for
+    /// them.
+    writes: TaskTracker,
 }
 
 impl Writer {
-    /// The queue, and the task that empties it.
-    pub fn start(shared: Arc<Shared>) -> (Self, JoinHandle<()>) {
-        let (queue, writes) = mpsc::unbounded_channel();
-        let task = tokio::spawn(write(Arc::clone(&shared), writes));
-        (Writer { shared, queue }, task)
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Writer {
+            shared,
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            writes: TaskTracker::new(),
+        }
     }
 
-    /// Queues a write now; the future resolves once etcd committed it and
-    /// this server's cache has it, so that its watchers have the change
-    /// first, as on the embedded stores.
-    pub fn submit(&self, write: impl FnOnce(Reply) -> Write) -> Pending<Arc<Pod>> {
+    /// Submits a write after those submitted before it with `order`; the
+    /// future resolves once etcd committed it and this server's cache has
+    /// it, so that its watchers have the change first, as on the embedded
+    /// stores. The write goes ahead whether or not the future is polled;
+    /// one whose future was dropped before its turn is not sent (nobody
+    /// would learn its outcome).
+    pub fn submit(&self, write: Write, order: &mut WriteOrder) -> Pending<Arc<Pod>> {
         if let Err(err) = self.shared.check_open() {
             return futures::future::ready(Err(err)).boxed();
         }
+        let mut turn = order.next_turn();
         let (reply, outcome) = oneshot::channel();
-        if self.queue.send(write(reply)).is_err() {
-            return futures::future::ready(Err(StoreError::shut_down())).boxed();
-        }
+        let (shared, in_flight) = (Arc::clone(&self.shared), Arc::clone(&self.in_flight));
+        self.writes.spawn(async move {
+            turn.come().await;
+            if reply.is_closed() {
+                return;
+            }
+            // Never closed: the semaphore lives as long as its writer.
+            let Ok(_slot) = in_flight.acquire().await else {
+                return;
+            };
+            let result = match write {
+                Write::Apply(apply) => shared.apply(apply).await,
+                Write::Delete(key) => shared.delete(key).await,
+            };
+            // The session's next write may go: etcd has answered this one.
+            drop(turn);
+            let _ = reply.send(result);
+        });
         let shared = Arc::clone(&self.shared);
         async move {
             let pod = outcome
                 .await
                 .unwrap_or_else(|_| Err(StoreError::shut_down()))?;
-            // The writer goes on meanwhile: it only waits for etcd.
             let seen = shared.cache.reached(pod.resource_version);
             if tokio::time::timeout(SEEN_TIMEOUT, seen).await.is_err() {
                 tracing::warn!(
@@ -75,38 +110,12 @@ impl Writer {
 
     /// Resolves once every write submitted before it is done.
     pub fn flush(&self) -> Pending<()> {
-        let (reply, done) = oneshot::channel();
-        let _ = self.queue.send(Write::Flush(reply));
+        let writes = self.writes.clone();
+        writes.close();
         async move {
-            let _ = done.await;
+            writes.wait().await;
             Ok(())
         }
         .boxed()
-    }
-}
-
-/// Applies the submitted writes one at a time, in order: a later write of
-/// the same session may depend on an earlier one (an expected version),
-/// and etcd would not keep the order of concurrent transactions.
-async fn write(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<Write>) {
-    while let Some(write) = queue.recv().await {
-        // A write whose caller has gone (a cancelled call, a closed
-        // session) is not sent: nobody would learn its outcome.
-        let abandoned = match &write {
-            Write::Apply(_, reply) | Write::Delete(_, reply) => reply.is_closed(),
-            Write::Flush(_) => false,
-        };
-        if abandoned {
-            continue;
-        }
-        let (result, reply) = match write {
-            Write::Apply(apply, reply) => (shared.apply(apply).await, reply),
-            Write::Delete(key, reply) => (shared.delete(key).await, reply),
-            Write::Flush(reply) => {
-                let _ = reply.send(());
-                continue;
-            }
-        };
-        let _ = reply.send(result);
     }
 }

@@ -54,7 +54,7 @@ pub use backend::{LogBackend, MemoryLogs, Pending, PodBackend};
 pub use config::StoreConfig;
 pub use durable::{Corruption, DATABASE_FILE, DataDirError, Incompatibility, RecordError, records};
 pub use error::StoreError;
-pub use etcd::EtcdConfig;
+pub use etcd::{EtcdConfig, WriteCeiling, write_ceiling};
 pub use list::{ListPosition, PodList, PodPage};
 pub use nats::{NatsConfig, NatsError};
 pub use order::WriteOrder;

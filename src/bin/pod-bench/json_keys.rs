@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::load::Latency;
+use crate::load::ceiling::CeilingFigures;
 use crate::load::fanout::FanoutFigures;
 use crate::load::follow::FollowFigures;
 use crate::load::followers::FollowersFigures;
@@ -227,6 +228,24 @@ fn watch_sync_and_upload_keys() {
             "seconds:f",
             "lines_per_second:f",
             "megabytes_per_second:f",
+        ])
+    );
+    let ceiling = CeilingFigures {
+        callers: 64,
+        txns: 5000,
+        elapsed: Duration::from_secs(1),
+        latency: latency(),
+    };
+    assert_eq!(
+        keys(&ceiling),
+        expect(&[
+            "load:s",
+            "callers:u",
+            "txns:u",
+            "txns_per_second:f",
+            "p50_ms:f",
+            "p99_ms:f",
+            "max_ms:f",
         ])
     );
 }

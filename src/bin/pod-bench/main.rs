@@ -14,7 +14,7 @@ mod report;
 mod server;
 mod target;
 
-use load::{fanout, follow, followers, pages, snapshot, sync, unary, upload, watchers};
+use load::{ceiling, fanout, follow, followers, pages, snapshot, sync, unary, upload, watchers};
 use report::Report;
 use server::StoreKind;
 use target::Target;
@@ -87,6 +87,9 @@ enum Load {
     Followers(followers::FollowersArgs),
     /// Concurrent log uploads: lines/s and MB/s.
     Upload(upload::UploadArgs),
+    /// etcd's own write ceiling, with no server: callers sending a pod
+    /// apply's transaction straight to etcd (ignores the server flags).
+    EtcdCeiling(ceiling::CeilingArgs),
 }
 
 // The same allocator as pod-server, so that the in-process server is the one
@@ -101,6 +104,17 @@ async fn main() -> ExitCode {
 
 /// Runs the load, each of its runs in turn, and reports each as it ends.
 async fn run(args: Args) -> anyhow::Result<()> {
+    let mut report = Report::new(args.json);
+    let load = match args.load {
+        // etcd alone: no server to open.
+        Load::EtcdCeiling(load) => {
+            for (run, &callers) in load.callers.iter().enumerate() {
+                report.print(&ceiling::ceiling(&load, run, callers).await?)?;
+            }
+            return Ok(());
+        }
+        load => load,
+    };
     let target = Target::open(
         &args.server,
         args.store,
@@ -110,8 +124,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     )
     .await?;
     let target = &target;
-    let mut report = Report::new(args.json);
-    match args.load {
+    match load {
         Load::Unary(load) => {
             for &callers in &load.concurrency {
                 report.print(&unary::unary(target, &load, callers).await?)?;
@@ -152,6 +165,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 report.print(&upload::upload(target, &load, run, streams).await?)?;
             }
         }
+        Load::EtcdCeiling(_) => {} // measured above, without a server
     }
     Ok(())
 }

@@ -29,6 +29,7 @@
 //!   (`--nats-url`), behind the registry's log backend.
 
 mod api;
+mod ceiling;
 mod client;
 mod compactor;
 mod config;
@@ -52,6 +53,7 @@ use client::Etcd;
 use keys::Keys;
 use shared::Shared;
 
+pub use ceiling::{WriteCeiling, write_ceiling};
 pub use config::EtcdConfig;
 
 use super::backend::{Pending, PodBackend};

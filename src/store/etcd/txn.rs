@@ -31,7 +31,7 @@ use super::api::etcdserverpb::{
     Compare, DeleteRangeRequest, RequestOp, ResponseHeader, TxnRequest, TxnResponse, compare,
     request_op, response_op,
 };
-use super::keys;
+use super::keys::{self, Keys};
 use super::registry;
 use super::shared::Shared;
 use crate::contract::Pod;
@@ -54,14 +54,7 @@ impl Shared {
         for _ in 0..ATTEMPTS {
             let done = self
                 .etcd
-                .txn(TxnRequest {
-                    compare: vec![unchanged_since(&key, seen)],
-                    success: vec![
-                        registry::put(key.clone(), value.clone(), 0),
-                        registry::put(self.keys.revision(), Vec::new(), 0),
-                    ],
-                    failure: vec![get(&key)],
-                })
+                .txn(apply_txn(&self.keys, &key, value.clone(), seen))
                 .await?;
             if done.succeeded {
                 let version = revision_of(done.header.as_ref())?;
@@ -134,6 +127,19 @@ impl Shared {
             return Ok(Arc::new(tombstone(&before, version)));
         }
         Err(too_busy(&pod))
+    }
+}
+
+/// The transaction of an apply: the pod's new value, if it is still at
+/// `seen`, with the registry's `revision` key; else the pod as it is.
+pub(super) fn apply_txn(keys: &Keys, key: &[u8], value: Vec<u8>, seen: u64) -> TxnRequest {
+    TxnRequest {
+        compare: vec![unchanged_since(key, seen)],
+        success: vec![
+            registry::put(key.to_vec(), value, 0),
+            registry::put(keys.revision(), Vec::new(), 0),
+        ],
+        failure: vec![get(key)],
     }
 }
 

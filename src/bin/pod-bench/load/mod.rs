@@ -3,6 +3,7 @@
 //! measured as a typed result (with the run's settings) that the reporter
 //! prints. Each module also holds its load's command-line flags.
 
+pub mod ceiling;
 pub mod fanout;
 pub mod follow;
 pub mod followers;

@@ -94,6 +94,13 @@ struct Args {
     /// Recent changes kept for watches that resume from a version.
     #[arg(long, default_value_t = StoreConfig::default().history)]
     history: usize,
+    /// Also keep every change of the last SECONDS for watches that resume,
+    /// whatever --history says (on etcd, compaction keeps them too).
+    /// Default: 75 with --etcd-endpoints, whose write rate grows with its
+    /// replicas, so that a watch resumes across a replica's restart; 0
+    /// otherwise.
+    #[arg(long, value_name = "SECONDS")]
+    history_window: Option<f64>,
     /// Seconds a watch that asked for bookmarks may be sent nothing before it
     /// gets one, so that a quiet watch keeps its place in the history.
     #[arg(long, value_name = "SECONDS",
@@ -178,7 +185,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let storage = storage(&args)?;
     // A registry in memory is always new: "listening" says all there is.
     let place = (!matches!(storage, Storage::InMemory)).then(|| storage.to_string());
-    let opened = Registry::open(storage, store_config(&args), starting_pods(&args)).await?;
+    let opened = Registry::open(storage, store_config(&args)?, starting_pods(&args)).await?;
     match (place, opened.seeded) {
         (None, _) => {}
         (Some(place), Some(pods)) => {
@@ -203,12 +210,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn store_config(args: &Args) -> StoreConfig {
-    StoreConfig {
+fn store_config(args: &Args) -> anyhow::Result<StoreConfig> {
+    let history_window = match args.history_window {
+        Some(seconds) => {
+            Duration::try_from_secs_f64(seconds).context("invalid --history-window")?
+        }
+        None if !args.etcd_endpoints.is_empty() => StoreConfig::SHARED_HISTORY_WINDOW,
+        None => Duration::ZERO,
+    };
+    Ok(StoreConfig {
         history: args.history,
+        history_window,
         watch_buffer: args.watch_buffer,
         log_bytes_per_pod: args.log_bytes_per_pod,
-    }
+    })
 }
 
 /// Where the pods and logs are kept, from the flags.

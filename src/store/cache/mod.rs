@@ -31,6 +31,7 @@
 mod observe;
 mod pages;
 mod plan;
+mod recent;
 mod state;
 
 pub(super) use observe::Observed;

@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::{broadcast, watch};
 
+use super::recent::Recent;
 use crate::contract::Pod;
 use crate::domain::PodKey;
 use crate::store::config::StoreConfig;
@@ -51,6 +52,9 @@ pub(super) struct State {
     /// version restored from disk, since the restored history does not say
     /// what each change replaced.
     pub(super) undoes_from: u64,
+    /// When recent versions were published, for a history kept by time as
+    /// well as by count.
+    pub(super) recent: Recent,
 }
 
 /// A change in the history, with what it replaced.
@@ -131,6 +135,7 @@ impl WatchCache {
                 history,
                 continues_from,
                 undoes_from: version,
+                recent: Recent::default(),
             }),
             versions: watch::Sender::new(version),
             config,
@@ -164,6 +169,15 @@ impl WatchCache {
             .pods
             .get(key)
             .map(|entry| entry.pod.resource_version)
+    }
+
+    /// The oldest version the history keeps for its time window (`None`
+    /// without one): a shared store's compaction must keep it too.
+    pub fn kept_for_window(&self) -> Option<u64> {
+        if self.config.history_window.is_zero() {
+            return None;
+        }
+        Some(self.read().recent.kept_from())
     }
 
     /// The life of an existing pod.
@@ -264,9 +278,23 @@ impl WatchCache {
             pod: Arc::clone(&change),
             before,
         });
+        // Kept: the newest `history` changes, and every change of the last
+        // `history_window`.
+        let kept_from = if self.config.history_window.is_zero() {
+            u64::MAX
+        } else {
+            state
+                .recent
+                .note(change.resource_version, self.config.history_window);
+            state.recent.kept_from()
+        };
         while state.history.len() > self.config.history {
-            if let Some(dropped) = state.history.pop_front() {
-                state.continues_from = dropped.pod.resource_version;
+            match state.history.front() {
+                Some(oldest) if oldest.pod.resource_version < kept_from => {
+                    state.continues_from = oldest.pod.resource_version;
+                    state.history.pop_front();
+                }
+                _ => break,
             }
         }
         // An error only means that nobody is watching.

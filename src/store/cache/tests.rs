@@ -139,6 +139,28 @@ fn watch_range_follows_the_history() {
 }
 
 #[test]
+fn a_time_window_keeps_every_recent_change_beyond_the_count() {
+    let index = WatchCache::new(StoreConfig {
+        history: 3,
+        history_window: std::time::Duration::from_secs(60),
+        ..StoreConfig::default()
+    });
+    for replicas in 0..50 {
+        apply(&index, "a", "x", replicas);
+    }
+    // All 50 were published within the last minute: all are kept, and a
+    // watch resumes from the very first version.
+    assert!(index.watch(None, 0).is_ok());
+    assert_eq!(index.watch(None, 1).map(|w| w.last_version()).ok(), Some(1));
+    assert_eq!(index.kept_for_window(), Some(1));
+    let counted = WatchCache::new(StoreConfig {
+        history: 3,
+        ..StoreConfig::default()
+    });
+    assert_eq!(counted.kept_for_window(), None, "no window, no floor");
+}
+
+#[test]
 fn a_history_with_gaps_between_versions_resumes_by_version() {
     // As a cluster store's would be: versions increase, with gaps.
     let change = |name: &str, version: u64| Pod {

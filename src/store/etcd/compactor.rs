@@ -1,6 +1,7 @@
 //! Compaction: etcd keeps every revision until it is compacted, so one
 //! server of the registry at a time cuts its history down to the newest
-//! `--history` revisions, every `compaction_interval`. Compaction is
+//! `--history` revisions, and never past the changes of the last
+//! `--history-window`, every `compaction_interval`. Compaction is
 //! cluster-wide: registries sharing a cluster should share `--history` too.
 
 use std::sync::Arc;
@@ -41,7 +42,13 @@ impl Shared {
             (done, kv.mod_revision)
         });
         let history = i64::try_from(self.cache.config().history).unwrap_or(i64::MAX);
-        let target = now.saturating_sub(history);
+        // And every change the cache keeps for its time window: a watch
+        // resumed on a replica that restarts finds it in etcd.
+        let window = self
+            .cache
+            .kept_for_window()
+            .map_or(i64::MAX, |kept| i64::try_from(kept).unwrap_or(i64::MAX));
+        let target = now.saturating_sub(history).min(window.saturating_sub(1));
         // Each round's claim is a revision of its own: without a pod change
         // since the last round there is nothing worth compacting.
         let newest_change = self

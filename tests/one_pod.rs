@@ -101,7 +101,7 @@ async fn a_list_by_name_is_one_pod_or_none(backend: Backend) {
         .await
         .expect("list by name")
         .into_inner();
-    assert_eq!(list.pods, [created.clone()]);
+    assert_eq!(list.pods, std::slice::from_ref(&created));
     assert!(list.resource_version >= created.resource_version);
     let deleted = session.delete("prod", "ghost").await.pod.unwrap();
     let list = client
@@ -264,7 +264,7 @@ async fn a_watch_by_name_is_bookmarked_and_resumes_from_a_bookmark(backend: Back
             server.store.apply(ApplyPod {
                 key: PodKey::new("busy", format!("p{}", i % 20)),
                 status: "Running".into(),
-                replicas: i as i32,
+                replicas: i,
                 expected_version: None,
             })
         })

@@ -18,6 +18,7 @@ type Error = Box<dyn std::error::Error>;
 const CONTRACT: &str = "proto/pod.proto";
 const TUTORIAL: &str = "tests/fixtures/tutorial_pod.proto";
 const BEFORE_BOOKMARKS: &str = "tests/fixtures/pod_before_bookmarks.proto";
+const BEFORE_NAME: &str = "tests/fixtures/pod_before_name.proto";
 const ETCD: &str = "proto/etcd";
 
 fn main() -> Result<(), Error> {
@@ -25,6 +26,7 @@ fn main() -> Result<(), Error> {
     println!("cargo:rerun-if-changed={CONTRACT}");
     println!("cargo:rerun-if-changed={TUTORIAL}");
     println!("cargo:rerun-if-changed={BEFORE_BOOKMARKS}");
+    println!("cargo:rerun-if-changed={BEFORE_NAME}");
     println!("cargo:rerun-if-changed={ETCD}");
 
     let contract = protox::compile([CONTRACT], ["proto"])?;
@@ -71,6 +73,11 @@ fn main() -> Result<(), Error> {
         .build_server(false)
         .out_dir(dir(&out_dir, "before_bookmarks")?)
         .compile_fds(protox::compile([BEFORE_BOOKMARKS], ["tests/fixtures"])?)?;
+    // And as it was before ListPodsRequest.name.
+    tonic_prost_build::configure()
+        .build_server(false)
+        .out_dir(dir(&out_dir, "before_name")?)
+        .compile_fds(protox::compile([BEFORE_NAME], ["tests/fixtures"])?)?;
     // The part of etcd's API the etcd store calls, client only.
     tonic_prost_build::configure()
         .build_server(false)

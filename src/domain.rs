@@ -1,6 +1,6 @@
 //! The domain's own values, shared by the server's edge and the store: a
-//! pod's identity, a validated write, and the naming rule that every
-//! stored name obeys.
+//! pod's identity, which pods a list or watch selects, a validated write,
+//! and the naming rule that every stored name obeys.
 //!
 //! The server's validation builds these from wire messages; the store only
 //! ever receives them, and checks its own records against the same rule.
@@ -37,6 +37,37 @@ impl PodKey {
 impl fmt::Display for PodKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Which pods a list or a watch selects: every pod, the pods of one
+/// namespace, or one pod by name (Kubernetes' `fieldSelector=metadata.name`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodSelector {
+    /// Every pod of every namespace.
+    All,
+    /// The pods of one namespace.
+    Namespace(String),
+    /// The pod of this key, while it exists, and every change to it.
+    Pod(PodKey),
+}
+
+impl PodSelector {
+    /// The pods of `namespace`, or every pod for `None`.
+    pub fn namespace(namespace: Option<String>) -> Self {
+        namespace.map_or(PodSelector::All, PodSelector::Namespace)
+    }
+
+    /// Whether `pod` (or a change to it) is selected. Called for every
+    /// change and every watcher, so it costs one comparison per field it
+    /// selects by, as the namespace filter it replaces did.
+    #[inline]
+    pub fn matches(&self, pod: &Pod) -> bool {
+        match self {
+            PodSelector::All => true,
+            PodSelector::Namespace(namespace) => pod.namespace == *namespace,
+            PodSelector::Pod(key) => pod.name == key.name && pod.namespace == key.namespace,
+        }
     }
 }
 

@@ -1,8 +1,12 @@
 //! A client generated from our contract as it was before bookmarks
 //! (`tests/fixtures/pod_before_bookmarks.proto`) keeps working against this
 //! server: every RPC, and a watch that never asked for bookmarks gets none,
-//! even while the server sends them to others. (The tutorial's client is
-//! run in `tests/list.rs`.)
+//! even while the server sends them to others. A client generated from the
+//! contract just before `ListPodsRequest.name`
+//! (`tests/fixtures/pod_before_name.proto`) gets the same answers as a new
+//! client that leaves the name empty, byte for byte, beside a new client
+//! that reads one pod by name. (The tutorial's client is run in
+//! `tests/list.rs`.)
 
 mod common;
 
@@ -15,6 +19,11 @@ use pod_service::store::StoreConfig;
 /// The client generated from the older contract.
 mod before {
     include!(concat!(env!("OUT_DIR"), "/before_bookmarks/infra.rs"));
+}
+
+/// The client generated from the contract just before `ListPodsRequest.name`.
+mod before_name {
+    include!(concat!(env!("OUT_DIR"), "/before_name/infra.rs"));
 }
 
 use before::pod_service_client::PodServiceClient;
@@ -142,4 +151,121 @@ async fn a_client_of_the_older_contract_uses_every_rpc(backend: Backend) {
     assert_eq!(chunk.lines, ["one", "two"]);
 }
 
-common::on_every_store!(a_client_of_the_older_contract_uses_every_rpc);
+/// The answers a client of the contract before `name` gets, for a
+/// namespace holding a pod of the name others read one by one: the whole
+/// list, its pages, and a watch with its bookmark, then a change of
+/// another pod of the namespace. Nothing is narrowed by a field it never
+/// sends, and a new client that leaves `name` empty gets the same bytes.
+async fn a_client_from_before_names_gets_the_same_answers(backend: Backend) {
+    use before_name::pod_service_client::PodServiceClient as OldClient;
+    use pod_service::contract::{ListPodsRequest as NewRequest, PodServiceClient as NewClient};
+    use prost::Message;
+
+    let server = TestServer::start(backend).await;
+    for (namespace, name) in [("old", "api"), ("old", "web"), ("old", "z"), ("new", "web")] {
+        server.apply(namespace, name, "Running", 1).await;
+    }
+    let mut old = OldClient::connect(server.url()).await.unwrap();
+    let mut new = NewClient::connect(server.url()).await.unwrap();
+    let old_request = |limit, continue_token: &str| before_name::ListPodsRequest {
+        namespace: "old".into(),
+        limit,
+        continue_token: continue_token.into(),
+        ..Default::default()
+    };
+    let names = |pods: &[before_name::Pod]| -> Vec<String> {
+        pods.iter().map(|pod| pod.name.clone()).collect()
+    };
+
+    // The whole list, and the same bytes for a new client without a name.
+    let whole = old
+        .list_pods(old_request(0, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(names(&whole.pods), ["api", "web", "z"]);
+    let same = new
+        .list_pods(NewRequest {
+            namespace: "old".into(),
+            ..NewRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(same.encode_to_vec(), whole.encode_to_vec());
+
+    // Pages, continued with their token.
+    let first = old
+        .list_pods(old_request(2, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(names(&first.pods), ["api", "web"]);
+    let second = old
+        .list_pods(old_request(2, &first.continue_token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(names(&second.pods), ["z"]);
+    assert!(second.continue_token.is_empty());
+    assert_eq!(second.resource_version, first.resource_version);
+
+    // A watch of the namespace with bookmarks: every pod, the bookmark at
+    // the list's version, then a change of a pod other than `web`.
+    let mut watch = old
+        .watch_pods(before_name::ListPodsRequest {
+            namespace: "old".into(),
+            allow_bookmarks: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for name in ["api", "web", "z"] {
+        let pod = within("a pod", watch.message()).await.unwrap().unwrap();
+        assert_eq!(pod.name, name);
+    }
+    let end = within("the bookmark", watch.message())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(end.bookmark);
+    assert!(end.resource_version >= whole.resource_version);
+    let changed = server.apply("old", "z", "Pending", 2).await;
+    let mut next = within("the change", watch.message())
+        .await
+        .unwrap()
+        .unwrap();
+    while next.bookmark {
+        next = within("the change", watch.message())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(
+        (next.name.as_str(), next.resource_version),
+        ("z", changed.resource_version)
+    );
+
+    // Beside it, a new client reads one pod by name.
+    let one = new
+        .list_pods(NewRequest {
+            namespace: "old".into(),
+            name: "web".into(),
+            ..NewRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(one.pods.len(), 1);
+    assert_eq!(
+        (one.pods[0].namespace.as_str(), one.pods[0].name.as_str()),
+        ("old", "web")
+    );
+    assert!(one.resource_version >= changed.resource_version);
+}
+
+common::on_every_store!(
+    a_client_of_the_older_contract_uses_every_rpc,
+    a_client_from_before_names_gets_the_same_answers,
+);

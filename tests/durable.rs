@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use common::{Session, TestServer, list_request, pod, within};
 use pod_service::contract::{LogChunk, PodServiceClient};
-use pod_service::domain::PodKey;
+use pod_service::domain::{PodKey, PodSelector};
 use pod_service::server::ServerConfig;
 use pod_service::store::line_cost;
 use pod_service::store::{DataDirError, OpenError, Opened, Registry, Storage, StoreConfig};
@@ -333,5 +333,13 @@ async fn the_store_version_of_a_key_is_never_reused() {
     let store = open(dir.path(), StoreConfig::default()).await;
     // The delete took the next version (this store numbers consecutively).
     assert_eq!(store.version(), pod.resource_version + 1);
-    assert!(store.fresh(0).await.unwrap().list(None).pods.is_empty());
+    assert!(
+        store
+            .fresh(0)
+            .await
+            .unwrap()
+            .list(&PodSelector::All)
+            .pods
+            .is_empty()
+    );
 }

@@ -23,6 +23,7 @@ use common::replicas::{
 };
 use common::{Session, list_request, pod, within};
 use pod_service::contract::PodServiceClient;
+use pod_service::domain::PodSelector;
 use pod_service::sample;
 use pod_service::store::{Opened, StoreConfig};
 use tokio::time::Instant;
@@ -280,7 +281,7 @@ async fn a_new_registry_gets_the_starting_pods_once_however_many_replicas_start_
     for opened in &stores {
         let fresh = opened.registry.fresh(0).await.expect("catch up");
         assert_eq!(
-            fresh.list(None).pods.len(),
+            fresh.list(&PodSelector::All).pods.len(),
             250,
             "every replica, every pod, once"
         );
@@ -296,7 +297,7 @@ async fn a_new_registry_gets_the_starting_pods_once_however_many_replicas_start_
     .expect("open");
     assert_eq!(again.seeded, None);
     let fresh = again.registry.fresh(0).await.expect("catch up");
-    assert_eq!(fresh.list(None).pods.len(), 250);
+    assert_eq!(fresh.list(&PodSelector::All).pods.len(), 250);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -461,7 +462,7 @@ async fn an_unfinished_load_is_started_over() {
         .fresh(0)
         .await
         .expect("fresh")
-        .list(None)
+        .list(&PodSelector::All)
         .pods
         .iter()
         .map(|p| p.name.clone())

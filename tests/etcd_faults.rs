@@ -14,7 +14,7 @@ use common::replicas::{AppliedVersion, base64, http, list, open, replicas};
 use common::{Session, TestServer, list_request, pod, within};
 use pod_service::client::{PodWatch, WatchUpdate};
 use pod_service::contract::{PodServiceClient, sync_request};
-use pod_service::domain::ApplyPod;
+use pod_service::domain::{ApplyPod, PodSelector};
 use pod_service::server::ServerConfig;
 use pod_service::store::StoreConfig;
 use tokio::time::Instant;
@@ -47,7 +47,7 @@ async fn a_new_registry_on_a_compacted_cluster_serves_only_once_its_feed_is_esta
             .fresh(0)
             .await
             .expect("fresh")
-            .watch(None, 0)
+            .watch(PodSelector::All, 0)
             .expect("watch");
         let applied = store.apply(apply("dev", "web", round)).await.unwrap();
         let seen = within("the watch's first change", watcher.next()).await;
@@ -275,7 +275,11 @@ async fn compaction_makes_old_versions_out_of_range_and_the_client_relists() {
     // Every replica forgets what etcd forgot.
     for server in [&server_a, &server_b] {
         let fresh = server.store.fresh(0).await.unwrap();
-        common::eventually(|| fresh.watch(None, old).is_err(), "the history to be cut").await;
+        common::eventually(
+            || fresh.watch(PodSelector::All, old).is_err(),
+            "the history to be cut",
+        )
+        .await;
     }
     let mut client_b = server_b.client().await;
     let err = client_b

@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::etcd::{EtcdCluster, unique_prefix};
 use common::replicas::{http_get, open, replicas};
 use common::{list_request, within};
-use pod_service::domain::{ApplyPod, PodKey};
+use pod_service::domain::{ApplyPod, PodKey, PodSelector};
 use pod_service::store::{StoreConfig, StoreError};
 
 /// Lists at once on one replica, each several times over.
@@ -96,7 +96,13 @@ async fn a_watch_resumes_on_a_restarted_replica_from_any_change_of_the_window() 
 
         let restarted = open(cluster, &prefix, config).await;
         let from = versions[0];
-        let watch = async { restarted.fresh(from).await?.watch(Some("dev".into()), from) }.await;
+        let watch = async {
+            restarted
+                .fresh(from)
+                .await?
+                .watch(PodSelector::Namespace("dev".into()), from)
+        }
+        .await;
         if window.is_zero() {
             assert!(
                 matches!(watch, Err(StoreError::VersionOutOfRange { .. })),

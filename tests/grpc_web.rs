@@ -16,6 +16,7 @@ use pod_service::contract::{
     ListPodsRequest, ListPodsResponse, Pod, PodRef, SyncEvent, SyncRequest, Token, bookmark,
     sync_event, sync_request,
 };
+use pod_service::domain::PodSelector;
 use pod_service::sample;
 use pod_service::server::ServerConfig;
 use prost::Message;
@@ -180,7 +181,7 @@ async fn a_sync_body_is_a_session_of_its_ops(backend: Backend) {
         .fresh(0)
         .await
         .unwrap()
-        .list(Some("dev"))
+        .list(&PodSelector::Namespace("dev".into()))
         .pods
         .iter()
         .map(|pod| pod.name.clone())

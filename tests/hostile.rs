@@ -88,6 +88,22 @@ async fn hostile_names_are_refused_everywhere_and_touch_nothing() {
         );
         let status = client.watch_pods(list_request(&name, 0)).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{shown}");
+        // ... and the one pod they select by name.
+        let by_name = pod_service::contract::ListPodsRequest {
+            name: name.clone(),
+            ..list_request("default", 0)
+        };
+        for status in [
+            client.list_pods(by_name.clone()).await.unwrap_err(),
+            client.watch_pods(by_name).await.unwrap_err(),
+        ] {
+            assert_eq!(status.code(), Code::InvalidArgument, "{shown}");
+            assert!(
+                status.message().starts_with("invalid name:"),
+                "{}",
+                status.message()
+            );
+        }
         // GetLogs and UploadLogs.
         let status = client
             .get_logs(GetLogsRequest {

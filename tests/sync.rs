@@ -11,6 +11,7 @@ mod common;
 
 use common::{Backend, Session, TestServer, pod, within};
 use pod_service::contract::{Pod, PodRef, Subscribe, SyncRequest, sync_event, sync_request};
+use pod_service::domain::PodSelector;
 use pod_service::server::ServerConfig;
 use pod_service::store::StoreConfig;
 use tonic::Code;
@@ -126,7 +127,7 @@ async fn apply_with_a_stale_version_is_aborted_and_changes_nothing(backend: Back
         missing.message
     );
 
-    let list = server.store.fresh(0).await.unwrap().list(None);
+    let list = server.store.fresh(0).await.unwrap().list(&PodSelector::All);
     assert_eq!(list.version, v2, "the failed applies took no version");
     assert_eq!(list.pods.len(), 1);
     assert_eq!(list.pods[0].replicas, 2);
@@ -381,7 +382,7 @@ async fn half_close_gets_the_remaining_acks_then_ok(backend: Backend) {
             .fresh(0)
             .await
             .unwrap()
-            .list(Some("a"))
+            .list(&PodSelector::Namespace("a".into()))
             .pods
             .len(),
         100

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use pod_service::contract::{self, DEFAULT_SERVER_ADDR, Token};
-use pod_service::domain::ApplyPod;
+use pod_service::domain::{ApplyPod, PodSelector};
 use pod_service::server::{self, ServerConfig, Shutdown, certs};
 use pod_service::store::{EtcdConfig, NatsConfig, Registry, Storage, StoreConfig};
 use pod_service::{cli, sample};
@@ -304,7 +304,7 @@ async fn serve(args: &Args, store: Arc<Registry>, config: ServerConfig) -> anyho
         %addr,
         tls,
         token,
-        pods = store.fresh(0).await?.list(None).pods.len(),
+        pods = store.fresh(0).await?.list(&PodSelector::All).pods.len(),
         "pod-server listening"
     );
     if config.dashboard {

@@ -1,4 +1,5 @@
-//! `watch-pods`: the server-streaming pattern, like `kubectl get pods -w`.
+//! `watch-pods`: the server-streaming pattern, like `kubectl get pods -w`
+//! (and, with a NAME, `kubectl get pod NAME -w`).
 
 use std::process::ExitCode;
 
@@ -8,6 +9,9 @@ use pod_service::cli::{self, NamespaceArgs, ServerArgs};
 use pod_service::client::{PodWatch, Servers, WatchUpdate};
 
 /// Print the pods, then every change as it happens (WatchPods), until Ctrl-C.
+///
+/// With a NAME (and --namespace), only that pod: as it is, if it exists,
+/// then its changes, its delete and a re-creation included.
 ///
 /// The watch survives dropped connections and server restarts: it resumes
 /// from the last version it printed, so no change is printed twice or missed.
@@ -20,6 +24,8 @@ struct Args {
     server: ServerArgs,
     #[command(flatten)]
     filter: NamespaceArgs,
+    /// Only the pod of this name in --namespace.
+    name: Option<String>,
     /// How to print the pods and changes.
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     output: Format,
@@ -31,10 +37,17 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    let name = args.name.unwrap_or_default();
+    if !name.is_empty() && args.filter.namespace.is_empty() {
+        anyhow::bail!(
+            "NAME needs --namespace: a pod is named within its namespace \
+             (watch-pods -n NAMESPACE NAME)"
+        );
+    }
     // Connect first so that a wrong address fails at once; after that the
     // channels reconnect by themselves whenever the watch resumes.
     let servers = Servers::connect(&args.server.client_config()?).await?;
-    let mut watch = PodWatch::new(servers, args.filter.namespace);
+    let mut watch = PodWatch::new(servers, args.filter.namespace).named(name);
     let mut printer = WatchPrinter::new(Style::for_stdout(args.output));
     loop {
         let rows = match watch.next().await? {

@@ -6,7 +6,8 @@
 //! next and takes in each answer, so a caller can send the requests however
 //! it likes (`list-pods` puts a deadline on each and prints each page as it
 //! arrives). [`list_all`] reads a whole list with it, and lists again from
-//! the start if the list expires half-way.
+//! the start if the list expires half-way; [`read_pod`] reads one pod by
+//! name, which costs the server one pod whatever its namespace holds.
 
 use tonic::{Code, Status};
 
@@ -23,6 +24,8 @@ const LIST_ATTEMPTS: usize = 5;
 #[derive(Debug, Clone)]
 pub struct Pages {
     namespace: String,
+    /// "" = every pod of the namespace.
+    name: String,
     page_size: u32,
     /// `None` before the first page; then the token of the next page,
     /// empty after the last.
@@ -37,10 +40,18 @@ impl Pages {
     pub fn new(namespace: impl Into<String>, page_size: u32) -> Self {
         Pages {
             namespace: namespace.into(),
+            name: String::new(),
             page_size,
             next_token: None,
             version: 0,
         }
+    }
+
+    /// Only the pod of this name in the namespace: a list of at most one
+    /// pod, which the server answers in one page.
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
     }
 
     /// The request for the next page; `None` once the last page is in.
@@ -52,6 +63,7 @@ impl Pages {
         };
         Some(ListPodsRequest {
             namespace: self.namespace.clone(),
+            name: self.name.clone(),
             limit: self.page_size,
             continue_token,
             ..ListPodsRequest::default()
@@ -80,9 +92,31 @@ pub async fn list_all(
     namespace: &str,
     page_size: u32,
 ) -> Result<(Vec<Pod>, u64), Status> {
+    list_pages(client, &Pages::new(namespace, page_size)).await
+}
+
+/// The pod `namespace/name` as the server has it now (`None`: there is no
+/// such pod), and the version of that answer: one `ListPods` with `name`.
+/// A server older than the field ignores it and lists the namespace,
+/// which this reads through, so the answer is the same, only slower.
+pub async fn read_pod(
+    client: &mut Client,
+    namespace: &str,
+    name: &str,
+) -> Result<(Option<Pod>, u64), Status> {
+    let pages = Pages::new(namespace, DEFAULT_PAGE_SIZE).named(name);
+    let (pods, version) = list_pages(client, &pages).await?;
+    Ok((pods.into_iter().find(|pod| pod.name == name), version))
+}
+
+/// Every page of the list `pages` begins, started again if it expires.
+pub(super) async fn list_pages(
+    client: &mut Client,
+    pages: &Pages,
+) -> Result<(Vec<Pod>, u64), Status> {
     let mut attempt = 1;
     loop {
-        match list_once(client, namespace, page_size).await {
+        match list_once(client, pages.clone()).await {
             Err(status) if status.code() == Code::OutOfRange && attempt < LIST_ATTEMPTS => {
                 attempt += 1;
             }
@@ -91,12 +125,7 @@ pub async fn list_all(
     }
 }
 
-async fn list_once(
-    client: &mut Client,
-    namespace: &str,
-    page_size: u32,
-) -> Result<(Vec<Pod>, u64), Status> {
-    let mut pages = Pages::new(namespace, page_size);
+async fn list_once(client: &mut Client, mut pages: Pages) -> Result<(Vec<Pod>, u64), Status> {
     let mut pods = Vec::new();
     while let Some(request) = pages.next_request() {
         let page = client.list_pods(request).await?.into_inner();
@@ -128,5 +157,20 @@ mod tests {
         });
         assert!(pages.next_request().is_none());
         assert_eq!(pages.version(), 7);
+    }
+
+    #[test]
+    fn a_named_list_asks_for_its_pod_in_every_request() {
+        let mut pages = Pages::new("production", 500).named("web");
+        let first = pages.next_request().unwrap();
+        assert_eq!(
+            (first.namespace.as_str(), first.name.as_str()),
+            ("production", "web")
+        );
+        pages.received(&ListPodsResponse {
+            resource_version: 7,
+            ..ListPodsResponse::default()
+        });
+        assert!(pages.next_request().is_none(), "one page, no token");
     }
 }

@@ -24,7 +24,7 @@ pub use connect::{
     Auth, CallFailed, Client, ClientConfig, DEFAULT_TIMEOUT, connect, connect_lazy, one_line,
     status_error, with_deadline,
 };
-pub use list::{DEFAULT_PAGE_SIZE, Pages, list_all};
+pub use list::{DEFAULT_PAGE_SIZE, Pages, list_all, read_pod};
 pub use logs::{LogRead, LogUpdate};
 pub use servers::Servers;
 pub use watch::{PodWatch, WatchUpdate};

@@ -14,6 +14,11 @@
 //! Given several [`Servers`], replicas of one registry, each resume goes to
 //! the next of them: a watch whose server died carries on at another, from
 //! the same version.
+//!
+//! A watch [`named`](PodWatch::named) follows one pod, as `kubectl get pod
+//! NAME -w`: the list and the watch carry its name, so the server reads
+//! and sends that pod only, and bookmarks keep its place however busy the
+//! rest of the store is.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -21,7 +26,7 @@ use std::time::Duration;
 use tonic::{Code, Status, Streaming};
 
 use super::cache::{PodCache, PodEvent};
-use super::list::{DEFAULT_PAGE_SIZE, list_all};
+use super::list::{DEFAULT_PAGE_SIZE, Pages, list_pages};
 use super::resume::Resumer;
 use super::servers::Servers;
 use crate::contract::{ListPodsRequest, Pod};
@@ -56,6 +61,8 @@ pub enum WatchUpdate {
 pub struct PodWatch {
     resumer: Resumer,
     namespace: String,
+    /// "" = every pod of the namespace.
+    name: String,
     cache: PodCache,
     /// The version the view reflects: where a resumed watch continues from.
     version: u64,
@@ -73,6 +80,7 @@ impl PodWatch {
         PodWatch {
             resumer: Resumer::new(servers.into()),
             namespace: namespace.into(),
+            name: String::new(),
             cache: PodCache::default(),
             version: 0,
             listed: false,
@@ -80,6 +88,14 @@ impl PodWatch {
             pending: VecDeque::new(),
             bookmarks: true,
         }
+    }
+
+    /// Only the pod of this name in the namespace (which must be set: the
+    /// server refuses a name without one): its current state, if it
+    /// exists, then its changes, its delete and a re-creation included.
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
     }
 
     /// Without bookmarks: a watch of a quiet namespace then keeps the
@@ -136,6 +152,7 @@ impl PodWatch {
     async fn open(&mut self) -> Result<&mut Streaming<Pod>, Status> {
         let request = ListPodsRequest {
             namespace: self.namespace.clone(),
+            name: self.name.clone(),
             resource_version: self.version,
             allow_bookmarks: self.bookmarks,
             ..ListPodsRequest::default()
@@ -152,8 +169,9 @@ impl PodWatch {
     /// One round trip: a list, opening the stream, or one message from it.
     async fn step(&mut self) -> Result<(), Status> {
         if !self.listed {
-            let (pods, version) =
-                list_all(self.resumer.client(), &self.namespace, DEFAULT_PAGE_SIZE).await?;
+            let pages = Pages::new(self.namespace.as_str(), DEFAULT_PAGE_SIZE).named(&self.name);
+            let (mut pods, version) = list_pages(self.resumer.client(), &pages).await?;
+            pods.retain(|pod| self.selects(pod));
             let events = self.cache.replace(pods, version);
             self.version = version;
             self.listed = true;
@@ -180,6 +198,9 @@ impl PodWatch {
             Some(pod) => {
                 self.resumer.progressed();
                 self.version = self.version.max(pod.resource_version);
+                if !self.selects(&pod) {
+                    return Ok(());
+                }
                 if let Some(event) = self.cache.observe(pod) {
                     self.pending.push_back(WatchUpdate::Changed(event));
                 }
@@ -187,5 +208,12 @@ impl PodWatch {
             }
             None => Err(Status::unavailable("the server ended the watch")),
         }
+    }
+
+    /// Whether the watch shows `pod`. The server sends only what the watch
+    /// selects; one older than the name field ignores it and sends the
+    /// whole namespace, of which this keeps the named pod.
+    fn selects(&self, pod: &Pod) -> bool {
+        self.name.is_empty() || pod.name == self.name
     }
 }

@@ -26,7 +26,7 @@ use crate::contract::{
     self as pb, GetLogsRequest, ListPodsRequest, ListPodsResponse, LogChunk, Pod,
     STORED_BEFORE_ERROR, SyncEvent, SyncRequest, UploadLogsResponse, WatchedPod, bookmark,
 };
-use crate::domain::PodKey;
+use crate::domain::{PodKey, PodSelector};
 use crate::store::{Fresh, Registry, StoreError, WatchEnd};
 
 /// The longest log line accepted by default, in bytes.
@@ -144,14 +144,24 @@ impl pb::PodService for PodService {
 impl PodService {
     /// A whole list is a function of the namespace and the registry's version, so
     /// it is encoded once per pair and shared (see
-    /// [`ListPodsResponse::encoded`]). A page is read and encoded per call.
+    /// [`ListPodsResponse::encoded`]). A page, or one pod by name, is read
+    /// and encoded per call.
     async fn list(&self, request: ListPodsRequest) -> Result<ListPodsResponse, Status> {
-        let (namespace, query) = validate::list(&request)?;
-        let ListQuery::Page { from, limit } = query else {
-            // A list reflects every write acknowledged before it, on any
-            // server sharing the store.
-            let fresh = self.registry.fresh(0).await?;
-            return Ok(self.whole_list(&fresh, request.namespace, namespace.as_deref()));
+        let (namespace, from, limit) = match validate::list(&request)? {
+            ListQuery::Page {
+                namespace,
+                from,
+                limit,
+            } => (namespace, from, limit),
+            ListQuery::Whole(selector) => {
+                // A list reflects every write acknowledged before it, on
+                // any server sharing the store.
+                let fresh = self.registry.fresh(0).await?;
+                return Ok(match selector {
+                    PodSelector::Pod(_) => one_pod(&fresh, &selector),
+                    _ => self.whole_list(&fresh, request.namespace, &selector),
+                });
+            }
         };
         let page = self.registry.list_page(namespace, from, limit).await?;
         Ok(ListPodsResponse {
@@ -169,12 +179,12 @@ impl PodService {
         &self,
         fresh: &Fresh<'_>,
         filter: String,
-        namespace: Option<&str>,
+        selector: &PodSelector,
     ) -> ListPodsResponse {
         if let Some(cached) = self.lists.get(&filter, fresh.version()) {
             return cached;
         }
-        let list = fresh.list(namespace);
+        let list = fresh.list(selector);
         let pods = list.pods.iter().map(|pod| Pod::clone(pod)).collect();
         let response = ListPodsResponse::encoded(pods, list.version);
         self.lists.put(filter, response.clone());
@@ -185,14 +195,14 @@ impl PodService {
         &self,
         request: ListPodsRequest,
     ) -> Result<impl Stream<Item = Result<WatchedPod, Status>> + Send + 'static, Status> {
-        let namespace = validate::namespace_filter("namespace", &request.namespace)?;
+        let selector = validate::selector(&request)?;
         // A snapshot reflects every acknowledged write; a resume from a
         // version this server has not seen yet waits for it.
         let mut watcher = self
             .registry
             .fresh(request.resource_version)
             .await?
-            .watch(namespace, request.resource_version)?;
+            .watch(selector, request.resource_version)?;
         if request.allow_bookmarks {
             watcher = watcher.with_initial_bookmark();
         }
@@ -347,5 +357,17 @@ impl PodService {
         let key = validate::pod_key("", &chunk.namespace, "pod", &chunk.pod)?;
         let bytes = validate::log_lines(&chunk.lines, self.max_line_bytes)?;
         Ok((key, bytes))
+    }
+}
+
+/// The list of one pod by name: at most one pod, at the version it was
+/// read at. Not kept in the list cache: it costs less to encode than the
+/// cache's lookup, and would only push the namespaces' lists out of it.
+fn one_pod(fresh: &Fresh<'_>, selector: &PodSelector) -> ListPodsResponse {
+    let list = fresh.list(selector);
+    ListPodsResponse {
+        pods: list.pods.iter().map(|pod| Pod::clone(pod)).collect(),
+        resource_version: list.version,
+        ..ListPodsResponse::default()
     }
 }

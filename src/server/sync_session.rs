@@ -22,7 +22,7 @@ use super::validate;
 use crate::contract::{
     Pod, SyncAck, SyncEvent, SyncRequest, ack, bookmark, sync_event, sync_request,
 };
-use crate::domain::Invalid;
+use crate::domain::{Invalid, PodSelector};
 use crate::store::{Registry, WatchEnd, Watcher, WriteOrder};
 
 /// Runs a session over `requests`; the stream ends after the last ack once
@@ -233,7 +233,10 @@ impl Ops {
             let namespace =
                 validate::namespace_filter("subscribe.namespace", &subscribe.namespace)?;
             let fresh = self.registry.fresh(subscribe.resource_version).await?;
-            Ok::<_, Status>(fresh.watch(namespace, subscribe.resource_version)?)
+            Ok::<_, Status>(fresh.watch(
+                PodSelector::namespace(namespace),
+                subscribe.resource_version,
+            )?)
         }
         .await;
         match watcher {

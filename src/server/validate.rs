@@ -7,7 +7,7 @@
 
 use super::continue_token;
 use crate::contract::{self as pb, DEFAULT_NAMESPACE};
-use crate::domain::{ApplyPod, Invalid, PodKey, describe, dns_label};
+use crate::domain::{ApplyPod, Invalid, PodKey, PodSelector, describe, dns_label};
 use crate::store::{ListPosition, LogStart};
 
 /// The status given to a pod applied without one.
@@ -23,12 +23,17 @@ const MAX_STATUS_BYTES: usize = 64;
 pub const MAX_PAGE_PODS: usize = 4096;
 
 /// What a `ListPods` asks for.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListQuery {
-    /// Every pod in one message: the list as it was before paging.
-    Whole,
-    /// One page of at most `limit` pods: the first, or the one after `from`.
+    /// Every selected pod in one message: the list as it was before
+    /// paging, or the one pod a name selects, which is never paged.
+    Whole(PodSelector),
+    /// One page of at most `limit` pods of a namespace (`None` = all): the
+    /// first, or the one after `from`. Never of one pod by name, so a
+    /// continued page (which etcd may serve) never has a name to filter by.
     Page {
+        /// The namespace filter.
+        namespace: Option<String>,
         /// Where the list goes on; `None` for its first page.
         from: Option<ListPosition>,
         /// At least 1, at most [`MAX_PAGE_PODS`].
@@ -36,12 +41,47 @@ pub enum ListQuery {
     },
 }
 
-/// Validates a `ListPods`: its namespace filter and what it asks for.
-pub fn list(request: &pb::ListPodsRequest) -> Result<(Option<String>, ListQuery), Invalid> {
+/// The pods a `ListPods` or `WatchPods` selects: those of `namespace` (""
+/// = every namespace) or, with `name`, the one pod of that name in it.
+pub fn selector(request: &pb::ListPodsRequest) -> Result<PodSelector, Invalid> {
     let namespace = namespace_filter("namespace", &request.namespace)?;
-    if request.limit == 0 && request.continue_token.is_empty() {
-        return Ok((namespace, ListQuery::Whole));
+    if request.name.is_empty() {
+        return Ok(PodSelector::namespace(namespace));
     }
+    let Some(namespace) = namespace else {
+        return Err(Invalid::new(
+            "name",
+            "must be empty without a namespace: a pod is named within its namespace \
+             (set namespace too, or leave name empty for every pod)",
+        ));
+    };
+    dns_label("name", &request.name)?;
+    Ok(PodSelector::Pod(PodKey::new(
+        namespace,
+        request.name.as_str(),
+    )))
+}
+
+/// Validates a `ListPods`: the pods it selects and what it asks for.
+pub fn list(request: &pb::ListPodsRequest) -> Result<ListQuery, Invalid> {
+    let selector = selector(request)?;
+    let namespace = match selector {
+        // A name selects at most one pod: one page, whatever the limit,
+        // so a token can only come from another list.
+        PodSelector::Pod(_) if !request.continue_token.is_empty() => {
+            return Err(Invalid::new(
+                "continue_token",
+                "must be empty with a name: a list of one pod is a single page, \
+                 which has no continue_token",
+            ));
+        }
+        PodSelector::Pod(_) => return Ok(ListQuery::Whole(selector)),
+        _ if request.limit == 0 && request.continue_token.is_empty() => {
+            return Ok(ListQuery::Whole(selector));
+        }
+        PodSelector::All => None,
+        PodSelector::Namespace(namespace) => Some(namespace),
+    };
     let from = if request.continue_token.is_empty() {
         None
     } else {
@@ -55,7 +95,11 @@ pub fn list(request: &pb::ListPodsRequest) -> Result<(Option<String>, ListQuery)
         0 => MAX_PAGE_PODS,
         limit => limit.min(MAX_PAGE_PODS),
     };
-    Ok((namespace, ListQuery::Page { from, limit }))
+    Ok(ListQuery::Page {
+        namespace,
+        from,
+        limit,
+    })
 }
 
 /// A namespace on a write or a single-pod read: empty means [`DEFAULT_NAMESPACE`].
@@ -223,23 +267,65 @@ mod tests {
             continue_token: continue_token.into(),
             ..pb::ListPodsRequest::default()
         };
-        assert_eq!(list(&request(0, "")).unwrap().1, ListQuery::Whole);
+        let production = Some("production".to_owned());
         assert_eq!(
-            list(&request(10, "")).unwrap().1,
+            list(&request(0, "")).unwrap(),
+            ListQuery::Whole(PodSelector::Namespace("production".into()))
+        );
+        assert_eq!(
+            list(&request(10, "")).unwrap(),
             ListQuery::Page {
+                namespace: production.clone(),
                 from: None,
                 limit: 10
             }
         );
         assert_eq!(
-            list(&request(u32::MAX, "")).unwrap().1,
+            list(&request(u32::MAX, "")).unwrap(),
             ListQuery::Page {
+                namespace: production,
                 from: None,
                 limit: MAX_PAGE_PODS
             }
         );
         let err = list(&request(10, "garbage")).unwrap_err();
         assert_eq!(err.field, "continue_token");
+    }
+
+    #[test]
+    fn a_name_selects_one_pod_of_a_namespace_in_one_page() {
+        let request =
+            |namespace: &str, name: &str, limit, continue_token: &str| pb::ListPodsRequest {
+                namespace: namespace.into(),
+                name: name.into(),
+                limit,
+                continue_token: continue_token.into(),
+                ..pb::ListPodsRequest::default()
+            };
+        let web = ListQuery::Whole(PodSelector::Pod(PodKey::new("production", "web")));
+        for limit in [0, 1, 500] {
+            assert_eq!(
+                list(&request("production", "web", limit, "")),
+                Ok(web.clone())
+            );
+        }
+        let err = list(&request("production", "web", 10, "a-token")).unwrap_err();
+        assert_eq!(err.field, "continue_token");
+        assert!(err.rule.contains("with a name"), "{err}");
+
+        let err = selector(&request("", "web", 0, "")).unwrap_err();
+        assert_eq!(err.field, "name");
+        assert!(err.rule.contains("without a namespace"), "{err}");
+        for bad in ["Web", "a/b", "-web", &"x".repeat(64)] {
+            let err = selector(&request("production", bad, 0, "")).unwrap_err();
+            assert_eq!(err.field, "name", "{bad}");
+            assert!(err.rule.contains("DNS-1123"), "{bad}: {err}");
+        }
+        assert_eq!(
+            selector(&request("", "", 0, "")),
+            Ok(PodSelector::All),
+            "no name: as before the field"
+        );
     }
 
     #[test]

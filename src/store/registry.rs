@@ -40,7 +40,7 @@ use super::pod_log::{LogLines, LogStart, PodLog};
 use super::storage::{OpenError, Storage};
 use super::watcher::Watcher;
 use crate::contract::Pod;
-use crate::domain::{ApplyPod, PodKey};
+use crate::domain::{ApplyPod, PodKey, PodSelector};
 
 /// A registry just opened.
 pub struct Opened {
@@ -189,19 +189,20 @@ impl Fresh<'_> {
         self.registry.cache.version()
     }
 
-    /// The pods of one namespace (or all), sorted by namespace then name,
-    /// and the version they were read at.
-    pub fn list(&self, namespace: Option<&str>) -> PodList {
-        self.registry.cache.list(namespace)
+    /// The selected pods, sorted by namespace then name, and the version
+    /// they were read at. One pod (by [`PodSelector::Pod`]) is one lookup,
+    /// whatever its namespace holds: a list of it or of nothing.
+    pub fn list(&self, selector: &PodSelector) -> PodList {
+        self.registry.cache.list(selector)
     }
 
-    /// Registers a watcher of one namespace (or all). With `from == 0` it
-    /// yields every current matching pod, then every later change; with
-    /// `from > 0`, exactly the changes with versions strictly larger than
-    /// `from`, which must lie within the retained history (else
-    /// [`VersionOutOfRange`](StoreError::VersionOutOfRange)).
-    pub fn watch(&self, namespace: Option<String>, from: u64) -> Result<Watcher, StoreError> {
-        self.registry.cache.watch(namespace, from)
+    /// Registers a watcher of the selected pods. With `from == 0` it
+    /// yields every current selected pod, then every later change to the
+    /// selection; with `from > 0`, exactly those changes with versions
+    /// strictly larger than `from`, which must lie within the retained
+    /// history (else [`VersionOutOfRange`](StoreError::VersionOutOfRange)).
+    pub fn watch(&self, selector: PodSelector, from: u64) -> Result<Watcher, StoreError> {
+        self.registry.cache.watch(selector, from)
     }
 
     /// The life of an existing pod (see [`PodLog`]).

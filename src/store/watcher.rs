@@ -4,7 +4,7 @@
 //! [`Fresh::watch`](super::Fresh::watch)) with a backlog (the current pods,
 //! or the retained changes after a version) and a receiver on the cache's
 //! broadcast channel. It yields the backlog, then the live
-//! changes of its namespace, and remembers the last version it yielded so that
+//! changes its [`PodSelector`] selects (a namespace, all, or one pod), and remembers the last version it yielded so that
 //! an ended watch can say where to resume.
 //!
 //! Writers never wait for a watcher: the broadcast channel is a bounded ring,
@@ -21,6 +21,7 @@ use tokio::sync::broadcast::{
 };
 
 use crate::contract::{Pod, bookmark};
+use crate::domain::PodSelector;
 
 /// Why a watch ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +61,7 @@ impl WatchEnd {
 
 /// One registered watch. See the module docs.
 pub struct Watcher {
-    namespace: Option<String>,
+    selector: PodSelector,
     backlog: VecDeque<Arc<Pod>>,
     /// Whether the backlog is a snapshot of current pods (whose versions say
     /// nothing about where a resumed watch should start) or retained changes.
@@ -84,7 +85,7 @@ impl Watcher {
     /// `from` is the version the watch was asked to continue from (0 for a
     /// snapshot), `registered_at` the store version when it registered.
     pub(super) fn new(
-        namespace: Option<String>,
+        selector: PodSelector,
         backlog: Vec<Arc<Pod>>,
         from: u64,
         registered_at: u64,
@@ -92,7 +93,7 @@ impl Watcher {
         started_over: Arc<OnceLock<u64>>,
     ) -> Self {
         Watcher {
-            namespace,
+            selector,
             last_version: if backlog.is_empty() {
                 registered_at
             } else {
@@ -192,10 +193,11 @@ impl Watcher {
 
     /// Filters a live change: returns it if it belongs to this watch. Every
     /// change on the channel is newer than the backlog (both were taken
-    /// under the store's lock), so a change of another namespace moves the
-    /// watch on at once.
+    /// under the store's lock), so a change it does not select (another
+    /// namespace, another pod) moves the watch on at once: its bookmarks
+    /// then carry the cache's version, from which a resume misses nothing.
     fn accept(&mut self, change: Arc<Pod>) -> Option<Arc<Pod>> {
-        if matches(self.namespace.as_deref(), &change) {
+        if self.selector.matches(&change) {
             Some(change)
         } else {
             self.last_version = change.resource_version;
@@ -221,9 +223,4 @@ impl Watcher {
             None => WatchEnd::Closed { last_version },
         }
     }
-}
-
-/// Whether a change belongs to a watch of `namespace` (`None` = every namespace).
-pub(super) fn matches(namespace: Option<&str>, pod: &Pod) -> bool {
-    namespace.is_none_or(|ns| pod.namespace == ns)
 }

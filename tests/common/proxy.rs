@@ -3,9 +3,12 @@
 //! keep their sockets open, like a peer whose machine lost power or whose
 //! network path died. Neither side sees a FIN or a reset; only keepalive
 //! can tell. Connections made later work, as over a repaired path.
+//!
+//! It also counts the bytes the server sent ([`Proxy::bytes_from_server`]):
+//! what a client's calls cost, seen from the wire.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -15,6 +18,8 @@ pub struct Proxy {
     pub addr: SocketAddr,
     /// One flag per connection made so far.
     connections: Arc<Mutex<Vec<Arc<AtomicBool>>>>,
+    /// Bytes forwarded from the server to clients, on every connection.
+    from_server: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -23,8 +28,10 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let connections = Arc::new(Mutex::new(Vec::new()));
+        let from_server = Arc::new(AtomicU64::new(0));
         let task = tokio::spawn({
             let connections = Arc::clone(&connections);
+            let from_server = Arc::clone(&from_server);
             async move {
                 while let Ok((client, _)) = listener.accept().await {
                     let Ok(server) = TcpStream::connect(target).await else {
@@ -34,16 +41,33 @@ impl Proxy {
                     connections.lock().unwrap().push(Arc::clone(&silent));
                     let (client_read, client_write) = client.into_split();
                     let (server_read, server_write) = server.into_split();
-                    tokio::spawn(forward(client_read, server_write, Arc::clone(&silent)));
-                    tokio::spawn(forward(server_read, client_write, Arc::clone(&silent)));
+                    let sent = Arc::new(AtomicU64::new(0));
+                    tokio::spawn(forward(
+                        client_read,
+                        server_write,
+                        Arc::clone(&silent),
+                        sent,
+                    ));
+                    tokio::spawn(forward(
+                        server_read,
+                        client_write,
+                        Arc::clone(&silent),
+                        Arc::clone(&from_server),
+                    ));
                 }
             }
         });
         Proxy {
             addr,
             connections,
+            from_server,
             task,
         }
+    }
+
+    /// How many bytes the server has sent through the proxy so far.
+    pub fn bytes_from_server(&self) -> u64 {
+        self.from_server.load(Ordering::SeqCst)
     }
 
     pub fn url(&self) -> String {
@@ -69,6 +93,7 @@ async fn forward(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     silent: Arc<AtomicBool>,
+    forwarded: Arc<AtomicU64>,
 ) {
     let mut buffer = vec![0; 64 << 10];
     loop {
@@ -85,5 +110,6 @@ async fn forward(
         if to.write_all(&buffer[..read]).await.is_err() {
             return;
         }
+        forwarded.fetch_add(read as u64, Ordering::SeqCst);
     }
 }

@@ -19,7 +19,7 @@ use super::lines::{ack_line, change_line, write_line};
 use super::stream::{Events, Outbound, open_stream};
 use crate::client::cache::PodCache;
 use crate::client::connect::status_error;
-use crate::client::list::{DEFAULT_PAGE_SIZE, list_all};
+use crate::client::list::{DEFAULT_PAGE_SIZE, list_all, read_pod};
 use crate::client::resume::Resumer;
 use crate::client::servers::Servers;
 use crate::contract::{
@@ -262,14 +262,16 @@ impl<W: AsyncWrite + Unpin, N: FnMut(Notice)> Session<W, N> {
 
     /// The pod an edit names, as the server has it now (`None`: no such pod,
     /// or a name the server will refuse, as it then does for the apply).
+    /// One pod is read, not its namespace: a merging apply costs the same
+    /// in a namespace of ten pods and of a hundred thousand.
     async fn read(&mut self, edit: &PodEdit) -> Result<Option<Pod>, Status> {
         let namespace = if edit.namespace.is_empty() {
             DEFAULT_NAMESPACE
         } else {
             &edit.namespace
         };
-        match list_all(self.resumer.client(), namespace, DEFAULT_PAGE_SIZE).await {
-            Ok((pods, _)) => Ok(pods.into_iter().find(|pod| pod.name == edit.name)),
+        match read_pod(self.resumer.client(), namespace, &edit.name).await {
+            Ok((pod, _)) => Ok(pod),
             Err(status) if status.code() == tonic::Code::InvalidArgument => Ok(None),
             Err(status) => Err(status),
         }

@@ -11,12 +11,12 @@ use tokio::sync::{broadcast, watch};
 
 use super::recent::Recent;
 use crate::contract::Pod;
-use crate::domain::PodKey;
+use crate::domain::{PodKey, PodSelector};
 use crate::store::config::StoreConfig;
 use crate::store::error::StoreError;
 use crate::store::list::PodList;
 use crate::store::pod_log::PodLog;
-use crate::store::watcher::{Watcher, matches};
+use crate::store::watcher::Watcher;
 
 /// See the [module docs](super).
 pub(crate) struct WatchCache {
@@ -153,11 +153,11 @@ impl WatchCache {
         self.read().version
     }
 
-    /// The pods of one namespace (or all), and the version they reflect.
-    pub fn list(&self, namespace: Option<&str>) -> PodList {
+    /// The selected pods, and the version they reflect.
+    pub fn list(&self, selector: &PodSelector) -> PodList {
         let state = self.read();
         PodList {
-            pods: state.matching(namespace).cloned().collect(),
+            pods: state.matching(selector).cloned().collect(),
             version: state.version,
         }
     }
@@ -189,15 +189,15 @@ impl WatchCache {
             .ok_or_else(|| StoreError::NotFound(key.clone()))
     }
 
-    /// Registers a watcher of one namespace (or all): from 0, the current
-    /// pods and then every change; from a version, the changes after it,
-    /// which must lie within the history.
-    pub fn watch(&self, namespace: Option<String>, from: u64) -> Result<Watcher, StoreError> {
+    /// Registers a watcher of the selected pods: from 0, the current ones
+    /// and then every change to them; from a version, the changes after
+    /// it, which must lie within the history.
+    pub fn watch(&self, selector: PodSelector, from: u64) -> Result<Watcher, StoreError> {
         // The read lock keeps publishers out between reading the backlog and
         // subscribing, so the watcher neither misses nor repeats a change.
         let state = self.read();
         let backlog: Vec<Arc<Pod>> = if from == 0 {
-            state.matching(namespace.as_deref()).cloned().collect()
+            state.matching(&selector).cloned().collect()
         } else {
             if from < state.continues_from || from > state.version {
                 return Err(StoreError::VersionOutOfRange {
@@ -213,12 +213,12 @@ impl WatchCache {
                 .history
                 .range(after..)
                 .map(|change| &change.pod)
-                .filter(|pod| matches(namespace.as_deref(), pod))
+                .filter(|pod| selector.matches(pod))
                 .cloned()
                 .collect()
         };
         Ok(Watcher::new(
-            namespace,
+            selector,
             backlog,
             from,
             state.version,
@@ -314,18 +314,23 @@ impl WatchCache {
 }
 
 impl State {
+    /// The selected pods in key order: a range of the map for a namespace,
+    /// one lookup for a pod, so a read costs what it selects, not what
+    /// its namespace holds.
     pub(super) fn matching<'a>(
         &'a self,
-        namespace: Option<&'a str>,
+        selector: &'a PodSelector,
     ) -> impl Iterator<Item = &'a Arc<Pod>> {
-        let entries: Box<dyn Iterator<Item = (&PodKey, &Entry)>> = match namespace {
-            None => Box::new(self.pods.iter()),
-            Some(ns) => Box::new(
+        let entries: Box<dyn Iterator<Item = &Entry>> = match selector {
+            PodSelector::All => Box::new(self.pods.values()),
+            PodSelector::Namespace(ns) => Box::new(
                 self.pods
-                    .range(PodKey::new(ns, "")..)
-                    .take_while(move |(key, _)| key.namespace == ns),
+                    .range(PodKey::new(ns.as_str(), "")..)
+                    .take_while(move |(key, _)| key.namespace == *ns)
+                    .map(|(_, entry)| entry),
             ),
+            PodSelector::Pod(key) => Box::new(self.pods.get(key).into_iter()),
         };
-        entries.map(|(_, entry)| &entry.pod)
+        entries.map(|entry| &entry.pod)
     }
 }

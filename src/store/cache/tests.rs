@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::contract::Pod;
-use crate::domain::{ApplyPod, PodKey};
+use crate::domain::{ApplyPod, PodKey, PodSelector};
 use crate::store::config::StoreConfig;
 use crate::store::error::StoreError;
 use crate::store::list::{ListPosition, PodList};
@@ -39,7 +39,7 @@ fn versions_increase_by_one_per_change() {
     index.publish_batch(batch);
     assert_eq!((gone.resource_version, gone.deleted), (3, true));
     assert_eq!(index.version(), 3);
-    assert!(index.list(None).pods.is_empty());
+    assert!(index.list(&PodSelector::All).pods.is_empty());
 }
 
 #[test]
@@ -71,11 +71,14 @@ fn a_batch_sees_its_own_changes_and_nothing_before_publishing() {
     index
         .plan_append(&mut batch, key.clone(), vec!["hello".into()])
         .unwrap();
-    assert!(index.list(None).pods.is_empty(), "not published yet");
+    assert!(
+        index.list(&PodSelector::All).pods.is_empty(),
+        "not published yet"
+    );
     assert!(index.log(&key).is_err());
 
     index.publish_batch(batch);
-    assert_eq!(index.list(None).pods[0].replicas, 2);
+    assert_eq!(index.list(&PodSelector::All).pods[0].replicas, 2);
     assert_eq!(index.log(&key).unwrap().end_cursor(), 1);
 }
 
@@ -91,9 +94,59 @@ fn list_is_sorted_and_filtered() {
             .map(|p| format!("{}/{}", p.namespace, p.name))
             .collect::<Vec<_>>()
     };
-    assert_eq!(names(index.list(None)), ["a/y", "ab/c", "b/a", "b/z"]);
-    assert_eq!(names(index.list(Some("b"))), ["b/a", "b/z"]);
-    assert_eq!(names(index.list(Some("a"))), ["a/y"]);
+    assert_eq!(
+        names(index.list(&PodSelector::All)),
+        ["a/y", "ab/c", "b/a", "b/z"]
+    );
+    assert_eq!(
+        names(index.list(&PodSelector::Namespace("b".into()))),
+        ["b/a", "b/z"]
+    );
+    assert_eq!(
+        names(index.list(&PodSelector::Namespace("a".into()))),
+        ["a/y"]
+    );
+    let one = |ns: &str, name: &str| PodSelector::Pod(PodKey::new(ns, name));
+    assert_eq!(names(index.list(&one("b", "a"))), ["b/a"]);
+    assert_eq!(names(index.list(&one("ab", "c"))), ["ab/c"]);
+    let missing = index.list(&one("a", "z"));
+    assert!(missing.pods.is_empty());
+    assert_eq!(missing.version, index.version(), "at the current version");
+}
+
+#[tokio::test]
+async fn a_watcher_of_one_pod_gets_its_changes_and_the_versions_of_the_rest() {
+    let index = WatchCache::new(StoreConfig::default());
+    apply(&index, "a", "x", 1); // 1
+    apply(&index, "a", "y", 1); // 2
+    let x = PodSelector::Pod(PodKey::new("a", "x"));
+    let mut snapshot = index.watch(x.clone(), 0).unwrap();
+    let mut resumed = index.watch(x, 1).unwrap();
+    apply(&index, "a", "y", 2); // 3: another pod of the namespace
+    apply(&index, "b", "x", 2); // 4: the same name in another namespace
+    delete(&index, "a", "x"); // 5
+    apply(&index, "a", "x", 3); // 6: created again
+    for (watcher, expected) in [
+        (&mut snapshot, &[(1, false), (5, true), (6, false)][..]),
+        (&mut resumed, &[(5, true), (6, false)][..]),
+    ] {
+        for &(version, deleted) in expected {
+            let pod = watcher.next().await.unwrap();
+            assert_eq!(
+                (pod.namespace.as_str(), pod.name.as_str()),
+                ("a", "x"),
+                "only the pod"
+            );
+            assert_eq!((pod.resource_version, pod.deleted), (version, deleted));
+        }
+    }
+    apply(&index, "a", "y", 3); // 7: not the pod, but the watch has seen it
+    assert!(resumed.try_next_up_to(7).is_none());
+    assert_eq!(
+        resumed.caught_up(),
+        Some(7),
+        "a bookmark carries the cache's version"
+    );
 }
 
 #[test]
@@ -132,10 +185,10 @@ fn watch_range_follows_the_history() {
         apply(&index, "a", "x", replicas);
     }
     // Versions 3, 4 and 5 are retained: continuing from 2..=5 is possible.
-    assert!(index.watch(None, 1).is_err());
-    assert!(index.watch(None, 2).is_ok());
-    assert!(index.watch(None, 5).is_ok());
-    assert!(index.watch(None, 6).is_err());
+    assert!(index.watch(PodSelector::All, 1).is_err());
+    assert!(index.watch(PodSelector::All, 2).is_ok());
+    assert!(index.watch(PodSelector::All, 5).is_ok());
+    assert!(index.watch(PodSelector::All, 6).is_err());
 }
 
 #[test]
@@ -150,8 +203,8 @@ fn a_time_window_keeps_every_recent_change_beyond_the_count() {
     }
     // All 50 were published within the last minute: all are kept, and a
     // watch resumes from the very first version.
-    assert!(index.watch(None, 0).is_ok());
-    assert_eq!(index.watch(None, 1).map(|w| w.last_version()).ok(), Some(1));
+    assert!(index.watch(PodSelector::All, 0).is_ok());
+    assert_eq!(index.watch(PodSelector::All, 1).map(|w| w.last_version()).ok(), Some(1));
     assert_eq!(index.kept_for_window(), Some(1));
     let counted = WatchCache::new(StoreConfig {
         history: 3,
@@ -182,7 +235,7 @@ fn a_history_with_gaps_between_versions_resumes_by_version() {
         },
     );
     let backlog = |from: u64| -> Vec<u64> {
-        let mut watcher = index.watch(None, from).unwrap();
+        let mut watcher = index.watch(PodSelector::All, from).unwrap();
         std::iter::from_fn(|| watcher.try_next_up_to(u64::MAX))
             .map(|pod| pod.unwrap().resource_version)
             .collect()
@@ -191,8 +244,8 @@ fn a_history_with_gaps_between_versions_resumes_by_version() {
     assert_eq!(backlog(12), [14, 20]);
     assert_eq!(backlog(14), [20]);
     assert_eq!(backlog(20), Vec::<u64>::new());
-    assert!(index.watch(None, 6).is_err());
-    assert!(index.watch(None, 21).is_err());
+    assert!(index.watch(PodSelector::All, 6).is_err());
+    assert!(index.watch(PodSelector::All, 21).is_err());
 }
 
 fn delete(index: &WatchCache, ns: &str, name: &str) {
@@ -247,7 +300,7 @@ fn pages_are_the_list_at_the_first_pages_version_whatever_is_written_meanwhile()
     for round in 0..300 {
         let namespace = [None, Some("a"), Some("b"), Some("zz")][round % 4];
         let limit = 1 + round % 7;
-        let expected = index.list(namespace);
+        let expected = index.list(&PodSelector::namespace(namespace.map(str::to_owned)));
         let writes = rng.usize(..6);
         let mut writer = rng.clone();
         let (pods, version) = page_through(&index, namespace, limit, || {
@@ -375,7 +428,7 @@ fn a_restored_index_continues_lists_only_from_its_restored_version() {
 async fn a_reset_ends_watchers_as_a_start_over_not_a_shutdown() {
     let index = WatchCache::new(StoreConfig::default());
     apply(&index, "a", "x", 1);
-    let mut watcher = index.watch(None, 1).unwrap();
+    let mut watcher = index.watch(PodSelector::All, 1).unwrap();
     let kept = Pod {
         name: "x".into(),
         namespace: "a".into(),
@@ -394,6 +447,6 @@ async fn a_reset_ends_watchers_as_a_start_over_not_a_shutdown() {
         })
     );
     // A watcher of the new state is not ended by that start-over.
-    let mut later = index.watch(None, 0).unwrap();
+    let mut later = index.watch(PodSelector::All, 0).unwrap();
     assert_eq!(later.next().await.map(|pod| pod.resource_version), Ok(7));
 }

@@ -33,6 +33,7 @@ export const SCHEMA = {
     allow_bookmarks: [3, "bool"],
     limit: [4, "uint32"],
     continue_token: [5, "string"],
+    name: [6, "string"],
   },
   ListPodsResponse: {
     pods: [1, "repeated Pod"],

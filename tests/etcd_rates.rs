@@ -7,7 +7,9 @@
 //!   a count of changes (`--history`) covers only seconds, so the history
 //!   also keeps every change of its window (`--history-window`, 75 s by
 //!   default on etcd), and etcd's compaction keeps them too: a watch
-//!   resumes from any of them on a replica that restarted meanwhile.
+//!   resumes from any of them on a replica that restarted meanwhile;
+//! - **writes of one pod queue on their replica**: sent at once they would
+//!   fail each other's compare and try again, n² transactions for n.
 
 mod common;
 
@@ -28,7 +30,7 @@ async fn lists_at_once_on_one_replica_share_their_quorum_reads() {
     // A cluster of this test's own: nothing else reads from it.
     let cluster = EtcdCluster::start(1).await;
     let servers = replicas(&cluster, &unique_prefix(), 1).await;
-    let before = ranges_served(&cluster).await;
+    let before = served(&cluster, "Range").await;
     let callers = (0..CALLERS).map(|_| {
         let server = &servers[0];
         async move {
@@ -42,7 +44,7 @@ async fn lists_at_once_on_one_replica_share_their_quorum_reads() {
         }
     });
     within("every list", futures::future::join_all(callers)).await;
-    let reads = ranges_served(&cluster).await - before;
+    let reads = served(&cluster, "Range").await - before;
     let lists = CALLERS * LISTS_EACH;
     assert!(
         reads > 0 && reads <= lists / 4,
@@ -51,15 +53,53 @@ async fn lists_at_once_on_one_replica_share_their_quorum_reads() {
     );
 }
 
-/// How many Range calls etcd answered (its own `grpc_server_handled_total`).
-async fn ranges_served(cluster: &EtcdCluster) -> usize {
+/// Writes at once to one pod on one replica.
+const WRITERS: i32 = 200;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_at_once_to_one_pod_on_one_replica_queue_rather_than_conflict() {
+    let cluster = EtcdCluster::start(1).await;
+    let store = open(&cluster, &unique_prefix(), StoreConfig::default()).await;
+    let before = served(&cluster, "Txn").await;
+    let writes = (0..WRITERS).map(|replicas| {
+        store.apply(ApplyPod {
+            key: PodKey::new("dev", "web"),
+            status: "Running".into(),
+            replicas,
+            expected_version: None,
+        })
+    });
+    let applied = within("every write", futures::future::join_all(writes)).await;
+    let mut versions = Vec::new();
+    for pod in applied {
+        versions.push(
+            pod.expect("every write to a busy pod applies")
+                .resource_version,
+        );
+    }
+    versions.sort_unstable();
+    versions.dedup();
+    assert_eq!(
+        versions.len(),
+        WRITERS as usize,
+        "each at a version of its own"
+    );
+    let txns = served(&cluster, "Txn").await - before;
+    assert!(
+        txns <= WRITERS as usize + 2,
+        "{WRITERS} writes at once to one pod took {txns} transactions: \
+         they should queue, not fail each other's compare"
+    );
+}
+
+/// How many calls of `method` etcd answered (its own
+/// `grpc_server_handled_total`).
+async fn served(cluster: &EtcdCluster, method: &str) -> usize {
     let metrics = http_get(&cluster.endpoint(0), "/metrics").await;
+    let method = format!(r#"grpc_method="{method}""#);
     metrics
         .lines()
-        .filter(|line| {
-            line.starts_with("grpc_server_handled_total{")
-                && line.contains(r#"grpc_method="Range""#)
-        })
+        .filter(|line| line.starts_with("grpc_server_handled_total{") && line.contains(&method))
         .filter_map(|line| line.rsplit(' ').next()?.trim().parse::<f64>().ok())
         .sum::<f64>() as usize
 }

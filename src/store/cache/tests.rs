@@ -204,7 +204,13 @@ fn a_time_window_keeps_every_recent_change_beyond_the_count() {
     // All 50 were published within the last minute: all are kept, and a
     // watch resumes from the very first version.
     assert!(index.watch(PodSelector::All, 0).is_ok());
-    assert_eq!(index.watch(PodSelector::All, 1).map(|w| w.last_version()).ok(), Some(1));
+    assert_eq!(
+        index
+            .watch(PodSelector::All, 1)
+            .map(|w| w.last_version())
+            .ok(),
+        Some(1)
+    );
     assert_eq!(index.kept_for_window(), Some(1));
     let counted = WatchCache::new(StoreConfig {
         history: 3,

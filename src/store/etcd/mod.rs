@@ -37,6 +37,7 @@ mod feed;
 mod fresh;
 mod keys;
 mod pages;
+mod pod_turns;
 mod registry;
 mod shared;
 mod txn;

@@ -32,6 +32,7 @@ use super::api::etcdserverpb::{
     request_op, response_op,
 };
 use super::keys::{self, Keys};
+use super::pod_turns::Known;
 use super::registry;
 use super::shared::Shared;
 use crate::contract::Pod;
@@ -44,23 +45,37 @@ use crate::store::error::StoreError;
 const ATTEMPTS: usize = 64;
 
 impl Shared {
-    pub(super) async fn apply(&self, apply: ApplyPod) -> Result<Arc<Pod>, StoreError> {
+    /// Applies a pod. `known` is what this server's previous write of the
+    /// pod learned (see [`pod_turns`](super::pod_turns)); it is updated.
+    pub(super) async fn apply(
+        &self,
+        apply: ApplyPod,
+        known: &mut Option<Known>,
+    ) -> Result<Arc<Pod>, StoreError> {
         let key = self.keys.pod(&apply.key);
         let value = keys::encode(&apply.key, &apply.status, apply.replicas);
         let mut seen = match apply.expected_version {
             Some(expected) => expected,
-            None => self.cache.pod_version(&apply.key).unwrap_or(0),
+            None => self.last_seen(&apply.key, *known),
         };
         for _ in 0..ATTEMPTS {
             let done = self
                 .etcd
                 .txn(apply_txn(&self.keys, &key, value.clone(), seen))
                 .await?;
+            let at = revision_of(done.header.as_ref())?;
             if done.succeeded {
-                let version = revision_of(done.header.as_ref())?;
-                return Ok(Arc::new(apply.stored_at(version)));
+                *known = Some(Known {
+                    at,
+                    mod_revision: at,
+                });
+                return Ok(Arc::new(apply.stored_at(at)));
             }
             let current = current_version(&done);
+            *known = Some(Known {
+                at,
+                mod_revision: current.unwrap_or(0),
+            });
             match apply.expected_version {
                 Some(expected) => {
                     return Err(StoreError::Conflict {
@@ -75,9 +90,14 @@ impl Shared {
         Err(too_busy(&apply.key))
     }
 
-    pub(super) async fn delete(&self, pod: PodKey) -> Result<Arc<Pod>, StoreError> {
+    /// Deletes a pod; `known` as for [`apply`](Self::apply).
+    pub(super) async fn delete(
+        &self,
+        pod: PodKey,
+        known: &mut Option<Known>,
+    ) -> Result<Arc<Pod>, StoreError> {
         let key = self.keys.pod(&pod);
-        let mut seen = self.cache.pod_version(&pod).unwrap_or(0);
+        let mut seen = self.last_seen(&pod, *known);
         for _ in 0..ATTEMPTS {
             // Absent as far as this server knows: etcd confirms it (or
             // returns the pod someone created meanwhile) without deleting.
@@ -105,14 +125,23 @@ impl Shared {
                     failure: vec![get(&key)],
                 })
                 .await?;
+            let at = revision_of(done.header.as_ref())?;
             if !done.succeeded {
                 seen = current_version(&done).unwrap_or(0);
+                *known = Some(Known {
+                    at,
+                    mod_revision: seen,
+                });
                 continue;
             }
+            *known = Some(Known {
+                at,
+                mod_revision: 0,
+            });
             if seen == 0 {
                 return Err(StoreError::NotFound(pod));
             }
-            let version = revision_of(done.header.as_ref())?;
+            let version = at;
             let before = done
                 .responses
                 .first()
@@ -127,6 +156,16 @@ impl Shared {
             return Ok(Arc::new(tombstone(&before, version)));
         }
         Err(too_busy(&pod))
+    }
+
+    /// The pod's `mod_revision` as this server last saw it: from the
+    /// cache, unless the previous write of the pod learned of a newer
+    /// revision than the cache has reached.
+    fn last_seen(&self, pod: &PodKey, known: Option<Known>) -> u64 {
+        match known {
+            Some(known) if self.cache.version() < known.at => known.mod_revision,
+            _ => self.cache.pod_version(pod).unwrap_or(0),
+        }
     }
 }
 

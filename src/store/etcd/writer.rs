@@ -2,7 +2,9 @@
 //! sent as soon as its turn in its [`WriteOrder`] comes: one session's
 //! writes go one at a time, in the order it sent them, while different
 //! sessions' writes are in flight together, as kube-apiserver's requests
-//! are, so that etcd commits many in one raft round and one fsync. At most
+//! are, so that etcd commits many in one raft round and one fsync; only
+//! writes of one pod wait for each other ([`pod_turns`](super::pod_turns)).
+//! At most
 //! [`MAX_IN_FLIGHT`] transactions are in flight per server. Each write is
 //! acknowledged once etcd committed it and this server's cache has it.
 //!
@@ -19,6 +21,7 @@ use futures::FutureExt;
 use tokio::sync::{Semaphore, oneshot};
 use tokio_util::task::TaskTracker;
 
+use super::pod_turns::PodTurns;
 use super::shared::Shared;
 use crate::contract::Pod;
 use crate::domain::{ApplyPod, PodKey};
@@ -43,10 +46,21 @@ pub(super) enum Write {
     Delete(PodKey),
 }
 
+impl Write {
+    fn pod(&self) -> &PodKey {
+        match self {
+            Write::Apply(apply) => &apply.key,
+            Write::Delete(pod) => pod,
+        }
+    }
+}
+
 /// Where writes are submitted.
 pub(super) struct Writer {
     shared: Arc<Shared>,
     in_flight: Arc<Semaphore>,
+    /// The pods being written: one write at a time per pod.
+    pods: Arc<PodTurns>,
     /// Every write submitted and not yet done, so that closing waits for
     /// them.
     writes: TaskTracker,
@@ -57,6 +71,7 @@ impl Writer {
         Writer {
             shared,
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            pods: Arc::default(),
             writes: TaskTracker::new(),
         }
     }
@@ -74,19 +89,22 @@ impl Writer {
         let mut turn = order.next_turn();
         let (reply, outcome) = oneshot::channel();
         let (shared, in_flight) = (Arc::clone(&self.shared), Arc::clone(&self.in_flight));
+        let pods = Arc::clone(&self.pods);
         self.writes.spawn(async move {
             turn.come().await;
             if reply.is_closed() {
                 return;
             }
+            let mut pod = pods.take(write.pod()).await;
             // Never closed: the semaphore lives as long as its writer.
             let Ok(_slot) = in_flight.acquire().await else {
                 return;
             };
             let result = match write {
-                Write::Apply(apply) => shared.apply(apply).await,
-                Write::Delete(key) => shared.delete(key).await,
+                Write::Apply(apply) => shared.apply(apply, pod.known()).await,
+                Write::Delete(key) => shared.delete(key, pod.known()).await,
             };
+            drop(pod);
             // The session's next write may go: etcd has answered this one.
             drop(turn);
             let _ = reply.send(result);

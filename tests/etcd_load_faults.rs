@@ -49,11 +49,11 @@ const RECOVERY: Duration = Duration::from_secs(20);
 /// Runs [`SESSIONS`] sessions over `clients`, each changing its own pods
 /// until [`ACKS_AFTER`] of the ops it sent after the fault are acknowledged
 /// (or its stream fails); `fault` strikes once [`ACKS_BEFORE`] acks have
-/// come. Returns the logs, when the fault struck, and what `fault` said.
-async fn writes_through_a_fault<T>(
+/// come. Returns the logs, and when the fault struck.
+async fn writes_through_a_fault(
     clients: &[PodServiceClient<tonic::transport::Channel>],
-    fault: impl Future<Output = T>,
-) -> (Vec<SessionLog>, Instant, T) {
+    fault: impl Future<Output = ()>,
+) -> (Vec<SessionLog>, Instant) {
     let load = Load::new();
     let struck = Arc::new(OnceLock::<Instant>::new());
     let sessions: Vec<_> = (0..SESSIONS)
@@ -74,14 +74,14 @@ async fn writes_through_a_fault<T>(
         })
         .collect();
     load.await_acks(ACKS_BEFORE).await;
-    let said = fault.await;
+    fault.await;
     let at = Instant::now();
     struck.set(at).expect("one fault");
     let mut logs = Vec::new();
     for session in sessions {
         logs.push(session.await.expect("a session"));
     }
-    (logs, at, said)
+    (logs, at)
 }
 
 /// Each session's first ack of an op sent after the fault came within
@@ -145,7 +145,7 @@ async fn killing_the_etcd_leader_under_64_sessions_loses_no_ack_and_writes_go_on
     let servers = replicas(&cluster, &unique_prefix(), 3).await;
     let clients = clients_of(&servers).await;
     let leader = cluster.leader().await;
-    let (logs, killed, ()) = writes_through_a_fault(&clients, async { cluster.kill(leader) }).await;
+    let (logs, killed) = writes_through_a_fault(&clients, async { cluster.kill(leader) }).await;
     assert_acked_or_unconfirmed(&logs);
     let slowest = assert_writes_went_on(&logs, killed, "the leader was killed");
     eprintln!("every session had an ack within {slowest:?} of the leader's kill");
@@ -168,7 +168,7 @@ async fn a_member_stopped_under_64_sessions_holds_up_no_write_and_loses_no_ack()
     }
     let clients = clients_of(&servers).await;
     let stop = async { cluster.pause(stopped) };
-    let (logs, paused, ()) = writes_through_a_fault(&clients, stop).await;
+    let (logs, paused) = writes_through_a_fault(&clients, stop).await;
     assert_acked_or_unconfirmed(&logs);
     let what = format!("member {stopped} (a follower; {leader} led) was stopped");
     let slowest = assert_writes_went_on(&logs, paused, &what);
@@ -194,7 +194,7 @@ async fn a_replica_killed_with_writes_in_flight_leaves_exactly_its_unacknowledge
                 .expect("connect"),
         );
     }
-    let (logs, _, ()) = writes_through_a_fault(&clients, victim.kill()).await;
+    let (logs, _) = writes_through_a_fault(&clients, victim.kill()).await;
     let mut unconfirmed = 0;
     for log in &logs {
         assert!(

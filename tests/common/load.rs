@@ -159,7 +159,17 @@ pub async fn drive(
         sent.answered = Some(Instant::now());
         sent.outcome = match Code::from(ack.code as i32) {
             Code::Ok => {
-                let version = ack.pod.expect("an acknowledged op's pod").resource_version;
+                let stored = ack.pod.expect("an acknowledged op's pod");
+                let made = (
+                    stored.name.as_str(),
+                    (!stored.deleted).then_some(stored.replicas),
+                );
+                assert_eq!(
+                    made,
+                    (sent.op.pod.as_str(), sent.op.value),
+                    "session {session}: op {index}'s ack"
+                );
+                let version = stored.resource_version;
                 assert!(
                     version > newest,
                     "session {session}: op {index} acknowledged at {version}, after {newest}"

@@ -6,6 +6,7 @@ pub mod browser;
 pub mod cluster;
 pub mod etcd;
 pub mod grpc_web;
+pub mod load;
 pub mod nats;
 pub mod process;
 pub mod proxy;
@@ -321,6 +322,18 @@ impl Session {
         })
         .await;
         self.next_id
+    }
+
+    /// Sends an op unless the session's stream is gone (its server died,
+    /// say): its id, or `None`.
+    pub async fn try_send(&mut self, op: sync_request::Op) -> Option<u64> {
+        self.next_id += 1;
+        let request = SyncRequest {
+            id: self.next_id,
+            op: Some(op),
+        };
+        self.requests.as_ref()?.send(request).await.ok()?;
+        Some(self.next_id)
     }
 
     pub async fn send_raw(&mut self, request: SyncRequest) {

@@ -31,10 +31,21 @@ pub async fn open_seeded(
     store: StoreConfig,
     seed: Vec<ApplyPod>,
 ) -> Result<Opened, OpenError> {
+    open_seeded_on(cluster.endpoints(), prefix, store, seed).await
+}
+
+/// [`open_seeded`] knowing only `endpoints`, in this order: a replica
+/// starts on the first.
+pub async fn open_seeded_on(
+    endpoints: Vec<String>,
+    prefix: &str,
+    store: StoreConfig,
+    seed: Vec<ApplyPod>,
+) -> Result<Opened, OpenError> {
     let config = EtcdConfig {
         prefix: prefix.to_owned(),
         compaction_interval: Duration::ZERO,
-        ..EtcdConfig::new(cluster.endpoints())
+        ..EtcdConfig::new(endpoints)
     };
     within(
         "the etcd store to open",
@@ -54,10 +65,19 @@ pub async fn open_seeded(
 pub async fn replicas(cluster: &EtcdCluster, prefix: &str, n: usize) -> Vec<TestServer> {
     let mut servers = Vec::new();
     for _ in 0..n {
-        let store = open(cluster, prefix, StoreConfig::default()).await;
-        servers.push(TestServer::start_on(Arc::new(store), ServerConfig::default()).await);
+        servers.push(replica_on(cluster.endpoints(), prefix).await);
     }
     servers
+}
+
+/// An in-process replica that knows only `endpoints`, in this order: it
+/// starts (its writes, reads and feed) on the first.
+pub async fn replica_on(endpoints: Vec<String>, prefix: &str) -> TestServer {
+    let store = open_seeded_on(endpoints, prefix, StoreConfig::default(), Vec::new())
+        .await
+        .expect("open the etcd store")
+        .registry;
+    TestServer::start_on(Arc::new(store), ServerConfig::default()).await
 }
 
 pub async fn list(client: &mut PodServiceClient<Channel>, namespace: &str) -> (Vec<Pod>, u64) {
@@ -164,3 +184,93 @@ pub fn base64(bytes: &[u8]) -> String {
 }
 
 // ---- Faults ----
+
+/// How many `Txn` calls etcd member `i` has started, and how many it has
+/// finished (`grpc_server_started_total`, and `grpc_server_handled_total`
+/// summed over every code, in its `/metrics`).
+pub async fn txn_calls(cluster: &EtcdCluster, i: usize) -> (u64, u64) {
+    let metrics = http_get(&cluster.endpoint(i), "/metrics").await;
+    let count = |metric: &str| {
+        let calls = metrics
+            .lines()
+            .filter(|line| line.starts_with(metric) && line.contains("grpc_method=\"Txn\""))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok());
+        calls.sum::<f64>() as u64
+    };
+    (
+        count("grpc_server_started_total{"),
+        count("grpc_server_handled_total{"),
+    )
+}
+
+/// Waits until member `i`, resumed after a SIGSTOP, has dealt with the
+/// writes it held unread in its sockets, so that whatever they will ever do
+/// is done: it answers, with a leader ([`EtcdCluster::await_ready`]), and a
+/// write sent through it is committed while it neither starts nor has in
+/// progress any `Txn` call (its counters, read before and after the write,
+/// are equal, every call started finished). The member reads what it held
+/// the moment it runs again, long before it has answered a new connection
+/// twice; a held call it starts has then finished, its proposal (if it
+/// made one: its caller gave up long ago, which cancels the call) ahead
+/// of the write's; and etcd commits one member's proposals in the order it
+/// made them. So a held write is committed by then, or never will be (a
+/// call dropped before it started, or a proposal made by a deposed
+/// leader).
+pub async fn settle(cluster: &EtcdCluster, i: usize) {
+    cluster.await_ready(i).await;
+    let marker = format!(
+        r#"{{"key":"{}","value":"{}"}}"#,
+        base64(b"/settled"),
+        base64(i.to_string().as_bytes())
+    );
+    let mut calls = (0, 0);
+    let quiet = async {
+        loop {
+            calls = txn_calls(cluster, i).await;
+            if calls.0 == calls.1 {
+                let put = http(&cluster.endpoint(i), "POST", "/v3/kv/put", &marker).await;
+                assert!(put.contains("200 OK"), "a write through member {i}: {put}");
+                if txn_calls(cluster, i).await == calls {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    if tokio::time::timeout(super::PATIENCE, quiet).await.is_err() {
+        panic!(
+            "etcd member {i} did not finish the writes it held: it started {} Txn calls \
+             and finished {}",
+            calls.0, calls.1
+        );
+    }
+}
+
+/// The pod `namespace/name` of the registry under `prefix` as etcd holds
+/// it, read through member `i` (a linearizable read): the stored value
+/// (a pod without its version) and the key's `mod_revision`.
+pub async fn stored_pod(
+    cluster: &EtcdCluster,
+    i: usize,
+    prefix: &str,
+    namespace: &str,
+    name: &str,
+) -> Option<(Pod, u64)> {
+    use base64::Engine as _;
+    use prost::Message as _;
+    let key = format!("{prefix}pods/{namespace},{name}");
+    let body = format!(r#"{{"key":"{}"}}"#, base64(key.as_bytes()));
+    let response = http(&cluster.endpoint(i), "POST", "/v3/kv/range", &body).await;
+    let (_, json) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("not an HTTP response: {response}"));
+    let json: serde_json::Value =
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    let kv = json["kvs"].get(0)?;
+    let value = base64::engine::general_purpose::STANDARD
+        .decode(kv["value"].as_str().unwrap_or_default())
+        .expect("base64 from etcd");
+    let pod = Pod::decode(value.as_slice()).expect("a pod in etcd");
+    let version = kv["mod_revision"].as_str().and_then(|v| v.parse().ok());
+    Some((pod, version.expect("a mod_revision")))
+}

@@ -12,7 +12,8 @@
 //! answer): etcd does not keep the order of concurrent transactions, so a
 //! delete and a re-create of one pod, or a chain of conditional applies,
 //! could commit out of order; and clients keep one op in flight per
-//! session anyway (see BENCHMARKS.md, "Concurrent writes over etcd").
+//! session anyway (see BENCHMARKS.md, "Concurrent writes and shared reads over
+//! etcd").
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -22,12 +22,14 @@
 //!   and one more [`Storage`](store::Storage);
 //! - [`server`]: the PodService's handlers, the layers every call passes,
 //!   and the wiring that serves them;
+//! - [`metrics`]: what the server and the stores count, for Prometheus;
 //! - [`client`]: the clients' logic (resumable watch, upload, sync session);
 //! - [`cli`]: what the binaries share as command-line programs;
 //! - [`sample`]: the pods a new registry starts with.
 //!
 //! Dependencies point one way: binaries → cli → client → contract, and
-//! server → store (registry → backends) → domain → contract. The client
+//! server → store (registry → backends) → domain → contract; the server
+//! and the stores count into [`metrics`], which depends on neither. The client
 //! never uses the server or the store, nor the server the client.
 //!
 //! The data path: a request arrives at the server, is validated once at its
@@ -40,6 +42,7 @@ pub mod cli;
 pub mod client;
 pub mod contract;
 pub mod domain;
+pub mod metrics;
 pub mod sample;
 pub mod server;
 pub mod store;

@@ -145,6 +145,10 @@ struct Args {
     /// Don't serve the dashboard page at / (gRPC-Web calls still work).
     #[arg(long)]
     no_dashboard: bool,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics, plain HTTP on
+    /// a listener of its own (off unless given).
+    #[arg(long, value_name = "HOST:PORT", env = "POD_SERVER_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
     /// Write a new CA (ca.pem, for the clients' --ca) and a server
     /// certificate it signed (server.pem, server-key.pem, for --tls-cert and
     /// --tls-key) into DIR, print how to use them, and exit.
@@ -185,7 +189,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let storage = storage(&args)?;
     // A registry in memory is always new: "listening" says all there is.
     let place = (!matches!(storage, Storage::InMemory)).then(|| storage.to_string());
-    let opened = Registry::open(storage, store_config(&args)?, starting_pods(&args)).await?;
+    let store_config = StoreConfig {
+        metrics: config.metrics.store.clone(),
+        ..store_config(&args)?
+    };
+    let opened = Registry::open(storage, store_config, starting_pods(&args)).await?;
     match (place, opened.seeded) {
         (None, _) => {}
         (Some(place), Some(pods)) => {
@@ -223,6 +231,7 @@ fn store_config(args: &Args) -> anyhow::Result<StoreConfig> {
         history_window,
         watch_buffer: args.watch_buffer,
         log_bytes_per_pod: args.log_bytes_per_pod,
+        ..StoreConfig::default()
     })
 }
 
@@ -299,6 +308,26 @@ async fn serve(args: &Args, store: Arc<Registry>, config: ServerConfig) -> anyho
     let (tls, token) = (config.tls.is_some(), config.token.is_some());
     for warning in server::exposure_warnings(addr, tls, token) {
         tracing::warn!(%addr, "{warning}");
+    }
+    if let Some(metrics_addr) = args.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(metrics_addr)
+            .await
+            .with_context(|| format!("cannot listen on {metrics_addr} for metrics"))?;
+        let metrics_addr = listener.local_addr()?;
+        if !metrics_addr.ip().is_loopback() {
+            tracing::warn!(
+                %metrics_addr,
+                "metrics listening beyond loopback: anyone who can connect can read them"
+            );
+        }
+        tracing::info!("metrics at http://{metrics_addr}/metrics");
+        // Not tied to shutdown: scrapes are answered until the process
+        // exits. (Logged before "listening", which says the server is up.)
+        tokio::spawn(server::serve_metrics(
+            listener,
+            Arc::clone(&config.metrics),
+            Arc::clone(&store),
+        ));
     }
     tracing::info!(
         %addr,

@@ -10,24 +10,28 @@
 //!    refuses cross-origin requests, preflights and, on loopback, foreign
 //!    hosts; then `tonic-web`, which turns a browser's gRPC-Web call into
 //!    plain gRPC, so that everything after it sees one kind of call;
-//! 1. the panic guard (`panic_guard`), which answers a panicking handler
+//! 1. the call counter (`call_metrics`), which counts every call of every
+//!    service for the `grpc_server_*` metrics, up to its end;
+//! 2. the panic guard (`panic_guard`), which answers a panicking handler
 //!    `INTERNAL` and, through `oversize`, gives oversized messages
 //!    `RESOURCE_EXHAUSTED`;
-//! 2. the token check (`token_check`), for PodService calls when a token is
+//! 3. the token check (`token_check`), for PodService calls when a token is
 //!    configured;
-//! 3. the service: `service` (and `sync_session` for `SyncPods`), which
+//! 4. the service: `service` (and `sync_session` for `SyncPods`), which
 //!    validates the request once (`validate`), calls the store once, and
 //!    answers refusals with the codes chosen in `status`; its response
 //!    streams end at their client's deadline (`deadline`) and log one line
 //!    per call (`call_log`).
 //!
 //! Beside it run the standard health service (`health`) and reflection;
+//! `metrics_endpoint` serves `GET /metrics` on a listener of its own;
 //! `signals` holds the shutdown token and the Ctrl-C/SIGTERM handlers.
 //! [`InProcessServer`] runs all of it in this process on a free port.
 
 mod batched_writes;
 mod bookmarks;
 mod call_log;
+mod call_metrics;
 pub mod certs;
 mod continue_token;
 pub mod dashboard;
@@ -35,6 +39,7 @@ mod deadline;
 mod health;
 mod in_process;
 mod list_cache;
+mod metrics_endpoint;
 mod oversize;
 mod panic_guard;
 mod serve;
@@ -47,5 +52,6 @@ pub mod validate;
 
 pub use deadline::parse_timeout;
 pub use in_process::InProcessServer;
-pub use serve::{ServeError, ServerConfig, exposure_warnings, serve};
+pub use metrics_endpoint::serve_metrics;
+pub use serve::{ServeError, ServerConfig, exposure_warnings, new_metrics, serve};
 pub use signals::{Shutdown, signals};

@@ -19,6 +19,7 @@ use tonic_web::GrpcWebLayer;
 
 use super::batched_writes::BatchedWrites;
 use super::bookmarks::BookmarkClock;
+use super::call_metrics::CountCalls;
 use super::dashboard::Dashboard;
 use super::health;
 use super::panic_guard::GuardCalls;
@@ -26,6 +27,7 @@ use super::service::{DEFAULT_MAX_LINE_BYTES, PodService};
 use super::signals::Shutdown;
 use super::token_check::RequireToken;
 use crate::contract::{self, PodServiceServer, Token};
+use crate::metrics::Metrics;
 use crate::store::Registry;
 
 /// Limits, security and shutdown of a server.
@@ -56,6 +58,9 @@ pub struct ServerConfig {
     pub token: Option<Token>,
     /// Serve the dashboard page at `/` (see `dashboard`).
     pub dashboard: bool,
+    /// What the server counts (see [`new_metrics`]); served only where
+    /// the caller serves it ([`serve_metrics`](super::serve_metrics)).
+    pub metrics: Arc<Metrics>,
 }
 
 /// Written by hand: tonic's `Identity` would print the private key.
@@ -75,7 +80,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("tls", &self.tls.is_some())
             .field("token", &self.token)
             .field("dashboard", &self.dashboard)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -111,8 +116,20 @@ impl Default for ServerConfig {
             tls: None,
             token: None,
             dashboard: true,
+            metrics: Arc::new(new_metrics()),
         }
     }
+}
+
+/// A server's metrics, with a series for every method it serves: the
+/// PodService, health, and reflection (v1 and v1alpha).
+pub fn new_metrics() -> Metrics {
+    Metrics::new(&[
+        contract::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ])
 }
 
 /// The warnings for a server that can be reached beyond this machine without
@@ -164,6 +181,7 @@ pub async fn serve(
         config.max_line_bytes,
         bookmarks,
         shutdown.clone(),
+        Arc::new(config.metrics.service.clone()),
     ))
     .max_decoding_message_size(config.max_message_bytes)
     .max_encoding_message_size(config.max_message_bytes);
@@ -208,6 +226,9 @@ pub async fn serve(
         // guard and the token check see it, and their answers (a refusal,
         // a panic's INTERNAL) go back to the browser as gRPC-Web too.
         .layer(GrpcWebLayer::new())
+        // Before the guard and the token check, so that the calls they
+        // answer are counted too.
+        .layer(CountCalls::new(Arc::clone(&config.metrics)))
         .layer(GuardCalls)
         .layer(RequireToken::new(config.token.clone()))
         .add_service(health::service(shutdown.clone()).await)

@@ -12,6 +12,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::bookmarks::BookmarkClock;
@@ -27,6 +29,7 @@ use crate::contract::{
     STORED_BEFORE_ERROR, SyncEvent, SyncRequest, UploadLogsResponse, WatchedPod, bookmark,
 };
 use crate::domain::{PodKey, PodSelector};
+use crate::metrics::{ServiceMetrics, WatchEnded};
 use crate::store::{Fresh, Registry, StoreError, WatchEnd};
 
 /// The longest log line accepted by default, in bytes.
@@ -42,17 +45,20 @@ pub(super) struct PodService {
     shutdown: Shutdown,
     bookmarks: BookmarkClock,
     lists: Arc<ListCache>,
+    metrics: Arc<ServiceMetrics>,
 }
 
 impl PodService {
     /// The service over `registry`, refusing log lines longer than
     /// `max_line_bytes`, sending bookmarks by `bookmarks`, ending its
-    /// endless streams when `shutdown` is cancelled.
+    /// endless streams when `shutdown` is cancelled, counting into
+    /// `metrics`.
     pub fn new(
         registry: Arc<Registry>,
         max_line_bytes: usize,
         bookmarks: BookmarkClock,
         shutdown: Shutdown,
+        metrics: Arc<ServiceMetrics>,
     ) -> Self {
         PodService {
             registry,
@@ -60,6 +66,7 @@ impl PodService {
             bookmarks,
             shutdown,
             lists: Arc::default(),
+            metrics,
         }
     }
 }
@@ -85,7 +92,7 @@ impl pb::PodService for PodService {
     ) -> Result<Response<Self::WatchPodsStream>, Status> {
         let mut log = CallLog::start("WatchPods", &request);
         let deadline = deadline::of(&request);
-        match self.watch(request.into_inner()).await {
+        match self.watch(request.into_inner(), deadline).await {
             Ok(stream) => Ok(Response::new(
                 log.stream(deadline::bounded(stream, deadline)),
             )),
@@ -133,6 +140,7 @@ impl pb::PodService for PodService {
             self.shutdown.clone(),
             request.into_inner(),
             log.received(),
+            Arc::clone(&self.metrics),
         );
         Ok(Response::new(
             log.stream(deadline::bounded(stream, deadline)),
@@ -194,6 +202,7 @@ impl PodService {
     async fn watch(
         &self,
         request: ListPodsRequest,
+        deadline: Option<Instant>,
     ) -> Result<impl Stream<Item = Result<WatchedPod, Status>> + Send + 'static, Status> {
         let selector = validate::selector(&request)?;
         // A snapshot reflects every acknowledged write; a resume from a
@@ -208,12 +217,15 @@ impl PodService {
         }
         let mut idle = request.allow_bookmarks.then(|| self.bookmarks.idle());
         let shutdown = self.shutdown.clone();
+        let metrics = Arc::clone(&self.metrics);
         let stream = async_stream::stream! {
             // One shutdown wait for the whole stream, not one per change:
             // this loop runs for every watcher on every change.
             let stopping = shutdown.cancelled();
             tokio::pin!(stopping);
+            let mut ending = Ending { metrics: &metrics, deadline, why: None };
             loop {
+                let snapshot = watcher.next_is_from_snapshot();
                 // A watch without bookmarks polls no bookmark branch at all.
                 let next = match &mut idle {
                     None => tokio::select! {
@@ -229,12 +241,28 @@ impl PodService {
                     },
                 };
                 match next {
-                    Ok(Some(pod)) => yield Ok(WatchedPod(pod)),
+                    Ok(Some(pod)) => {
+                        let events = &metrics.events;
+                        match (snapshot, pod.deleted) {
+                            (true, _) => events.added.inc(),
+                            (false, false) => events.modified.inc(),
+                            (false, true) => events.deleted.inc(),
+                        };
+                        yield Ok(WatchedPod(pod));
+                    }
                     Ok(None) => match watcher.caught_up() {
-                        Some(version) => yield Ok(WatchedPod::from(bookmark(version))),
+                        Some(version) => {
+                            metrics.events.bookmark.inc();
+                            yield Ok(WatchedPod::from(bookmark(version)));
+                        }
                         None => continue,
                     },
                     Err(end) => {
+                        ending.why = Some(match end {
+                            WatchEnd::Overflow { .. } => WatchEnded::Overflow,
+                            WatchEnd::Closed { .. } => WatchEnded::Shutdown,
+                            WatchEnd::StartedOver { .. } => WatchEnded::StartedOver,
+                        });
                         yield Err(end.into());
                         break;
                     }
@@ -275,6 +303,8 @@ impl PodService {
                 summary.chunks += 1;
                 summary.lines += lines;
                 summary.bytes += bytes;
+                self.metrics.lines_uploaded.inc_by(lines);
+                self.metrics.bytes_uploaded.inc_by(bytes);
             }
             Ok::<_, Status>(())
         }
@@ -325,7 +355,11 @@ impl PodService {
             .await?
             .read_log(&key, start, request.follow)?;
         let shutdown = self.shutdown.clone();
+        let following = request
+            .follow
+            .then(|| Following::new(&self.metrics.followers));
         let stream = async_stream::stream! {
+            let _following = following;
             loop {
                 let next = tokio::select! {
                     biased;
@@ -369,5 +403,39 @@ fn one_pod(fresh: &Fresh<'_>, selector: &PodSelector) -> ListPodsResponse {
         pods: list.pods.iter().map(|pod| Pod::clone(pod)).collect(),
         resource_version: list.version,
         ..ListPodsResponse::default()
+    }
+}
+
+/// Counts why a watch ended, when its stream is dropped: the reason the
+/// stream gave, or else its deadline, or else its client went away.
+struct Ending<'a> {
+    metrics: &'a ServiceMetrics,
+    deadline: Option<Instant>,
+    why: Option<WatchEnded>,
+}
+
+impl Drop for Ending<'_> {
+    fn drop(&mut self) {
+        let why = self.why.unwrap_or_else(|| match self.deadline {
+            Some(deadline) if Instant::now() >= deadline => WatchEnded::Deadline,
+            _ => WatchEnded::ClientGone,
+        });
+        self.metrics.watch_ended(why);
+    }
+}
+
+/// A `GetLogs` call following its log, counted while it lasts.
+struct Following(Gauge);
+
+impl Following {
+    fn new(followers: &Gauge) -> Self {
+        followers.inc();
+        Following(followers.clone())
+    }
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, Stream, StreamExt};
-use tonic::{Status, Streaming};
+use tonic::{Code, Status, Streaming};
 
 use super::bookmarks::{self, BookmarkClock, Idle};
 use super::call_log::Counter;
@@ -23,6 +23,7 @@ use crate::contract::{
     Pod, SyncAck, SyncEvent, SyncRequest, ack, bookmark, sync_event, sync_request,
 };
 use crate::domain::{Invalid, PodSelector};
+use crate::metrics::{OpKind, ServiceMetrics};
 use crate::store::{Registry, WatchEnd, Watcher, WriteOrder};
 
 /// Runs a session over `requests`; the stream ends after the last ack once
@@ -33,10 +34,12 @@ pub(super) fn session(
     shutdown: Shutdown,
     mut requests: Streaming<SyncRequest>,
     received: Counter,
+    metrics: Arc<ServiceMetrics>,
 ) -> impl Stream<Item = Result<SyncEvent, Status>> + Send + 'static {
     let mut ops = Ops {
         registry,
         order: WriteOrder::default(),
+        metrics,
     };
     let stream = async_stream::stream! {
         let stopping = shutdown.cancelled();
@@ -183,12 +186,19 @@ pub(super) fn session(
 struct Ops {
     registry: Arc<Registry>,
     order: WriteOrder,
+    metrics: Arc<ServiceMetrics>,
 }
 
 impl Ops {
     /// Submits an apply or delete to the store now; the future resolves to
     /// its ack once it is durable (or refused).
     fn submit(&mut self, request: SyncRequest) -> BoxFuture<'static, SyncAck> {
+        let kind = match &request.op {
+            Some(sync_request::Op::Apply(_)) => OpKind::Apply,
+            Some(sync_request::Op::Delete(_)) => OpKind::Delete,
+            Some(sync_request::Op::Subscribe(_)) => OpKind::Subscribe,
+            None => OpKind::None,
+        };
         let submitted = match request.op {
             Some(sync_request::Op::Apply(pod)) => {
                 validate::apply(pod).map(|a| self.registry.apply_in(&mut self.order, a))
@@ -202,6 +212,7 @@ impl Ops {
             )),
         };
         let id = request.id;
+        let metrics = Arc::clone(&self.metrics);
         async move {
             let result = match submitted {
                 Ok(pending) => pending
@@ -210,6 +221,10 @@ impl Ops {
                     .map_err(Status::from),
                 Err(invalid) => Err(invalid.into()),
             };
+            metrics.op(
+                kind,
+                result.as_ref().map_or_else(Status::code, |_| Code::Ok),
+            );
             ack(id, result)
         }
         .boxed()
@@ -217,6 +232,13 @@ impl Ops {
 
     /// Registers the session's watcher; returns the subscribe's ack.
     async fn subscribe(&self, request: SyncRequest, subscription: &mut Option<Watcher>) -> SyncAck {
+        let ack = self.watch(request, subscription).await;
+        let code = Code::from(i32::try_from(ack.code).unwrap_or(i32::MAX));
+        self.metrics.op(OpKind::Subscribe, code);
+        ack
+    }
+
+    async fn watch(&self, request: SyncRequest, subscription: &mut Option<Watcher>) -> SyncAck {
         let Some(sync_request::Op::Subscribe(subscribe)) = request.op else {
             return ack(request.id, Err(Status::internal("not a subscribe")));
         };

@@ -1,6 +1,8 @@
-//! The store's limits and their defaults.
+//! The store's limits and their defaults, and where it counts its work.
 
 use std::time::Duration;
+
+use crate::metrics::StoreMetrics;
 
 /// Limits of the store.
 #[derive(Debug, Clone)]
@@ -18,6 +20,9 @@ pub struct StoreConfig {
     /// [`line_cost`](super::pod_log::line_cost); the oldest lines are
     /// dropped beyond it.
     pub log_bytes_per_pod: usize,
+    /// Where the backends count their work (commits, requests to etcd
+    /// and NATS); a server registers it with its other metrics.
+    pub metrics: StoreMetrics,
 }
 
 impl StoreConfig {
@@ -39,6 +44,7 @@ impl Default for StoreConfig {
             history_window: Duration::ZERO,
             watch_buffer: Self::DEFAULT_WATCH_BUFFER,
             log_bytes_per_pod: Self::DEFAULT_LOG_BYTES_PER_POD,
+            metrics: StoreMetrics::default(),
         }
     }
 }

@@ -181,6 +181,11 @@ impl Registry {
     pub fn watcher_count(&self) -> usize {
         self.cache.watcher_count()
     }
+
+    /// How many pods this server's cache holds (for metrics).
+    pub fn pod_count(&self) -> usize {
+        self.cache.pod_count()
+    }
 }
 
 impl Fresh<'_> {
@@ -253,12 +258,13 @@ impl Registry {
             }
             Storage::Etcd { etcd, nats } => {
                 let log_bytes_per_pod = limits.log_bytes_per_pod;
+                let metrics = limits.metrics.clone();
                 let (store, cache, seeded) = EtcdStore::open(etcd, limits, starting_pods)
                     .await
                     .map_err(OpenError::Store)?;
                 let logs: Arc<dyn LogBackend> = match nats {
                     Some(nats) => Arc::new(
-                        JetStreamLogs::open(nats, log_bytes_per_pod)
+                        JetStreamLogs::open(nats, log_bytes_per_pod, metrics)
                             .await
                             .map_err(OpenError::Nats)?,
                     ),

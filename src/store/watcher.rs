@@ -129,6 +129,12 @@ impl Watcher {
         self.last_version
     }
 
+    /// Whether the next pod [`next`](Self::next) yields is one of the
+    /// watch's starting snapshot (rather than a change).
+    pub fn next_is_from_snapshot(&self) -> bool {
+        self.backlog_is_snapshot && !self.backlog.is_empty()
+    }
+
     /// The next pod or change for this watch. Cancel-safe.
     pub async fn next(&mut self) -> Result<Arc<Pod>, WatchEnd> {
         if let Some(pod) = self.next_from_backlog() {

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod etcd;
 pub mod grpc_web;
 pub mod load;
+pub mod metrics;
 pub mod nats;
 pub mod process;
 pub mod proxy;

@@ -28,6 +28,8 @@ use super::within;
 pub struct ServerProcess {
     pub child: Child,
     pub addr: String,
+    /// Where it serves its metrics (`--metrics-addr`), if it does.
+    pub metrics_addr: Option<String>,
 }
 
 impl ServerProcess {
@@ -104,12 +106,16 @@ impl ServerProcess {
             .spawn()
             .expect("spawn pod-server");
         let mut log = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let mut metrics_addr = None;
         loop {
             let Some(line) = log.next_line().await.expect("read stderr") else {
                 return Err("exited without a word".into());
             };
             if line.starts_with("error:") {
                 return Err(line);
+            }
+            if let Some(rest) = line.split("metrics at http://").nth(1) {
+                metrics_addr = rest.split('/').next().map(str::to_owned);
             }
             if line.contains("pod-server listening")
                 && let Some(rest) = line.split("addr=").nth(1)
@@ -121,7 +127,11 @@ impl ServerProcess {
                     .to_owned();
                 // Keep draining the log so the server never blocks on it.
                 tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
-                return Ok(ServerProcess { child, addr });
+                return Ok(ServerProcess {
+                    child,
+                    addr,
+                    metrics_addr,
+                });
             }
         }
     }

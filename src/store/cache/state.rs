@@ -227,6 +227,11 @@ impl WatchCache {
         ))
     }
 
+    /// How many pods there are.
+    pub fn pod_count(&self) -> usize {
+        self.read().pods.len()
+    }
+
     /// How many watchers are registered.
     pub fn watcher_count(&self) -> usize {
         self.read().changes.receiver_count()

@@ -3,7 +3,9 @@
 //! transaction, and only then publishes it and answers each write.
 
 use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use redb::{Database, Durability};
 use tokio::sync::{mpsc, oneshot};
@@ -67,6 +69,8 @@ pub(super) struct Committer {
     /// Set by a failed commit: the in-memory and on-disk states may differ
     /// from then on, so no further write is accepted.
     pub failed: Option<String>,
+    /// The database file, whose size the metrics show.
+    pub path: PathBuf,
 }
 
 type Reply = oneshot::Sender<Result<Option<Arc<Pod>>, StoreError>>;
@@ -146,8 +150,12 @@ impl Committer {
             durable |= barrier || matches!(planned, Ok(Some(_)));
             answers.push((op.reply, planned, close));
         }
+        let writes = answers.len();
+        let began = Instant::now();
         if (!batch.is_empty() || durable)
-            && let Err(err) = self.write(&batch, durable)
+            && let Err(err) = self
+                .write(&batch, durable)
+                .inspect(|()| self.counted(writes, began))
         {
             let reason = err.to_string();
             tracing::error!(%reason, "commit failed; refusing further writes");
@@ -167,6 +175,17 @@ impl Committer {
             }
         }
         closing
+    }
+
+    /// Counts a commit of `writes` ops that began at `began`.
+    fn counted(&self, writes: usize, began: Instant) {
+        let metrics = &self.cache.config().metrics;
+        metrics.committed(writes, began);
+        if let Ok(file) = std::fs::metadata(&self.path) {
+            metrics
+                .file_bytes
+                .set(i64::try_from(file.len()).unwrap_or(i64::MAX));
+        }
     }
 
     /// Writes a batch in one transaction.

@@ -94,6 +94,7 @@ impl DurableStore {
             cache: Arc::clone(&cache),
             logs,
             failed: None,
+            path,
         };
         let committer = std::thread::Builder::new()
             .name("pod-store-committer".into())

@@ -14,7 +14,7 @@
 //! is reported as such, never retried blindly.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
@@ -25,6 +25,7 @@ use super::api::etcdserverpb::{
     WatchRequest, WatchResponse, kv_client::KvClient, lease_client::LeaseClient,
     watch_client::WatchClient,
 };
+use crate::metrics::StoreMetrics;
 use crate::store::error::StoreError;
 
 /// How long one call to one member may take.
@@ -52,6 +53,8 @@ pub(super) struct Etcd {
     members: Vec<Member>,
     /// The member that answered last: calls start there.
     current: AtomicUsize,
+    /// Where each call's duration and result are counted.
+    metrics: StoreMetrics,
 }
 
 struct Member {
@@ -133,7 +136,13 @@ impl Etcd {
         Ok(Etcd {
             members,
             current: AtomicUsize::new(0),
+            metrics: StoreMetrics::default(),
         })
+    }
+
+    /// Counts every call into `metrics`.
+    pub fn with_metrics(self, metrics: StoreMetrics) -> Self {
+        Etcd { metrics, ..self }
     }
 
     /// The endpoints, comma-separated, for messages.
@@ -144,20 +153,31 @@ impl Etcd {
 
     /// A range read, linearizable unless `request.serializable`.
     pub async fn range(&self, request: RangeRequest) -> Result<RangeResponse, ReadError> {
-        self.read(move |channel| {
-            let request = request.clone();
-            async move {
-                KvClient::new(channel)
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                    .range(timed(request))
-                    .await
-            }
-        })
-        .await
+        let began = Instant::now();
+        let answer = self
+            .read(move |channel| {
+                let request = request.clone();
+                async move {
+                    KvClient::new(channel)
+                        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                        .range(timed(request))
+                        .await
+                }
+            })
+            .await;
+        self.metrics.request("etcd", "range", answer.is_ok(), began);
+        answer
     }
 
     /// A transaction, the store's only kind of write.
     pub async fn txn(&self, request: TxnRequest) -> Result<TxnResponse, WriteError> {
+        let began = Instant::now();
+        let answer = self.send_txn(request).await;
+        self.metrics.request("etcd", "txn", answer.is_ok(), began);
+        answer
+    }
+
+    async fn send_txn(&self, request: TxnRequest) -> Result<TxnResponse, WriteError> {
         let mut last = None;
         for attempt in self.attempts() {
             let member = &self.members[attempt];
@@ -193,16 +213,21 @@ impl Etcd {
     /// Compacts etcd's history up to `revision` (cluster-wide).
     pub async fn compact(&self, revision: i64) -> Result<(), ReadError> {
         // Compacting twice at the same revision is harmless, so retries are.
-        self.read(move |channel| async move {
-            KvClient::new(channel)
-                .compact(timed(CompactionRequest {
-                    revision,
-                    physical: false,
-                }))
-                .await
-        })
-        .await
-        .map(drop)
+        let began = Instant::now();
+        let answer = self
+            .read(move |channel| async move {
+                KvClient::new(channel)
+                    .compact(timed(CompactionRequest {
+                        revision,
+                        physical: false,
+                    }))
+                    .await
+            })
+            .await
+            .map(drop);
+        self.metrics
+            .request("etcd", "compact", answer.is_ok(), began);
+        answer
     }
 
     /// A lease of `ttl` seconds; its id.

@@ -22,6 +22,7 @@ use super::keys::{self, Kind};
 use super::shared::Shared;
 use crate::contract::Pod;
 use crate::domain::tombstone;
+use crate::metrics::FeedRestart;
 use crate::store::cache::Observed;
 use crate::store::error::StoreError;
 
@@ -62,8 +63,10 @@ pub(super) async fn follow(inner: Arc<Shared>) {
             }
             Err(err) => End::Broken(err.to_string()),
         };
+        let metrics = &inner.cache.config().metrics;
         match end {
             End::Broken(why) => {
+                metrics.feed_restarted(FeedRestart::Broken);
                 tracing::warn!(
                     member = member.map(|m| inner.etcd.url(m)),
                     "the etcd watch broke ({why}); resuming after revision {}",
@@ -72,12 +75,14 @@ pub(super) async fn follow(inner: Arc<Shared>) {
                 tokio::time::sleep(RETRY).await;
             }
             End::Compacted(revision) => {
+                metrics.feed_restarted(FeedRestart::Compacted);
                 if let Err(err) = start_over(&inner, revision).await {
                     tracing::warn!(%err, "cannot start over from etcd");
                     tokio::time::sleep(RETRY).await;
                 }
             }
             End::Reset(why) => {
+                metrics.feed_restarted(FeedRestart::StartOver);
                 tracing::warn!("the etcd watch went wrong ({why}); listing again");
                 if let Err(err) = start_over(&inner, 0).await {
                     tracing::warn!(%err, "cannot start over from etcd");

@@ -76,10 +76,16 @@ impl Shared {
             })
             .await?;
         let now = read.header.as_ref().map_or(0, |header| header.revision);
-        let change = read.kvs.first().map_or(0, |kv| kv.mod_revision);
+        let change = u64::try_from(read.kvs.first().map_or(0, |kv| kv.mod_revision)).unwrap_or(0);
+        // How far the cache is behind, as of this read: shown by the metrics.
+        let lag = change.saturating_sub(self.cache.version());
+        let metrics = &self.cache.config().metrics;
+        metrics
+            .cache_lag
+            .set(i64::try_from(lag).unwrap_or(i64::MAX));
         Ok(Newest {
             now: u64::try_from(now).unwrap_or(0),
-            change: u64::try_from(change).unwrap_or(0),
+            change,
         })
     }
 }

@@ -90,7 +90,9 @@ impl EtcdStore {
         limits: StoreConfig,
         seed: Vec<ApplyPod>,
     ) -> Result<(Self, Arc<WatchCache>, Option<usize>), StoreError> {
-        let etcd = Etcd::new(&config.endpoints).map_err(StoreError::Storage)?;
+        let etcd = Etcd::new(&config.endpoints)
+            .map_err(StoreError::Storage)?
+            .with_metrics(limits.metrics.clone());
         if config.prefix.is_empty() {
             return Err(StoreError::Storage(
                 "--etcd-prefix must not be empty".into(),

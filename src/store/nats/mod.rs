@@ -55,6 +55,7 @@ use super::error::StoreError;
 use super::pod_log::{LogLines, LogStart, PodLog};
 use crate::contract::Pod;
 use crate::domain::PodKey;
+use crate::metrics::StoreMetrics;
 
 /// The most payload one message carries: small enough that finding a line
 /// (some tens of direct gets) moves little, large enough that one message
@@ -87,8 +88,12 @@ impl std::error::Error for NatsError {}
 impl JetStreamLogs {
     /// Connects to NATS, creates the stream if it is missing (or sets its
     /// replicas if they differ), and keeps the logs there, at most
-    /// `log_bytes_per_pod` each.
-    pub async fn open(config: NatsConfig, log_bytes_per_pod: usize) -> Result<Self, NatsError> {
+    /// `log_bytes_per_pod` each, counting its requests into `metrics`.
+    pub async fn open(
+        config: NatsConfig,
+        log_bytes_per_pod: usize,
+        metrics: StoreMetrics,
+    ) -> Result<Self, NatsError> {
         let addrs = config
             .urls
             .iter()
@@ -151,6 +156,7 @@ impl JetStreamLogs {
             config,
             max_message_bytes: max_message_bytes.max(1024),
             log_bytes_per_pod: log_bytes_per_pod as u64,
+            metrics,
         });
         tracing::info!(
             stream = logs.config.stream,

@@ -123,7 +123,7 @@ pub(super) async fn next_from(
     subject: &str,
     seq: u64,
 ) -> Result<Option<Record>, StoreError> {
-    let got = retrying(|| {
+    let got = retrying(logs, || {
         logs.reads
             .direct_get_next_for_subject(subject, Some(seq.max(1)))
     })
@@ -133,7 +133,7 @@ pub(super) async fn next_from(
 
 /// The subject's newest message.
 pub(super) async fn last(logs: &Logs, subject: &str) -> Result<Option<Record>, StoreError> {
-    let got = retrying(|| logs.reads.direct_get_last_for_subject(subject)).await?;
+    let got = retrying(logs, || logs.reads.direct_get_last_for_subject(subject)).await?;
     decode(subject, got)
 }
 
@@ -154,14 +154,20 @@ fn decode(
 
 /// A direct get, retried for a while if JetStream does not answer;
 /// `None` when there is no such message.
-async fn retrying<F, T>(get: impl Fn() -> F) -> Result<Option<T>, StoreError>
+async fn retrying<F, T>(logs: &Logs, get: impl Fn() -> F) -> Result<Option<T>, StoreError>
 where
     F: Future<Output = Result<T, DirectGetError>>,
 {
     let deadline = tokio::time::Instant::now() + READ_PATIENCE;
     let mut pause = Duration::from_millis(10);
     loop {
-        let err = match get().await {
+        let began = std::time::Instant::now();
+        let got = get().await;
+        let answered = got
+            .as_ref()
+            .map_or_else(|err| err.kind() == DirectGetErrorKind::NotFound, |_| true);
+        logs.metrics.request("nats", "get", answered, began);
+        let err = match got {
             Ok(found) => return Ok(Some(found)),
             Err(err) if err.kind() == DirectGetErrorKind::NotFound => return Ok(None),
             Err(err) => err,

@@ -7,6 +7,7 @@ use super::config::NatsConfig;
 use super::lanes::Lanes;
 use super::wakeups::Wakeups;
 use crate::domain::PodKey;
+use crate::metrics::StoreMetrics;
 use crate::store::error::StoreError;
 
 /// What the reads and writes share.
@@ -26,6 +27,8 @@ pub(super) struct Logs {
     pub log_bytes_per_pod: u64,
     pub lanes: Lanes,
     pub wakeups: Wakeups,
+    /// Where each publish and read is counted.
+    pub metrics: StoreMetrics,
 }
 
 impl Logs {

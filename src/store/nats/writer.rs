@@ -18,6 +18,8 @@
 //! (a server died, the stream has no quorum) may or may not be stored: the
 //! upload fails saying so, and the next writer reads the subject again.
 
+use std::time::Instant;
+
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 
@@ -102,6 +104,7 @@ async fn publish(logs: &Logs, subject: &str, tip: Tip, run: &[String]) -> Result
         .payload(payload)
         .message_id(format!("{subject}/{}", tip.next_line))
         .expected_last_subject_sequence(tip.seq);
+    let began = Instant::now();
     let ack = match logs
         .jetstream
         .send_publish(subject.to_owned(), message)
@@ -110,6 +113,12 @@ async fn publish(logs: &Logs, subject: &str, tip: Tip, run: &[String]) -> Result
         Ok(ack) => ack.await,
         Err(err) => Err(err),
     };
+    // A collision is an answer too: only a failure to get one is an error.
+    let answered = ack.is_ok()
+        || ack
+            .as_ref()
+            .is_err_and(|err| err.kind() == PublishErrorKind::WrongLastSequence);
+    logs.metrics.request("nats", "publish", answered, began);
     match ack {
         // Another writer's message has these numbers.
         Ok(ack) if ack.duplicate => Err(Published::Collided),

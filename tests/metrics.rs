@@ -22,6 +22,10 @@ use tonic_health::pb::health_client::HealthClient;
 const SERVICE: &str = "infra.PodService";
 
 async fn server_with_metrics() -> (TestServer, Arc<Metrics>) {
+    server_on(Backend::Durable).await
+}
+
+async fn server_on(backend: Backend) -> (TestServer, Arc<Metrics>) {
     let metrics = Arc::new(server::new_metrics());
     let config = ServerConfig {
         metrics: Arc::clone(&metrics),
@@ -32,7 +36,7 @@ async fn server_with_metrics() -> (TestServer, Arc<Metrics>) {
         ..StoreConfig::default()
     };
     (
-        TestServer::start_with(Backend::Durable, limits, config).await,
+        TestServer::start_with(backend, limits, config).await,
         metrics,
     )
 }
@@ -209,6 +213,40 @@ async fn counts_are_exactly_what_the_calls_imply() {
     assert!(value(&text, "pod_service_store_file_bytes", &[]) > 0.0);
     // Nothing is open any more.
     assert_eq!(value(&text, "pod_service_open_streams", &[]), 0.0);
+}
+
+/// The shared stores count their requests: etcd's transactions and
+/// quorum reads, NATS' publishes and reads, each by result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_stores_count_their_requests() {
+    let (server, metrics) = server_on(Backend::Nats).await;
+    let mut client = server.client().await;
+    let mut session = Session::open(&mut client).await;
+    assert_eq!(session.apply(pod("dev", "web", "Running", 1)).await.code, 0);
+    let chunk = LogChunk {
+        namespace: "dev".into(),
+        pod: "web".into(),
+        lines: vec!["hello".into()],
+        first_line: 0,
+    };
+    client
+        .upload_logs(tokio_stream::iter([chunk]))
+        .await
+        .expect("upload");
+    common::read_log(&mut client, "dev", "web").await;
+    let text = metrics.encode(Format::Prometheus);
+    let requests = |backend, operation| {
+        let labels = [
+            ("backend", backend),
+            ("operation", operation),
+            ("result", "ok"),
+        ];
+        value(&text, "pod_service_store_request_seconds_count", &labels)
+    };
+    assert!(requests("etcd", "txn") >= 1.0, "etcd transactions");
+    assert!(requests("etcd", "range") >= 1.0, "etcd quorum reads");
+    assert!(requests("nats", "publish") >= 1.0, "NATS publishes");
+    assert!(requests("nats", "get") >= 1.0, "NATS reads");
 }
 
 /// A refusal before the handler (here, a missing token) is counted too.

@@ -247,6 +247,16 @@ impl CallMetrics {
         }
     }
 
+    /// The method's counters, for what the call counts elsewhere.
+    pub fn method(&self) -> &Arc<MethodMetrics> {
+        &self.method
+    }
+
+    /// Counts `n` messages received.
+    pub fn received(&self, n: u64) {
+        self.method.received(n);
+    }
+
     /// Counts `n` messages sent.
     pub fn sent(&self, n: u64) {
         if n > 0 {

@@ -1,5 +1,7 @@
 //! Per-call log lines: one line when a call finishes, with its method,
-//! status code, duration, peer and message counts.
+//! status code, duration, peer and message counts; and the same call's
+//! metrics, which the call layer leaves to it
+//! ([`CallSlot`](super::call_metrics::CallSlot)), since it knows the end.
 //!
 //! Each handler holds a [`CallLog`] for the life of its call (for a stream,
 //! inside the stream), and the line is written when it is dropped, so a
@@ -18,7 +20,9 @@ use std::time::Instant;
 use futures::Stream;
 use tonic::{Code, Request, Status};
 
+use super::call_metrics::CallSlot;
 use crate::contract::code_name;
+use crate::metrics::{CallMetrics, MethodMetrics};
 
 /// See the module docs.
 pub(super) struct CallLog {
@@ -33,12 +37,19 @@ pub(super) struct CallLog {
     /// `None` until the call ends; a guard dropped without one means the
     /// client went away first.
     code: Option<Code>,
+    /// The call's metrics, if the call layer counts this server's calls.
+    metrics: Option<CallMetrics>,
 }
 
 impl CallLog {
     /// Starts the log of a call of `method`.
     pub fn start<T>(method: &'static str, request: &Request<T>) -> Self {
+        let metrics = request
+            .extensions()
+            .get::<CallSlot>()
+            .and_then(CallSlot::take);
         CallLog {
+            metrics,
             method,
             peer: request.remote_addr(),
             started: Instant::now(),
@@ -49,15 +60,24 @@ impl CallLog {
         }
     }
 
-    /// Counts the one message of a unary request.
+    /// Counts the one message of a request that is not a stream.
     pub fn received_one(&mut self) {
         self.received += 1;
+        if let Some(metrics) = &self.metrics {
+            metrics.received(1);
+        }
     }
 
     /// A counter for the messages of a request stream, for the code that
     /// reads them.
     pub fn received(&mut self) -> Counter {
-        self.received_by_stream.get_or_insert_default().clone()
+        let method = self.metrics.as_ref().map(|m| Arc::clone(m.method()));
+        self.received_by_stream
+            .get_or_insert_with(|| Counter {
+                count: Arc::default(),
+                method,
+            })
+            .clone()
     }
 
     /// Wraps a response stream: counts what it sends and records how it
@@ -85,6 +105,9 @@ impl CallLog {
         self.code = Some(match result {
             Ok(_) => {
                 self.sent += 1;
+                if let Some(metrics) = &self.metrics {
+                    metrics.sent(1);
+                }
                 Code::Ok
             }
             Err(status) => status.code(),
@@ -95,6 +118,9 @@ impl CallLog {
 impl Drop for CallLog {
     fn drop(&mut self) {
         let code = self.code.unwrap_or(Code::Cancelled);
+        if let Some(mut metrics) = self.metrics.take() {
+            metrics.ended(code);
+        }
         let fault = matches!(code, Code::Internal | Code::Unknown | Code::DataLoss);
         // Calls are many and the line is usually filtered out: do no work
         // (no formatting, no allocation) unless it will be written.
@@ -143,7 +169,12 @@ impl<T> Stream for Logged<T> {
     ) -> std::task::Poll<Option<Self::Item>> {
         let item = std::task::ready!(self.inner.as_mut().poll_next(cx));
         match &item {
-            Some(Ok(_)) => self.log.sent += 1,
+            Some(Ok(_)) => {
+                self.log.sent += 1;
+                if let Some(metrics) = &self.log.metrics {
+                    metrics.sent(1);
+                }
+            }
             Some(Err(status)) => self.log.code = Some(status.code()),
             None => {
                 self.log.code.get_or_insert(Code::Ok);
@@ -153,18 +184,24 @@ impl<T> Stream for Logged<T> {
     }
 }
 
-/// A shared message counter.
+/// A shared message counter, counted into the method's metrics too.
 #[derive(Clone, Debug, Default)]
-pub(super) struct Counter(Arc<AtomicU64>);
+pub(super) struct Counter {
+    count: Arc<AtomicU64>,
+    method: Option<Arc<MethodMetrics>>,
+}
 
 impl Counter {
     /// Counts one message.
     pub fn add(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        if let Some(method) = &self.method {
+            method.received(1);
+        }
     }
 
     /// The messages counted.
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.count.load(Ordering::Relaxed)
     }
 }

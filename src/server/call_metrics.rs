@@ -3,16 +3,21 @@
 //! service (health and reflection too) as plain gRPC, including those the
 //! token check refuses and those a panic ends.
 //!
-//! A layer sees a response's headers, not its end, so this one wraps the
-//! response body: the call ends when the body yields its trailers (their
-//! `grpc-status` is the code; an error without a body has it in the
-//! headers), or, if the body is dropped first, because the client went
-//! away (`Canceled`). Messages are counted from the bodies' gRPC framing
-//! (each message is a 5-byte prefix and its length), one add per data
-//! frame, with the method's counters resolved once per call.
+//! A layer sees a response's headers, not its end. The PodService's
+//! handlers know the end, and count their messages already for their log
+//! line ([`call_log`](super::call_log)): the layer leaves them the call,
+//! in the request's extensions ([`CallSlot`]), and a handler that takes it
+//! counts it from then on, at no cost per message beyond an add. A call
+//! nobody took (health, reflection, or a PodService call refused before
+//! its handler, by the token check or the panic guard) is counted here, by
+//! wrapping the bodies: the call ends when the response body yields its
+//! trailers (their `grpc-status` is the code; an error without a body has
+//! it in the headers), or, if the body is dropped first, because the
+//! client went away (`Canceled`). Messages are counted from the bodies'
+//! gRPC framing (each message is a 5-byte prefix and its length).
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -23,6 +28,7 @@ use tonic::body::Body;
 use tonic::codegen::http;
 use tower::{Layer, Service};
 
+use crate::contract::POD_SERVICE;
 use crate::metrics::{CallMetrics, GrpcMetrics, MethodMetrics};
 
 /// Counts the calls of the services inside it into `metrics`.
@@ -73,11 +79,25 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         let Some(method) = self.grpc().method(request.uri().path()).cloned() else {
             return Box::pin(self.inner.call(request));
         };
-        let mut call = CallMetrics::start(Arc::clone(&method));
+        let call = CallMetrics::start(Arc::clone(&method));
+        if counts_its_own(request.uri().path()) {
+            let slot = CallSlot(Arc::new(Mutex::new(Some(call))));
+            request.extensions_mut().insert(slot.clone());
+            let answer = self.inner.call(request);
+            return Box::pin(async move {
+                let response = answer.await?;
+                // Taken: the handler counts the call. Else it was answered
+                // before its handler ran: counted here.
+                Ok(match slot.take() {
+                    None => response,
+                    Some(call) => counted(response, call),
+                })
+            });
+        }
         let request = request.map(|body| {
             Body::new(Counted {
                 inner: body,
@@ -86,20 +106,40 @@ where
             })
         });
         let answer = self.inner.call(request);
-        Box::pin(async move {
-            let response = answer.await?;
-            // An answer without a body (an error) has its status here.
-            if let Some(code) = grpc_status(response.headers()) {
-                call.ended(code);
-            }
-            Ok(response.map(|body| {
-                Body::new(Counted {
-                    inner: body,
-                    frames: Frames::default(),
-                    count: Count::Sent(Some(call)),
-                })
-            }))
+        Box::pin(async move { Ok(counted(answer.await?, call)) })
+    }
+}
+
+/// Whether the handlers of the method at `path` count their own calls.
+fn counts_its_own(path: &str) -> bool {
+    path.strip_prefix('/')
+        .and_then(|path| path.strip_prefix(POD_SERVICE))
+        .is_some_and(|method| method.starts_with('/'))
+}
+
+/// `response`, whose body counts its messages and `call`'s end.
+fn counted(response: http::Response<Body>, mut call: CallMetrics) -> http::Response<Body> {
+    // An answer without a body (an error) has its status here.
+    if let Some(code) = grpc_status(response.headers()) {
+        call.ended(code);
+    }
+    response.map(|body| {
+        Body::new(Counted {
+            inner: body,
+            frames: Frames::default(),
+            count: Count::Sent(Some(call)),
         })
+    })
+}
+
+/// A call's metrics, offered to its handler in the request's extensions.
+#[derive(Clone, Debug)]
+pub(super) struct CallSlot(Arc<Mutex<Option<CallMetrics>>>);
+
+impl CallSlot {
+    /// The call's metrics, for the one that takes them first.
+    pub fn take(&self) -> Option<CallMetrics> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
 }
 
@@ -185,26 +225,51 @@ impl Frames {
     /// How many messages begin in `data`.
     fn count(&mut self, mut data: &[u8]) -> u64 {
         let mut messages = 0;
-        while !data.is_empty() {
-            if self.left > 0 {
-                let skip = data
-                    .len()
-                    .min(usize::try_from(self.left).unwrap_or(usize::MAX));
-                self.left -= skip as u64;
-                data = &data[skip..];
-                continue;
-            }
+        // The rest of a message an earlier frame began...
+        if self.left > 0 {
+            let skip = data
+                .len()
+                .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+            self.left -= skip as u64;
+            data = &data[skip..];
+        }
+        // ...or of its prefix.
+        if self.in_prefix > 0 && !data.is_empty() {
             let take = data.len().min(5 - self.in_prefix);
             self.prefix[self.in_prefix..self.in_prefix + take].copy_from_slice(&data[..take]);
             self.in_prefix += take;
             data = &data[take..];
-            if self.in_prefix == 5 {
-                let [_, a, b, c, d] = self.prefix;
-                self.left = u64::from(u32::from_be_bytes([a, b, c, d]));
-                self.in_prefix = 0;
-                messages += 1;
+            if self.in_prefix < 5 {
+                return 0;
+            }
+            self.in_prefix = 0;
+            messages += 1;
+            let [_, a, b, c, d] = self.prefix;
+            let length = u32::from_be_bytes([a, b, c, d]) as usize;
+            match data.get(length..) {
+                Some(rest) => data = rest,
+                None => {
+                    self.left = (length - data.len()) as u64;
+                    return messages;
+                }
             }
         }
+        // Whole prefixes, read in place: the usual case, a frame of whole
+        // messages.
+        while let Some(&[_, a, b, c, d]) = data.get(..5) {
+            messages += 1;
+            let end = 5 + u32::from_be_bytes([a, b, c, d]) as usize;
+            match data.get(end..) {
+                Some(rest) => data = rest,
+                None => {
+                    self.left = (end - data.len()) as u64;
+                    return messages;
+                }
+            }
+        }
+        // A prefix the frame's end cut.
+        self.prefix[..data.len()].copy_from_slice(data);
+        self.in_prefix = data.len();
         messages
     }
 }

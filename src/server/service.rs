@@ -91,6 +91,7 @@ impl pb::PodService for PodService {
         request: Request<ListPodsRequest>,
     ) -> Result<Response<Self::WatchPodsStream>, Status> {
         let mut log = CallLog::start("WatchPods", &request);
+        log.received_one();
         let deadline = deadline::of(&request);
         match self.watch(request.into_inner(), deadline).await {
             Ok(stream) => Ok(Response::new(
@@ -117,6 +118,7 @@ impl pb::PodService for PodService {
         request: Request<GetLogsRequest>,
     ) -> Result<Response<Self::GetLogsStream>, Status> {
         let mut log = CallLog::start("GetLogs", &request);
+        log.received_one();
         let deadline = deadline::of(&request);
         match self.logs(request.into_inner()).await {
             Ok(stream) => Ok(Response::new(

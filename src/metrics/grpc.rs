@@ -282,3 +282,27 @@ impl Drop for CallMetrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_spelled_as_grpc_go_spells_them() {
+        assert_eq!(code_label(Code::Ok), "OK");
+        assert_eq!(code_label(Code::Cancelled), "Canceled");
+        assert_eq!(code_label(Code::InvalidArgument), "InvalidArgument");
+        assert_eq!(code_label(Code::ResourceExhausted), "ResourceExhausted");
+        assert_eq!(code_label(Code::Unauthenticated), "Unauthenticated");
+        for number in 0..17 {
+            let code = Code::from(number);
+            let upper = crate::contract::code_name(code).replace('_', "");
+            assert_eq!(
+                code_label(code)
+                    .to_uppercase()
+                    .replace("CANCELED", "CANCELLED"),
+                upper
+            );
+        }
+    }
+}

@@ -116,3 +116,17 @@ impl Metrics {
         text
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openmetrics_only_when_asked() {
+        assert_eq!(Format::accepted(None), Format::Prometheus);
+        assert_eq!(Format::accepted(Some("text/plain")), Format::Prometheus);
+        let prometheus =
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+        assert_eq!(Format::accepted(Some(prometheus)), Format::OpenMetrics);
+    }
+}

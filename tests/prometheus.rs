@@ -5,6 +5,7 @@
 //! - `GET /metrics` answers the Prometheus text format 0.0.4, OpenMetrics
 //!   when asked, and 404 to any other path;
 //! - `promtool check metrics` passes on it;
+//! - it answers through shutdown, until the process exits;
 //! - Prometheus scrapes it (the target is `up`) and its query API finds
 //!   the counts a known mix of calls implies, and a finite
 //!   `histogram_quantile` over `grpc_server_handling_seconds`.
@@ -16,11 +17,14 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::metrics::value;
-use common::process::ServerProcess;
-use common::{PATIENCE, list_request, tools, within};
-use pod_service::contract::PodServiceClient;
+use common::process::{ServerProcess, signal};
+use common::{PATIENCE, Session, list_request, pod, tools, within};
+use pod_service::contract::{LogChunk, PodServiceClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
+use tonic_health::ServingStatus;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_scrapes_the_counts_the_calls_imply() {
@@ -103,6 +107,103 @@ async fn a_real_prometheus_scrapes_the_counts_the_calls_imply() {
         quantile.is_finite() && quantile > 0.0,
         "p99 of ListPods: {quantile}"
     );
+}
+
+/// Through shutdown: while an upload holds the server in its grace period
+/// (health is `NOT_SERVING`), the endpoint still answers, and shows the
+/// upload open; the server then exits once the upload ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_endpoint_answers_through_shutdown() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut server = ServerProcess::start(
+        &data.path().join("pods"),
+        "127.0.0.1:0",
+        &["--metrics-addr", "127.0.0.1:0", "--grace", "60"],
+    )
+    .await;
+    let metrics = server
+        .metrics_addr
+        .clone()
+        .expect("the metrics address is logged");
+    let mut client = PodServiceClient::connect(server.url())
+        .await
+        .expect("connect");
+    let mut session = Session::open(&mut client).await;
+    assert_eq!(session.apply(pod("dev", "web", "Running", 1)).await.code, 0);
+    drop(session);
+
+    // An upload that has sent one chunk, and holds on.
+    let (chunks, queued) = tokio::sync::mpsc::channel(1);
+    let upload = tokio::spawn({
+        let mut client = client.clone();
+        async move {
+            let chunks = tokio_stream::wrappers::ReceiverStream::new(queued);
+            client
+                .upload_logs(chunks)
+                .await
+                .map(|done| done.into_inner().lines)
+        }
+    });
+    let chunk = LogChunk {
+        namespace: "dev".into(),
+        pod: "web".into(),
+        lines: vec!["hello".into()],
+        first_line: 0,
+    };
+    chunks.send(chunk).await.expect("send a chunk");
+    let stored = async {
+        loop {
+            let (_, text) = get(&metrics, "/metrics", "").await;
+            if value(&text, "pod_service_log_lines_uploaded_total", &[]) == 1.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    within("the chunk to be stored", stored).await;
+
+    let channel = tonic::transport::Endpoint::from_shared(server.url())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = HealthClient::new(channel)
+        .watch(HealthCheckRequest::default())
+        .await
+        .expect("health watch")
+        .into_inner();
+    within("SERVING", health.message())
+        .await
+        .expect("health")
+        .expect("a status");
+    signal(server.child.id().expect("pid"), "TERM");
+    let stopping = within("NOT_SERVING", health.message())
+        .await
+        .expect("health");
+    assert_eq!(
+        stopping.map(|s| s.status),
+        Some(ServingStatus::NotServing as i32)
+    );
+
+    let (head, text) = get(&metrics, "/metrics", "").await;
+    assert_eq!(status(&head), "200", "during shutdown: {head}");
+    let open = [("grpc_method", "UploadLogs")];
+    assert_eq!(
+        value(&text, "pod_service_open_streams", &open),
+        1.0,
+        "the upload, still open"
+    );
+
+    drop(chunks);
+    let lines = within("the upload to end", upload).await.expect("task");
+    assert_eq!(
+        lines.expect("the upload completes during the grace period"),
+        1
+    );
+    let exit = within("the server to exit", server.child.wait())
+        .await
+        .expect("wait");
+    assert!(exit.success(), "{exit}");
 }
 
 /// `promtool check metrics` on a scrape: it must find nothing to say.

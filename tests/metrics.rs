@@ -249,6 +249,32 @@ async fn the_shared_stores_count_their_requests() {
     assert!(requests("nats", "get") >= 1.0, "NATS reads");
 }
 
+/// The feed's watch of etcd, broken by a member's restart, is counted as
+/// a restart of the feed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_etcd_watch_is_counted() {
+    let cluster = common::etcd::EtcdCluster::start(1).await;
+    let metrics = server::new_metrics();
+    let limits = StoreConfig {
+        metrics: metrics.store.clone(),
+        ..StoreConfig::default()
+    };
+    let prefix = common::etcd::unique_prefix();
+    let _registry = common::replicas::open(&cluster, &prefix, limits).await;
+    let broken = || {
+        let text = metrics.encode(Format::Prometheus);
+        value(
+            &text,
+            "pod_service_store_feed_restarts_total",
+            &[("reason", "broken")],
+        )
+    };
+    assert_eq!(broken(), 0.0);
+    cluster.kill(0);
+    cluster.restart(0).await;
+    eventually(|| broken() >= 1.0, "the feed to count its broken watch").await;
+}
+
 /// A refusal before the handler (here, a missing token) is counted too.
 #[tokio::test]
 async fn calls_the_token_check_refuses_are_counted() {

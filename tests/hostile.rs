@@ -304,7 +304,12 @@ async fn a_panicking_handler_fails_its_call_only() {
         let _ = pods.set(Arc::clone(&panicking));
         (panicking, logs)
     });
-    let server = TestServer::start_on(Arc::new(registry), ServerConfig::default()).await;
+    let metrics = Arc::new(pod_service::server::new_metrics());
+    let config = ServerConfig {
+        metrics: Arc::clone(&metrics),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_on(Arc::new(registry), config).await;
     let mut client = server.client().await;
     let mut watch = client
         .watch_pods(list_request("default", 0))
@@ -326,6 +331,10 @@ async fn a_panicking_handler_fails_its_call_only() {
         status.message().contains("failed on this call"),
         "{status:?}"
     );
+    // Counted as what it was, not as a client that went away.
+    let counted = metrics.encode(pod_service::metrics::Format::Prometheus);
+    let internal = r#"grpc_server_handled_total{grpc_type="unary",grpc_service="infra.PodService",grpc_method="ListPods",grpc_code="Internal"} 1"#;
+    assert!(counted.contains(internal), "a panic is counted Internal");
 
     // A panic inside an open stream: that stream fails.
     let mut session = Session::open(&mut client).await;

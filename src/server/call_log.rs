@@ -117,7 +117,13 @@ impl CallLog {
 
 impl Drop for CallLog {
     fn drop(&mut self) {
-        let code = self.code.unwrap_or(Code::Cancelled);
+        // Dropped without a code: the client went away, unless the
+        // handler panicked (the panic guard answers it INTERNAL).
+        let code = self.code.unwrap_or(if std::thread::panicking() {
+            Code::Internal
+        } else {
+            Code::Cancelled
+        });
         if let Some(mut metrics) = self.metrics.take() {
             metrics.ended(code);
         }

@@ -19,6 +19,8 @@ pub mod process;
 pub mod service;
 pub mod store;
 
+use std::sync::Arc;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -67,7 +69,7 @@ pub struct Metrics {
     /// Every call, by method.
     pub grpc: GrpcMetrics,
     /// The service's own figures.
-    pub service: ServiceMetrics,
+    pub service: Arc<ServiceMetrics>,
     /// The stores' figures (a clone goes to the store's configuration).
     pub store: StoreMetrics,
 }
@@ -78,7 +80,7 @@ impl Metrics {
     pub fn new(descriptor_sets: &[&[u8]]) -> Self {
         let mut registry = Registry::default();
         let grpc = GrpcMetrics::new(&mut registry, descriptor_sets);
-        let service = ServiceMetrics::new(&mut registry);
+        let service = Arc::new(ServiceMetrics::new(&mut registry));
         let store = StoreMetrics::new(&mut registry);
         let build = Family::<BuildLabels, Gauge>::default();
         build

@@ -63,46 +63,48 @@ fn max_fds() -> Option<i64> {
 impl Collector for ProcessCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         if let Some(stat) = stat() {
-            let cpu = ConstCounter::new(stat.cpu_seconds);
-            cpu.encode(encoder.encode_descriptor(
+            let help = "Total user and system CPU time spent in seconds.";
+            one(
+                &mut encoder,
                 "process_cpu_seconds",
-                "Total user and system CPU time spent in seconds.",
-                None,
-                cpu.metric_type(),
-            )?)?;
+                help,
+                ConstCounter::new(stat.cpu_seconds),
+            )?;
+            let help = "Resident memory size in bytes.";
             let resident = ConstGauge::new(stat.resident_bytes);
-            resident.encode(encoder.encode_descriptor(
+            one(
+                &mut encoder,
                 "process_resident_memory_bytes",
-                "Resident memory size in bytes.",
-                None,
-                resident.metric_type(),
-            )?)?;
+                help,
+                resident,
+            )?;
+            let help = "Start time of the process since unix epoch in seconds.";
             let start = ConstGauge::new(stat.start_seconds);
-            start.encode(encoder.encode_descriptor(
-                "process_start_time_seconds",
-                "Start time of the process since unix epoch in seconds.",
-                None,
-                start.metric_type(),
-            )?)?;
+            one(&mut encoder, "process_start_time_seconds", help, start)?;
         }
         if let Some(open) = open_fds() {
-            let open = ConstGauge::new(open);
-            open.encode(encoder.encode_descriptor(
+            let help = "Number of open file descriptors.";
+            one(
+                &mut encoder,
                 "process_open_fds",
-                "Number of open file descriptors.",
-                None,
-                open.metric_type(),
-            )?)?;
+                help,
+                ConstGauge::new(open),
+            )?;
         }
         if let Some(max) = max_fds() {
-            let max = ConstGauge::new(max);
-            max.encode(encoder.encode_descriptor(
-                "process_max_fds",
-                "Maximum number of open file descriptors.",
-                None,
-                max.metric_type(),
-            )?)?;
+            let help = "Maximum number of open file descriptors.";
+            one(&mut encoder, "process_max_fds", help, ConstGauge::new(max))?;
         }
         Ok(())
     }
+}
+
+/// Encodes one unlabelled metric with its descriptor.
+fn one(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: impl EncodeMetric,
+) -> Result<(), std::fmt::Error> {
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }

@@ -181,7 +181,7 @@ pub async fn serve(
         config.max_line_bytes,
         bookmarks,
         shutdown.clone(),
-        Arc::new(config.metrics.service.clone()),
+        Arc::clone(&config.metrics.service),
     ))
     .max_decoding_message_size(config.max_message_bytes)
     .max_encoding_message_size(config.max_message_bytes);

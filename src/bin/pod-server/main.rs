@@ -12,9 +12,13 @@ use clap::Parser;
 use pod_service::contract::{self, DEFAULT_SERVER_ADDR, Token};
 use pod_service::domain::{ApplyPod, PodSelector};
 use pod_service::server::{self, ServerConfig, Shutdown, certs};
-use pod_service::store::{EtcdConfig, NatsConfig, Registry, Storage, StoreConfig};
+use pod_service::store::{Registry, Storage, StoreConfig};
 use pod_service::{cli, sample};
 use tonic::transport::Identity;
+
+use storage::StorageArgs;
+
+mod storage;
 
 /// Serve the PodService (ListPods, WatchPods, UploadLogs, GetLogs, SyncPods).
 ///
@@ -30,59 +34,8 @@ struct Args {
     /// Address to listen on (port 0 picks a free port; the address is printed).
     #[arg(long, default_value = DEFAULT_SERVER_ADDR, env = "POD_SERVER_ADDR")]
     addr: SocketAddr,
-    /// Where the store keeps its data (created if missing).
-    #[arg(
-        long,
-        value_name = "DIR",
-        default_value = "pod-data",
-        env = "POD_SERVER_DATA_DIR"
-    )]
-    data_dir: PathBuf,
-    /// Keep everything in memory instead (lost when the server stops).
-    #[arg(long, conflicts_with = "data_dir")]
-    in_memory: bool,
-    /// Keep the pods in this etcd cluster instead (client URLs,
-    /// comma-separated), shared by every pod-server pointed at the same
-    /// endpoints and prefix. Nothing goes on local disk; uploaded logs stay
-    /// in this server's memory, unless --nats-url is given.
-    #[arg(long, value_name = "URL,...", value_delimiter = ',',
-          env = "POD_SERVER_ETCD_ENDPOINTS", conflicts_with_all = ["data_dir", "in_memory"])]
-    etcd_endpoints: Vec<String>,
-    /// The key prefix of the registry in etcd: servers with the same
-    /// endpoints and prefix serve one registry.
-    #[arg(long, value_name = "PREFIX", default_value = EtcdConfig::DEFAULT_PREFIX,
-          env = "POD_SERVER_ETCD_PREFIX")]
-    etcd_prefix: String,
-    /// Seconds between this server's attempts to compact etcd so that the
-    /// newest --history revisions stay watchable (one server of the
-    /// registry wins each round); 0: never (let etcd compact itself).
-    #[arg(long, value_name = "SECONDS",
-          default_value_t = EtcdConfig::DEFAULT_COMPACTION_INTERVAL.as_secs_f64())]
-    etcd_compaction_interval: f64,
-    /// Keep uploaded logs on these NATS servers instead (URLs,
-    /// comma-separated; one is enough to find the cluster), in a JetStream
-    /// stream shared by every pod-server of the registry: a log uploaded
-    /// through one is read and followed through any. Needs --etcd-endpoints.
-    #[arg(
-        long,
-        value_name = "URL,...",
-        value_delimiter = ',',
-        env = "POD_SERVER_NATS_URL",
-        requires = "etcd_endpoints"
-    )]
-    nats_url: Vec<String>,
-    /// How many NATS servers keep a copy of each log line (the stream's
-    /// replicas). A line is acknowledged once a majority of them have it,
-    /// so 3 survive the loss of one, and 1 survives none. Default: 3 on a
-    /// cluster of 3 or more servers, else 1.
-    #[arg(long, value_name = "N", requires = "nats_url",
-          value_parser = clap::value_parser!(u8).range(1..=5))]
-    nats_replicas: Option<u8>,
-    /// The JetStream stream that holds the logs (created if missing):
-    /// servers of one registry use the same.
-    #[arg(long, value_name = "NAME", default_value = NatsConfig::DEFAULT_STREAM,
-          requires = "nats_url")]
-    nats_stream: String,
+    #[command(flatten)]
+    storage: StorageArgs,
     /// Start a new store empty instead of with the sample pods.
     #[arg(long)]
     no_sample: bool,
@@ -186,7 +139,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     // Every option is checked before the store is opened.
     let config = server_config(&args)?;
-    let storage = storage(&args)?;
+    let storage = args.storage.storage()?;
     // A registry in memory is always new: "listening" says all there is.
     let place = (!matches!(storage, Storage::InMemory)).then(|| storage.to_string());
     let store_config = StoreConfig {
@@ -223,7 +176,7 @@ fn store_config(args: &Args) -> anyhow::Result<StoreConfig> {
         Some(seconds) => {
             Duration::try_from_secs_f64(seconds).context("invalid --history-window")?
         }
-        None if !args.etcd_endpoints.is_empty() => StoreConfig::SHARED_HISTORY_WINDOW,
+        None if args.storage.shared() => StoreConfig::SHARED_HISTORY_WINDOW,
         None => Duration::ZERO,
     };
     Ok(StoreConfig {
@@ -233,30 +186,6 @@ fn store_config(args: &Args) -> anyhow::Result<StoreConfig> {
         log_bytes_per_pod: args.log_bytes_per_pod,
         ..StoreConfig::default()
     })
-}
-
-/// Where the pods and logs are kept, from the flags.
-fn storage(args: &Args) -> anyhow::Result<Storage> {
-    if args.etcd_endpoints.is_empty() {
-        return Ok(if args.in_memory {
-            Storage::InMemory
-        } else {
-            Storage::Durable(args.data_dir.clone())
-        });
-    }
-    let compaction_interval = Duration::try_from_secs_f64(args.etcd_compaction_interval)
-        .context("invalid --etcd-compaction-interval")?;
-    let etcd = EtcdConfig {
-        prefix: args.etcd_prefix.clone(),
-        compaction_interval,
-        ..EtcdConfig::new(args.etcd_endpoints.clone())
-    };
-    let nats = (!args.nats_url.is_empty()).then(|| NatsConfig {
-        stream: args.nats_stream.clone(),
-        replicas: args.nats_replicas.map(usize::from),
-        ..NatsConfig::new(args.nats_url.clone())
-    });
-    Ok(Storage::Etcd { etcd, nats })
 }
 
 /// The pods a new store starts with.

@@ -13,6 +13,8 @@
 #
 # usage: scripts/callgrind-builds.sh BEFORE_BINARY [AFTER_BINARY]
 #        (AFTER defaults to this checkout's release build)
+# BEFORE_ARGS and AFTER_ARGS add flags to each server (e.g. a token file and
+# a policy file); pod-bench sends POD_SERVICE_TOKEN if it is set.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin pod-server --bin pod-bench
@@ -41,11 +43,12 @@ load() { # FIELD ARGS...
     python3 -c "import json,sys; print(sum(json.loads(l)['$field'] for l in sys.stdin))"
 }
 
-measure() { # NAME BINARY
+measure() { # NAME BINARY [SERVER FLAGS...]
   local name=$1 binary=$2
+  shift 2
   rm -f "$out"/callgrind.out.*
   valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.out.%p" \
-    "$binary" --in-memory --pods 10000 --addr "127.0.0.1:$port" 2> "$out/$name.server.log" &
+    "$binary" --in-memory --pods 10000 --addr "127.0.0.1:$port" "$@" 2> "$out/$name.server.log" &
   local pid=$!
   for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
   callgrind_control --zero "$pid" > /dev/null 2>&1
@@ -64,5 +67,7 @@ measure() { # NAME BINARY
 }
 
 printf '%-8s %-28s %14s %10s %12s\n' build "unit of work" instructions units "per unit"
-measure before "$before"
-measure after "$after"
+# shellcheck disable=SC2086 # the flags are words
+measure before "$before" ${BEFORE_ARGS:-}
+# shellcheck disable=SC2086
+measure after "$after" ${AFTER_ARGS:-}

@@ -155,8 +155,8 @@ async fn upload_errors_say_what_was_stored(backend: Backend) {
     let cases = [
         (
             chunk("default", "nope", vec!["a".into()]),
-            Code::NotFound,
-            "pod default/nope not found",
+            Code::InvalidArgument,
+            "must name the pod of the first chunk (default/web)",
         ),
         (
             chunk("default", "Web", vec!["a".into()]),
@@ -196,6 +196,14 @@ async fn upload_errors_say_what_was_stored(backend: Backend) {
         let after = lines_so_far(&mut client, "web").await;
         assert_eq!(after - before, 20);
     }
+    let missing = upload(&mut client, vec![chunk("default", "nope", vec!["a".into()])])
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "{}", missing.message());
+    assert_eq!(
+        missing.message(),
+        "chunk 1: pod default/nope not found; 0 lines stored before this error"
+    );
 }
 
 async fn get_logs_of_a_missing_or_invalid_pod(backend: Backend) {

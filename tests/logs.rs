@@ -196,9 +196,12 @@ async fn upload_errors_say_what_was_stored(backend: Backend) {
         let after = lines_so_far(&mut client, "web").await;
         assert_eq!(after - before, 20);
     }
-    let missing = upload(&mut client, vec![chunk("default", "nope", vec!["a".into()])])
-        .await
-        .unwrap_err();
+    let missing = upload(
+        &mut client,
+        vec![chunk("default", "nope", vec!["a".into()])],
+    )
+    .await
+    .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound, "{}", missing.message());
     assert_eq!(
         missing.message(),

@@ -1,5 +1,5 @@
 //! Per-call log lines: one line when a call finishes, with its method,
-//! status code, duration, peer and message counts; and the same call's
+//! status code, duration, peer, user and message counts; and the same call's
 //! metrics, which the call layer leaves to it
 //! ([`CallSlot`](super::call_metrics::CallSlot)), since it knows the end.
 //!
@@ -20,6 +20,7 @@ use std::time::Instant;
 use futures::Stream;
 use tonic::{Code, Request, Status};
 
+use super::access::{Caller, User};
 use super::call_metrics::CallSlot;
 use crate::contract::code_name;
 use crate::metrics::{CallMetrics, MethodMetrics};
@@ -28,6 +29,8 @@ use crate::metrics::{CallMetrics, MethodMetrics};
 pub(super) struct CallLog {
     method: &'static str,
     peer: Option<SocketAddr>,
+    /// Who made the call, as authentication found.
+    user: Option<Arc<User>>,
     started: Instant,
     /// Messages received, counted here (unary calls) or, for a request
     /// stream read elsewhere, in a shared counter made on demand.
@@ -52,6 +55,10 @@ impl CallLog {
             metrics,
             method,
             peer: request.remote_addr(),
+            user: request
+                .extensions()
+                .get::<Caller>()
+                .map(|caller| Arc::clone(&caller.0)),
             started: Instant::now(),
             received: 0,
             received_by_stream: None,
@@ -146,6 +153,7 @@ impl Drop for CallLog {
                     code = code_name(code),
                     duration_ms = format_args!("{duration_ms:.3}"),
                     %peer,
+                    user = self.user.as_deref().map_or("-", |user| user.name.as_str()),
                     received,
                     sent = self.sent,
                     "call finished"

@@ -17,12 +17,12 @@
 //!    `RESOURCE_EXHAUSTED`;
 //! 3. authentication (`access`): who a PodService call comes from (a client
 //!    certificate, a token), or `UNAUTHENTICATED`;
-//! 4. the service: `service` (and `sync_session` for `SyncPods`), which
-//!    validates the request once (`validate`), checks it against the
-//!    policies once (`access`), calls the store once, and
-//!    answers refusals with the codes chosen in `status`; its response
-//!    streams end at their client's deadline (`deadline`) and log one line
-//!    per call (`call_log`).
+//! 4. the service: `service` (with `pod_logs` for the log RPCs and
+//!    `sync_session` for `SyncPods`), which validates the request once
+//!    (`validate`), checks it against the policies once (`access`), calls
+//!    the store once, and answers refusals with the codes chosen in
+//!    `status`; its response streams end at their client's deadline
+//!    (`deadline`) and log one line per call (`call_log`).
 //!
 //! Beside it run the standard health service (`health`) and reflection;
 //! `metrics_endpoint` serves `GET /metrics` on a listener of its own;
@@ -44,6 +44,7 @@ mod list_cache;
 mod metrics_endpoint;
 mod oversize;
 mod panic_guard;
+mod pod_logs;
 mod serve;
 mod service;
 mod signals;

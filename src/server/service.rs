@@ -1,6 +1,10 @@
 //! The `PodService` gRPC handlers: one method per RPC, each validating its
-//! request at the edge (see [`validate`](super::validate)), calling the registry once, and
-//! turning the result into wire messages.
+//! request at the edge (see [`validate`](super::validate)), checking it
+//! against the caller's permissions (see [`access`](super::access)),
+//! calling the registry once, and turning the result into wire messages.
+//! The lists and watches are here, the log RPCs in
+//! [`pod_logs`](super::pod_logs), and a SyncPods session in
+//! [`sync_session`](super::sync_session).
 //!
 //! Streaming responses are `async_stream` generators polled by tonic: when a
 //! client cancels or disconnects, tonic drops the generator, which drops its
@@ -11,27 +15,27 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::{Stream, StreamExt};
-use prometheus_client::metrics::gauge::Gauge;
+use futures::Stream;
 use tokio::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::access::{Action, Caller, Permissions, Resource, caller};
 use super::bookmarks::BookmarkClock;
-use super::call_log::{CallLog, Counter};
+use super::call_log::CallLog;
 use super::continue_token;
 use super::deadline;
 use super::list_cache::ListCache;
+use super::pod_logs::PodLogs;
 use super::signals::Shutdown;
 use super::sync_session;
 use super::validate::{self, ListQuery};
 use crate::contract::{
-    self as pb, GetLogsRequest, ListPodsRequest, ListPodsResponse, LogChunk, Pod,
-    STORED_BEFORE_ERROR, SyncEvent, SyncRequest, UploadLogsResponse, WatchedPod, bookmark,
+    self as pb, GetLogsRequest, ListPodsRequest, ListPodsResponse, LogChunk, Pod, SyncEvent,
+    SyncRequest, UploadLogsResponse, WatchedPod, bookmark,
 };
-use crate::domain::{PodKey, PodSelector};
+use crate::domain::PodSelector;
 use crate::metrics::{ServiceMetrics, WatchEnded};
-use crate::store::{Fresh, Registry, StoreError, WatchEnd};
+use crate::store::{Fresh, Registry, WatchEnd};
 
 /// The longest log line accepted by default, in bytes.
 pub(super) const DEFAULT_MAX_LINE_BYTES: usize = 64 << 10;
@@ -42,12 +46,12 @@ type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 #[derive(Clone)]
 pub(super) struct PodService {
     registry: Arc<Registry>,
-    max_line_bytes: usize,
     shutdown: Shutdown,
     bookmarks: BookmarkClock,
     lists: Arc<ListCache>,
     metrics: Arc<ServiceMetrics>,
     permissions: Permissions,
+    logs: PodLogs,
 }
 
 impl PodService {
@@ -63,14 +67,21 @@ impl PodService {
         metrics: Arc<ServiceMetrics>,
         permissions: Permissions,
     ) -> Self {
+        let logs = PodLogs {
+            registry: Arc::clone(&registry),
+            permissions: permissions.clone(),
+            metrics: Arc::clone(&metrics),
+            shutdown: shutdown.clone(),
+            max_line_bytes,
+        };
         PodService {
             registry,
-            max_line_bytes,
             bookmarks,
             shutdown,
             lists: Arc::default(),
             metrics,
             permissions,
+            logs,
         }
     }
 }
@@ -119,7 +130,8 @@ impl pb::PodService for PodService {
         let mut log = CallLog::start("UploadLogs", &request);
         let result = match caller(&request) {
             Ok(caller) => {
-                self.upload(&caller, request.into_inner(), log.received())
+                self.logs
+                    .upload(&caller, request.into_inner(), log.received())
                     .await
             }
             Err(status) => Err(status),
@@ -138,7 +150,7 @@ impl pb::PodService for PodService {
         log.received_one();
         let deadline = deadline::of(&request);
         let logs = match caller(&request) {
-            Ok(caller) => self.logs(&caller, request.into_inner()).await,
+            Ok(caller) => self.logs.logs(&caller, request.into_inner()).await,
             Err(status) => Err(status),
         };
         match logs {
@@ -316,153 +328,6 @@ impl PodService {
         };
         Ok(stream)
     }
-
-    async fn upload(
-        &self,
-        caller: &Caller,
-        mut chunks: Streaming<LogChunk>,
-        received: Counter,
-    ) -> Result<UploadLogsResponse, Status> {
-        let mut summary = UploadLogsResponse::default();
-        let mut stored = async {
-            let mut fresh = None;
-            // The first chunk names the pod, and is the one checked.
-            let mut pod: Option<PodKey> = None;
-            while let Some(chunk) = chunks.message().await? {
-                received.add();
-                let (key, bytes) = self.check_chunk(&chunk)?;
-                match &pod {
-                    None => {
-                        self.permissions.check(
-                            &caller.0,
-                            Action::Write,
-                            Resource::PodLogs,
-                            Some(&key.namespace),
-                        )?;
-                        pod = Some(key.clone());
-                    }
-                    Some(first) if *first != key => {
-                        return Err(Status::invalid_argument(format!(
-                            "namespace/pod: must name the pod of the first chunk ({}/{}): \
-                             an upload is of one pod's log",
-                            first.namespace, first.name
-                        )));
-                    }
-                    Some(_) => {}
-                }
-                let fresh = match &fresh {
-                    Some(fresh) => fresh,
-                    // The pod may have been created through another
-                    // server just now.
-                    None => fresh.insert(self.registry.fresh(0).await?),
-                };
-                let lines = chunk.lines.len() as u64;
-                if let Err(err) = fresh.append_log(key, chunk.lines).await {
-                    if let StoreError::Interrupted { stored, .. } = &err {
-                        // Counted, so that the error's count is exact.
-                        summary.lines += stored;
-                    }
-                    return Err(err.into());
-                }
-                summary.chunks += 1;
-                summary.lines += lines;
-                summary.bytes += bytes;
-                self.metrics.lines_uploaded.inc_by(lines);
-                self.metrics.bytes_uploaded.inc_by(bytes);
-            }
-            Ok::<_, Status>(())
-        }
-        .await;
-        // Whether the upload ended or failed, the lines it reports as stored
-        // are made durable before the answer leaves.
-        let mut durable = true;
-        if summary.chunks > 0
-            && let Err(err) = self.registry.sync().await
-        {
-            durable = false;
-            stored = stored.and(Err(err.into()));
-        }
-        // An error says how much of the upload was stored before it, so the
-        // client can tell exactly which lines made it; unless the store
-        // itself failed, when nobody can.
-        stored.map_err(|status| {
-            let before = if durable {
-                format!("{} {STORED_BEFORE_ERROR}", summary.lines)
-            } else {
-                format!(
-                    "the {} lines accepted before it are not confirmed stored: \
-                     none, some or all of them may be there after a restart",
-                    summary.lines
-                )
-            };
-            Status::new(
-                status.code(),
-                format!(
-                    "chunk {}: {}; {before}",
-                    summary.chunks + 1,
-                    status.message()
-                ),
-            )
-        })?;
-        Ok(summary)
-    }
-
-    async fn logs(
-        &self,
-        caller: &Caller,
-        request: GetLogsRequest,
-    ) -> Result<impl Stream<Item = Result<LogChunk, Status>> + Send + 'static, Status> {
-        let (key, start) = validate::get_logs(&request)?;
-        self.permissions.check(
-            &caller.0,
-            Action::Read,
-            Resource::PodLogs,
-            Some(&key.namespace),
-        )?;
-        // The pod may have been created through another server just now.
-        let mut lines = self
-            .registry
-            .fresh(0)
-            .await?
-            .read_log(&key, start, request.follow)?;
-        let shutdown = self.shutdown.clone();
-        let following = request
-            .follow
-            .then(|| Following::new(&self.metrics.followers));
-        let stream = async_stream::stream! {
-            let _following = following;
-            loop {
-                let next = tokio::select! {
-                    biased;
-                    () = shutdown.cancelled() => {
-                        yield Err(Status::unavailable("server is stopping"));
-                        break;
-                    }
-                    next = lines.next() => next,
-                };
-                match next {
-                    Some(Ok(batch)) => yield Ok(LogChunk {
-                        namespace: key.namespace.clone(),
-                        pod: key.name.clone(),
-                        lines: batch.lines,
-                        first_line: batch.first_line,
-                    }),
-                    Some(Err(err)) => {
-                        yield Err(err.into());
-                        break;
-                    }
-                    None => break,
-                }
-            }
-        };
-        Ok(stream)
-    }
-
-    fn check_chunk(&self, chunk: &LogChunk) -> Result<(PodKey, u64), Status> {
-        let key = validate::pod_key("", &chunk.namespace, "pod", &chunk.pod)?;
-        let bytes = validate::log_lines(&chunk.lines, self.max_line_bytes)?;
-        Ok((key, bytes))
-    }
 }
 
 /// The list of one pod by name: at most one pod, at the version it was
@@ -492,21 +357,5 @@ impl Drop for Ending<'_> {
             _ => WatchEnded::ClientGone,
         });
         self.metrics.watch_ended(why);
-    }
-}
-
-/// A `GetLogs` call following its log, counted while it lasts.
-struct Following(Gauge);
-
-impl Following {
-    fn new(followers: &Gauge) -> Self {
-        followers.inc();
-        Following(followers.clone())
-    }
-}
-
-impl Drop for Following {
-    fn drop(&mut self) {
-        self.0.dec();
     }
 }

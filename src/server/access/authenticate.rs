@@ -56,7 +56,7 @@ impl Authenticators {
 
 /// The layer.
 #[derive(Clone, Debug)]
-pub(in crate::server) struct Authenticate {
+pub(crate) struct Authenticate {
     shared: Arc<Shared>,
 }
 
@@ -150,7 +150,7 @@ impl<S> Layer<S> for Authenticate {
 
 /// The layer's service, in front of `S`.
 #[derive(Clone, Debug)]
-pub(in crate::server) struct AuthenticateService<S> {
+pub(crate) struct AuthenticateService<S> {
     inner: S,
     shared: Arc<Shared>,
 }
@@ -191,7 +191,7 @@ where
 }
 
 /// Whether a request path (`/package.Service/Method`) calls the PodService.
-pub(in crate::server) fn is_pod_service(path: &str) -> bool {
+pub(crate) fn is_pod_service(path: &str) -> bool {
     path.strip_prefix('/')
         .and_then(|path| path.split_once('/'))
         .is_some_and(|(service, _)| service == POD_SERVICE)

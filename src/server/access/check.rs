@@ -10,7 +10,7 @@ use super::user::{Caller, MASTERS, User};
 
 /// What callers may do: everything, or what a policy file allows.
 #[derive(Clone, Debug, Default)]
-pub(in crate::server) struct Permissions {
+pub(crate) struct Permissions {
     policy: Option<Policy>,
 }
 
@@ -52,7 +52,7 @@ impl Permissions {
 }
 
 /// The caller the authentication layer found for `request`.
-pub(in crate::server) fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+pub(crate) fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
     request
         .extensions()
         .get::<Caller>()

@@ -58,6 +58,16 @@ impl PodSelector {
         namespace.map_or(PodSelector::All, PodSelector::Namespace)
     }
 
+    /// The one namespace the selected pods are in; `None` for every
+    /// namespace.
+    pub fn namespace_limit(&self) -> Option<&str> {
+        match self {
+            PodSelector::All => None,
+            PodSelector::Namespace(namespace) => Some(namespace),
+            PodSelector::Pod(key) => Some(&key.namespace),
+        }
+    }
+
     /// Whether `pod` (or a change to it) is selected. Called for every
     /// change and every watcher, so it costs one comparison per field it
     /// selects by, as the namespace filter it replaces did.

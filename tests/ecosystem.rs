@@ -137,25 +137,6 @@ fn with_token(token: &str) -> ServerConfig {
     }
 }
 
-/// The PodService's methods, as the compiled descriptor lists them.
-fn pod_service_methods() -> Vec<String> {
-    use prost::Message;
-    let descriptors =
-        prost_types::FileDescriptorSet::decode(pod_service::contract::FILE_DESCRIPTOR_SET).unwrap();
-    descriptors
-        .file
-        .iter()
-        .flat_map(|file| {
-            file.service
-                .iter()
-                .filter(move |service| {
-                    format!("{}.{}", file.package(), service.name()) == POD_SERVICE
-                })
-                .flat_map(|service| service.method.iter().map(|m| m.name().to_owned()))
-        })
-        .collect()
-}
-
 /// Calls `/PodService/method` with one empty message, as a stream both
 /// ways (which every kind of method accepts on the wire), and returns the
 /// status it was refused with, if any.
@@ -187,7 +168,7 @@ async fn with_a_token_every_method_of_the_descriptor_is_guarded() {
         with_token("s3cret"),
     )
     .await;
-    let methods = pod_service_methods();
+    let methods = common::pod_service_methods();
     // The enumeration finds the service: its first and last RPCs at least.
     for known in ["ListPods", "SyncPods"] {
         assert!(methods.iter().any(|m| m == known), "{methods:?}");

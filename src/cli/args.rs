@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::client::ClientConfig;
+use crate::client::{ClientConfig, ClientIdentity};
 use crate::contract::{
     DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_NAMESPACE, DEFAULT_SERVER_URL,
     Token,
@@ -17,6 +17,10 @@ const ADDR_ENV: &str = "POD_SERVICE_ADDR";
 
 /// The environment variable that names the CA file.
 const CA_ENV: &str = "POD_SERVICE_CA";
+
+/// The environment variables that name the client certificate and its key.
+const CERT_ENV: &str = "POD_SERVICE_CERT";
+const KEY_ENV: &str = "POD_SERVICE_KEY";
 
 /// The connection options every client binary takes.
 #[derive(Debug, Clone, clap::Args)]
@@ -32,6 +36,13 @@ pub struct ServerArgs {
     /// that certificate itself (https).
     #[arg(long, value_name = "FILE", env = CA_ENV)]
     pub ca: Option<PathBuf>,
+    /// PEM file of this client's certificate, for a server that
+    /// authenticates callers by certificate (https); needs --key.
+    #[arg(long, value_name = "FILE", env = CERT_ENV, requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// PEM file of the private key of --cert.
+    #[arg(long, value_name = "FILE", env = KEY_ENV, requires = "cert")]
+    pub key: Option<PathBuf>,
     /// File holding the server's token (or set POD_SERVICE_TOKEN to the token).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
@@ -63,6 +74,13 @@ impl ServerArgs {
                 .map(|addr| addr.trim().to_owned())
                 .collect(),
             ca: self.ca.clone(),
+            identity: match (&self.cert, &self.key) {
+                (Some(cert), Some(key)) => Some(ClientIdentity {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => None,
+            },
             token,
             keepalive_interval: seconds(self.keepalive_interval, "--keepalive-interval")?,
             keepalive_timeout: seconds(self.keepalive_timeout, "--keepalive-timeout")?,

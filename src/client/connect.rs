@@ -11,7 +11,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
-use super::tls::{TlsConnector, client_config};
+use super::tls::{ClientIdentity, TlsConnector, client_config};
 
 use crate::contract::{
     DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_SERVER_URL, PodServiceClient,
@@ -31,6 +31,9 @@ pub struct ClientConfig {
     /// For https: the PEM file of the CA that signed the server's certificate,
     /// or the server's own certificate itself (as grpc-go accepts).
     pub ca: Option<PathBuf>,
+    /// For https: a client certificate and its key (PEM files), for a
+    /// server that authenticates callers by certificate.
+    pub identity: Option<ClientIdentity>,
     /// Sent with every call, if set.
     pub token: Option<Token>,
     /// How often an open connection is pinged...
@@ -47,6 +50,7 @@ impl ClientConfig {
         ClientConfig {
             addrs: vec![addr.into()],
             ca: None,
+            identity: None,
             token: None,
             keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
@@ -193,7 +197,7 @@ fn target(config: &ClientConfig, addr: &str) -> anyhow::Result<(Target, Auth)> {
     let mut endpoint = Endpoint::from_shared(addr.to_owned()).with_context(invalid)?;
     let tls = match (&config.ca, https) {
         (Some(ca), true) => {
-            let tls = TlsConnector::new(client_config(ca)?, ca);
+            let tls = TlsConnector::new(client_config(ca, config.identity.as_ref())?, ca);
             // tonic refuses to hand an https URI to a custom connector (it
             // would do TLS itself), so the connector is given the same
             // address as http://, while every request still carries
@@ -210,6 +214,9 @@ fn target(config: &ClientConfig, addr: &str) -> anyhow::Result<(Target, Auth)> {
              server's own certificate) with --ca FILE"
         ),
         (Some(_), false) => anyhow::bail!("--ca is for https:// addresses; {addr} is plaintext"),
+        (None, false) if config.identity.is_some() => {
+            anyhow::bail!("--cert is for https:// addresses; {addr} is plaintext")
+        }
         (None, false) => None,
     };
     let header = config

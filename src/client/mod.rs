@@ -27,4 +27,5 @@ pub use connect::{
 pub use list::{DEFAULT_PAGE_SIZE, Pages, list_all, read_pod};
 pub use logs::{LogRead, LogUpdate};
 pub use servers::Servers;
+pub use tls::ClientIdentity;
 pub use watch::{PodWatch, WatchUpdate};

@@ -37,7 +37,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::{self, PemObject};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -45,10 +45,47 @@ use tokio_rustls::client::TlsStream;
 /// The port of an `https://` address that names none.
 const HTTPS_PORT: u16 = 443;
 
+/// A client certificate and its private key, as PEM files (`--cert`,
+/// `--key`): who the client is to a server that asks.
+#[derive(Clone, Debug)]
+pub struct ClientIdentity {
+    /// The certificate, then any intermediates.
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+impl ClientIdentity {
+    fn read(&self) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+        let cert = self.cert.display();
+        let pem =
+            std::fs::read(&self.cert).with_context(|| format!("cannot read --cert {cert}"))?;
+        let certs = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| anyhow::anyhow!("--cert {cert} is not a valid PEM file"))?;
+        anyhow::ensure!(
+            !certs.is_empty(),
+            "--cert {cert} holds no certificate (expected PEM: -----BEGIN CERTIFICATE-----)"
+        );
+        let key_path = self.key.display();
+        let pem =
+            std::fs::read(&self.key).with_context(|| format!("cannot read --key {key_path}"))?;
+        let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|_| {
+            anyhow::anyhow!(
+                "--key {key_path} holds no private key (expected PEM: -----BEGIN PRIVATE KEY-----)"
+            )
+        })?;
+        Ok((certs, key))
+    }
+}
+
 /// The rustls settings of a client whose `--ca` is `ca_file`: ring, the
-/// [`ExactOrChain`] verifier, and ALPN `h2` (gRPC needs HTTP/2; tonic's
-/// server offers nothing else).
-pub(crate) fn client_config(ca_file: &Path) -> anyhow::Result<rustls::ClientConfig> {
+/// [`ExactOrChain`] verifier, ALPN `h2` (gRPC needs HTTP/2; tonic's
+/// server offers nothing else), and the client's certificate if any.
+pub(crate) fn client_config(
+    ca_file: &Path,
+    identity: Option<&ClientIdentity>,
+) -> anyhow::Result<rustls::ClientConfig> {
     let named = || format!("--ca {}", ca_file.display());
     let pem = std::fs::read(ca_file)
         .with_context(|| format!("cannot read the CA file {}", ca_file.display()))?;
@@ -72,12 +109,24 @@ pub(crate) fn client_config(ca_file: &Path) -> anyhow::Result<rustls::ClientConf
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = ExactOrChain::new(certs, Arc::clone(&provider))
         .map_err(|err| anyhow::anyhow!("{}: {err}", named()))?;
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("rustls has no TLS version for the ring provider")?
         .dangerous() // our verifier, which is no weaker than webpki's (see above)
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let mut config = match identity {
+        None => builder.with_no_client_auth(),
+        Some(identity) => {
+            let (certs, key) = identity.read()?;
+            builder.with_client_auth_cert(certs, key).map_err(|err| {
+                anyhow::anyhow!(
+                    "--cert {} and --key {} do not go together: {err}",
+                    identity.cert.display(),
+                    identity.key.display()
+                )
+            })?
+        }
+    };
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)
 }

@@ -15,10 +15,11 @@
 //! 2. the panic guard (`panic_guard`), which answers a panicking handler
 //!    `INTERNAL` and, through `oversize`, gives oversized messages
 //!    `RESOURCE_EXHAUSTED`;
-//! 3. the token check (`token_check`), for PodService calls when a token is
-//!    configured;
+//! 3. authentication (`access`): who a PodService call comes from (a client
+//!    certificate, a token), or `UNAUTHENTICATED`;
 //! 4. the service: `service` (and `sync_session` for `SyncPods`), which
-//!    validates the request once (`validate`), calls the store once, and
+//!    validates the request once (`validate`), checks it against the
+//!    policies once (`access`), calls the store once, and
 //!    answers refusals with the codes chosen in `status`; its response
 //!    streams end at their client's deadline (`deadline`) and log one line
 //!    per call (`call_log`).
@@ -28,6 +29,7 @@
 //! `signals` holds the shutdown token and the Ctrl-C/SIGTERM handlers.
 //! [`InProcessServer`] runs all of it in this process on a free port.
 
+pub mod access;
 mod batched_writes;
 mod bookmarks;
 mod call_log;
@@ -47,7 +49,6 @@ mod service;
 mod signals;
 mod status;
 mod sync_session;
-mod token_check;
 pub mod validate;
 
 pub use deadline::parse_timeout;

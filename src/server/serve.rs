@@ -6,7 +6,7 @@
 //! it serves the standard health service and server reflection (v1 and
 //! v1alpha), so generic tools such as `grpcurl` work without a copy of the
 //! proto. Every call passes the dashboard's browser rules, the gRPC-Web
-//! translation, the panic guard, then the token check.
+//! translation, the panic guard, then authentication.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,9 +14,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic_web::GrpcWebLayer;
 
+use super::access::{Authenticate, Authenticators, Permissions, Policy, TokenUsers};
 use super::batched_writes::BatchedWrites;
 use super::bookmarks::BookmarkClock;
 use super::call_metrics::CountCalls;
@@ -25,7 +26,6 @@ use super::health;
 use super::panic_guard::GuardCalls;
 use super::service::{DEFAULT_MAX_LINE_BYTES, PodService};
 use super::signals::Shutdown;
-use super::token_check::RequireToken;
 use crate::contract::{self, PodServiceServer, Token};
 use crate::metrics::Metrics;
 use crate::store::Registry;
@@ -54,8 +54,18 @@ pub struct ServerConfig {
     pub bookmark_interval: Duration,
     /// Serve over TLS with this certificate and key.
     pub tls: Option<Identity>,
-    /// Require this token on every PodService call.
+    /// Require this token on every PodService call: its holder may do
+    /// everything (see `access`).
     pub token: Option<Token>,
+    /// Also accept the tokens of these users (`--token-auth-file`).
+    pub token_users: Option<TokenUsers>,
+    /// Ask TLS clients for a certificate and accept those this CA signed
+    /// (PEM; `--client-ca-file`): the user is its CN, the groups its Os.
+    /// Needs [`ServerConfig::tls`].
+    pub client_ca: Option<Certificate>,
+    /// What each user may do (`--authorization-policy-file`); without
+    /// one, every authenticated caller may do everything.
+    pub policy: Option<Policy>,
     /// Serve the dashboard page at `/` (see `dashboard`).
     pub dashboard: bool,
     /// What the server counts (see [`new_metrics`]); served only where
@@ -79,6 +89,9 @@ impl std::fmt::Debug for ServerConfig {
             .field("bookmark_interval", &self.bookmark_interval)
             .field("tls", &self.tls.is_some())
             .field("token", &self.token)
+            .field("token_users", &self.token_users)
+            .field("client_ca", &self.client_ca.is_some())
+            .field("policy", &self.policy.as_ref().map(Policy::len))
             .field("dashboard", &self.dashboard)
             .finish_non_exhaustive()
     }
@@ -115,6 +128,9 @@ impl Default for ServerConfig {
             bookmark_interval: Self::DEFAULT_BOOKMARK_INTERVAL,
             tls: None,
             token: None,
+            token_users: None,
+            client_ca: None,
+            policy: None,
             dashboard: true,
             metrics: Arc::new(new_metrics()),
         }
@@ -133,16 +149,21 @@ pub fn new_metrics() -> Metrics {
 }
 
 /// The warnings for a server that can be reached beyond this machine without
-/// TLS or without a token.
-pub fn exposure_warnings(addr: std::net::SocketAddr, tls: bool, token: bool) -> Vec<&'static str> {
+/// TLS or without authentication (a token or client certificates).
+pub fn exposure_warnings(
+    addr: std::net::SocketAddr,
+    tls: bool,
+    authenticated: bool,
+) -> Vec<&'static str> {
     let mut warnings = Vec::new();
     if !addr.ip().is_loopback() {
         if !tls {
             warnings.push("listening beyond loopback without TLS: traffic can be read and changed");
         }
-        if !token {
+        if !authenticated {
             warnings.push(
-                "listening beyond loopback without a token: anyone who can connect can write",
+                "listening beyond loopback without authentication (a token or client \
+                 certificates): anyone who can connect can write",
             );
         }
     }
@@ -182,6 +203,7 @@ pub async fn serve(
         bookmarks,
         shutdown.clone(),
         Arc::clone(&config.metrics.service),
+        Permissions::new(config.policy.clone()),
     ))
     .max_decoding_message_size(config.max_message_bytes)
     .max_encoding_message_size(config.max_message_bytes);
@@ -205,10 +227,25 @@ pub async fn serve(
         .http2_keepalive_interval(Some(config.keepalive_interval))
         .http2_keepalive_timeout(Some(config.keepalive_timeout));
     if let Some(identity) = config.tls.clone() {
+        let mut tls = ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = config.client_ca.clone() {
+            // Optional, so that token holders and health probes connect
+            // without a certificate; a certificate sent must be the CA's.
+            tls = tls.client_ca_root(ca).client_auth_optional(true);
+        }
         builder = builder
-            .tls_config(ServerTlsConfig::new().identity(identity))
+            .tls_config(tls)
             .map_err(|err| ServeError(format!("TLS: {err}")))?;
+    } else if config.client_ca.is_some() {
+        return Err(ServeError::new(
+            "client certificates need TLS: give a server certificate too",
+        ));
     }
+    let authenticators = Authenticators {
+        token: config.token.clone(),
+        users: config.token_users.clone(),
+        client_certs: config.client_ca.is_some(),
+    };
     // A browser reaching a loopback listener must call it by a loopback name.
     let loopback = listener
         .local_addr()
@@ -226,11 +263,11 @@ pub async fn serve(
         // guard and the token check see it, and their answers (a refusal,
         // a panic's INTERNAL) go back to the browser as gRPC-Web too.
         .layer(GrpcWebLayer::new())
-        // Before the guard and the token check, so that the calls they
+        // Before the guard and authentication, so that the calls they
         // answer are counted too.
         .layer(CountCalls::new(Arc::clone(&config.metrics)))
         .layer(GuardCalls)
-        .layer(RequireToken::new(config.token.clone()))
+        .layer(Authenticate::new(authenticators))
         .add_service(health::service(shutdown.clone()).await)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -16,6 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::access::{Action, Caller, Permissions, Resource, caller};
 use super::bookmarks::BookmarkClock;
 use super::call_log::{CallLog, Counter};
 use super::continue_token;
@@ -46,19 +47,21 @@ pub(super) struct PodService {
     bookmarks: BookmarkClock,
     lists: Arc<ListCache>,
     metrics: Arc<ServiceMetrics>,
+    permissions: Permissions,
 }
 
 impl PodService {
     /// The service over `registry`, refusing log lines longer than
     /// `max_line_bytes`, sending bookmarks by `bookmarks`, ending its
     /// endless streams when `shutdown` is cancelled, counting into
-    /// `metrics`.
+    /// `metrics`, allowing what `permissions` allow.
     pub fn new(
         registry: Arc<Registry>,
         max_line_bytes: usize,
         bookmarks: BookmarkClock,
         shutdown: Shutdown,
         metrics: Arc<ServiceMetrics>,
+        permissions: Permissions,
     ) -> Self {
         PodService {
             registry,
@@ -67,6 +70,7 @@ impl PodService {
             shutdown,
             lists: Arc::default(),
             metrics,
+            permissions,
         }
     }
 }
@@ -79,7 +83,10 @@ impl pb::PodService for PodService {
     ) -> Result<Response<ListPodsResponse>, Status> {
         let mut log = CallLog::start("ListPods", &request);
         log.received_one();
-        let result = self.list(request.into_inner()).await;
+        let result = match caller(&request) {
+            Ok(caller) => self.list(&caller, request.into_inner()).await,
+            Err(status) => Err(status),
+        };
         log.finish(&result);
         result.map(Response::new)
     }
@@ -93,7 +100,11 @@ impl pb::PodService for PodService {
         let mut log = CallLog::start("WatchPods", &request);
         log.received_one();
         let deadline = deadline::of(&request);
-        match self.watch(request.into_inner(), deadline).await {
+        let watch = match caller(&request) {
+            Ok(caller) => self.watch(&caller, request.into_inner(), deadline).await,
+            Err(status) => Err(status),
+        };
+        match watch {
             Ok(stream) => Ok(Response::new(
                 log.stream(deadline::bounded(stream, deadline)),
             )),
@@ -106,7 +117,13 @@ impl pb::PodService for PodService {
         request: Request<Streaming<LogChunk>>,
     ) -> Result<Response<UploadLogsResponse>, Status> {
         let mut log = CallLog::start("UploadLogs", &request);
-        let result = self.upload(request.into_inner(), log.received()).await;
+        let result = match caller(&request) {
+            Ok(caller) => {
+                self.upload(&caller, request.into_inner(), log.received())
+                    .await
+            }
+            Err(status) => Err(status),
+        };
         log.finish(&result);
         result.map(Response::new)
     }
@@ -120,7 +137,11 @@ impl pb::PodService for PodService {
         let mut log = CallLog::start("GetLogs", &request);
         log.received_one();
         let deadline = deadline::of(&request);
-        match self.logs(request.into_inner()).await {
+        let logs = match caller(&request) {
+            Ok(caller) => self.logs(&caller, request.into_inner()).await,
+            Err(status) => Err(status),
+        };
+        match logs {
             Ok(stream) => Ok(Response::new(
                 log.stream(deadline::bounded(stream, deadline)),
             )),
@@ -136,7 +157,12 @@ impl pb::PodService for PodService {
     ) -> Result<Response<Self::SyncPodsStream>, Status> {
         let mut log = CallLog::start("SyncPods", &request);
         let deadline = deadline::of(&request);
+        let caller = caller(&request).map_err(|status| log.fail(status))?;
         let stream = sync_session::session(
+            sync_session::Access {
+                caller,
+                permissions: self.permissions.clone(),
+            },
             Arc::clone(&self.registry),
             self.bookmarks.clone(),
             self.shutdown.clone(),
@@ -156,8 +182,15 @@ impl PodService {
     /// it is encoded once per pair and shared (see
     /// [`ListPodsResponse::encoded`]). A page, or one pod by name, is read
     /// and encoded per call.
-    async fn list(&self, request: ListPodsRequest) -> Result<ListPodsResponse, Status> {
-        let (namespace, from, limit) = match validate::list(&request)? {
+    async fn list(
+        &self,
+        caller: &Caller,
+        request: ListPodsRequest,
+    ) -> Result<ListPodsResponse, Status> {
+        let query = validate::list(&request)?;
+        self.permissions
+            .check(&caller.0, Action::Read, Resource::Pods, query.namespace())?;
+        let (namespace, from, limit) = match query {
             ListQuery::Page {
                 namespace,
                 from,
@@ -203,10 +236,17 @@ impl PodService {
 
     async fn watch(
         &self,
+        caller: &Caller,
         request: ListPodsRequest,
         deadline: Option<Instant>,
     ) -> Result<impl Stream<Item = Result<WatchedPod, Status>> + Send + 'static, Status> {
         let selector = validate::selector(&request)?;
+        self.permissions.check(
+            &caller.0,
+            Action::Read,
+            Resource::Pods,
+            selector.namespace_limit(),
+        )?;
         // A snapshot reflects every acknowledged write; a resume from a
         // version this server has not seen yet waits for it.
         let mut watcher = self
@@ -279,15 +319,37 @@ impl PodService {
 
     async fn upload(
         &self,
+        caller: &Caller,
         mut chunks: Streaming<LogChunk>,
         received: Counter,
     ) -> Result<UploadLogsResponse, Status> {
         let mut summary = UploadLogsResponse::default();
         let mut stored = async {
             let mut fresh = None;
+            // The first chunk names the pod, and is the one checked.
+            let mut pod: Option<PodKey> = None;
             while let Some(chunk) = chunks.message().await? {
                 received.add();
                 let (key, bytes) = self.check_chunk(&chunk)?;
+                match &pod {
+                    None => {
+                        self.permissions.check(
+                            &caller.0,
+                            Action::Write,
+                            Resource::PodLogs,
+                            Some(&key.namespace),
+                        )?;
+                        pod = Some(key.clone());
+                    }
+                    Some(first) if *first != key => {
+                        return Err(Status::invalid_argument(format!(
+                            "namespace/pod: must name the pod of the first chunk ({}/{}): \
+                             an upload is of one pod's log",
+                            first.namespace, first.name
+                        )));
+                    }
+                    Some(_) => {}
+                }
                 let fresh = match &fresh {
                     Some(fresh) => fresh,
                     // The pod may have been created through another
@@ -347,9 +409,16 @@ impl PodService {
 
     async fn logs(
         &self,
+        caller: &Caller,
         request: GetLogsRequest,
     ) -> Result<impl Stream<Item = Result<LogChunk, Status>> + Send + 'static, Status> {
         let (key, start) = validate::get_logs(&request)?;
+        self.permissions.check(
+            &caller.0,
+            Action::Read,
+            Resource::PodLogs,
+            Some(&key.namespace),
+        )?;
         // The pod may have been created through another server just now.
         let mut lines = self
             .registry

@@ -15,6 +15,7 @@ use futures::stream::FuturesOrdered;
 use futures::{FutureExt, Stream, StreamExt};
 use tonic::{Code, Status, Streaming};
 
+use super::access::{Action, Caller, Permissions, Resource};
 use super::bookmarks::{self, BookmarkClock, Idle};
 use super::call_log::Counter;
 use super::signals::Shutdown;
@@ -26,9 +27,18 @@ use crate::domain::{Invalid, PodSelector};
 use crate::metrics::{OpKind, ServiceMetrics};
 use crate::store::{Registry, WatchEnd, Watcher, WriteOrder};
 
+/// Who runs a session, and what they may do: each op is checked, and a
+/// refused op gets its own ack (`PERMISSION_DENIED`) while the session goes
+/// on.
+pub(super) struct Access {
+    pub caller: Caller,
+    pub permissions: Permissions,
+}
+
 /// Runs a session over `requests`; the stream ends after the last ack once
 /// the client half-closes, or with the status that ended it.
 pub(super) fn session(
+    access: Access,
     registry: Arc<Registry>,
     clock: BookmarkClock,
     shutdown: Shutdown,
@@ -37,6 +47,7 @@ pub(super) fn session(
     metrics: Arc<ServiceMetrics>,
 ) -> impl Stream<Item = Result<SyncEvent, Status>> + Send + 'static {
     let mut ops = Ops {
+        access,
         registry,
         order: WriteOrder::default(),
         metrics,
@@ -184,6 +195,7 @@ pub(super) fn session(
 /// What a session's ops need: the registry, and the order the contract
 /// keeps between them (writes of other sessions may run alongside).
 struct Ops {
+    access: Access,
     registry: Arc<Registry>,
     order: WriteOrder,
     metrics: Arc<ServiceMetrics>,
@@ -200,16 +212,21 @@ impl Ops {
             None => OpKind::None,
         };
         let submitted = match request.op {
-            Some(sync_request::Op::Apply(pod)) => {
-                validate::apply(pod).map(|a| self.registry.apply_in(&mut self.order, a))
+            Some(sync_request::Op::Apply(pod)) => validate::apply(pod)
+                .map_err(Status::from)
+                .and_then(|apply| {
+                    self.may_write(&apply.key.namespace)?;
+                    Ok(self.registry.apply_in(&mut self.order, apply))
+                }),
+            Some(sync_request::Op::Delete(pod)) => validate::delete(&pod)
+                .map_err(Status::from)
+                .and_then(|key| {
+                    self.may_write(&key.namespace)?;
+                    Ok(self.registry.delete_in(&mut self.order, key))
+                }),
+            Some(sync_request::Op::Subscribe(_)) | None => {
+                Err(Invalid::new("op", "must be one of apply, delete or subscribe").into())
             }
-            Some(sync_request::Op::Delete(pod)) => {
-                validate::delete(&pod).map(|key| self.registry.delete_in(&mut self.order, key))
-            }
-            Some(sync_request::Op::Subscribe(_)) | None => Err(Invalid::new(
-                "op",
-                "must be one of apply, delete or subscribe",
-            )),
         };
         let id = request.id;
         let metrics = Arc::clone(&self.metrics);
@@ -219,7 +236,7 @@ impl Ops {
                     .await
                     .map(|pod| Some(Pod::clone(&pod)))
                     .map_err(Status::from),
-                Err(invalid) => Err(invalid.into()),
+                Err(refused) => Err(refused),
             };
             metrics.op(
                 kind,
@@ -228,6 +245,14 @@ impl Ops {
             ack(id, result)
         }
         .boxed()
+    }
+
+    fn may_write(&self, namespace: &str) -> Result<(), Status> {
+        let Access {
+            caller,
+            permissions,
+        } = &self.access;
+        permissions.check(&caller.0, Action::Write, Resource::Pods, Some(namespace))
     }
 
     /// Registers the session's watcher; returns the subscribe's ack.
@@ -254,6 +279,16 @@ impl Ops {
         let watcher = async {
             let namespace =
                 validate::namespace_filter("subscribe.namespace", &subscribe.namespace)?;
+            let Access {
+                caller,
+                permissions,
+            } = &self.access;
+            permissions.check(
+                &caller.0,
+                Action::Read,
+                Resource::Pods,
+                namespace.as_deref(),
+            )?;
             let fresh = self.registry.fresh(subscribe.resource_version).await?;
             Ok::<_, Status>(fresh.watch(
                 PodSelector::namespace(namespace),

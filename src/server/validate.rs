@@ -41,6 +41,16 @@ pub enum ListQuery {
     },
 }
 
+impl ListQuery {
+    /// The one namespace the list is of; `None` for every namespace.
+    pub fn namespace(&self) -> Option<&str> {
+        match self {
+            ListQuery::Whole(selector) => selector.namespace_limit(),
+            ListQuery::Page { namespace, .. } => namespace.as_deref(),
+        }
+    }
+}
+
 /// The pods a `ListPods` or `WatchPods` selects: those of `namespace` (""
 /// = every namespace) or, with `name`, the one pod of that name in it.
 pub fn selector(request: &pb::ListPodsRequest) -> Result<PodSelector, Invalid> {

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test crate uses a different part of this
 
 pub mod browser;
+pub mod certs;
 pub mod cluster;
 pub mod etcd;
 pub mod grpc_web;
@@ -272,6 +273,26 @@ pub async fn within<F: std::future::Future>(what: &str, future: F) -> F::Output 
     tokio::time::timeout(PATIENCE, future)
         .await
         .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// The PodService's methods, as the compiled descriptor lists them.
+pub fn pod_service_methods() -> Vec<String> {
+    use prost::Message;
+    let descriptors =
+        prost_types::FileDescriptorSet::decode(pod_service::contract::FILE_DESCRIPTOR_SET).unwrap();
+    descriptors
+        .file
+        .iter()
+        .flat_map(|file| {
+            file.service
+                .iter()
+                .filter(move |service| {
+                    format!("{}.{}", file.package(), service.name())
+                        == pod_service::contract::POD_SERVICE
+                })
+                .flat_map(|service| service.method.iter().map(|m| m.name().to_owned()))
+        })
+        .collect()
 }
 
 pub fn list_request(namespace: &str, resource_version: u64) -> ListPodsRequest {

@@ -9,15 +9,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use pod_service::contract::{self, DEFAULT_SERVER_ADDR, Token};
+use pod_service::contract::{self, DEFAULT_SERVER_ADDR};
 use pod_service::domain::{ApplyPod, PodSelector};
 use pod_service::server::{self, ServerConfig, Shutdown, certs};
 use pod_service::store::{Registry, Storage, StoreConfig};
 use pod_service::{cli, sample};
 use tonic::transport::Identity;
 
+use access::AccessArgs;
 use storage::StorageArgs;
 
+mod access;
 mod storage;
 
 /// Serve the PodService (ListPods, WatchPods, UploadLogs, GetLogs, SyncPods).
@@ -76,10 +78,8 @@ struct Args {
     /// The private key of --tls-cert (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Require the token in this file on every PodService call (or set
-    /// POD_SERVICE_TOKEN to the token). Health checks stay open.
-    #[arg(long, value_name = "FILE")]
-    token_file: Option<PathBuf>,
+    #[command(flatten)]
+    access: AccessArgs,
     /// Seconds that calls in flight may take to finish once shutdown begins.
     #[arg(long, value_name = "SECONDS", default_value_t = ServerConfig::DEFAULT_GRACE.as_secs_f64())]
     grace: f64,
@@ -210,7 +210,7 @@ fn server_config(args: &Args) -> anyhow::Result<ServerConfig> {
     let seconds = |value: f64, flag: &str| {
         Duration::try_from_secs_f64(value).with_context(|| format!("invalid {flag}"))
     };
-    Ok(ServerConfig {
+    let mut config = ServerConfig {
         max_line_bytes: args.max_line_bytes,
         grace: seconds(args.grace, "--grace")?,
         max_streams_per_connection: args.max_streams_per_connection.max(1),
@@ -221,10 +221,11 @@ fn server_config(args: &Args) -> anyhow::Result<ServerConfig> {
             interval => interval,
         },
         tls,
-        token: Token::configured(args.token_file.as_deref()).map_err(anyhow::Error::msg)?,
         dashboard: !args.no_dashboard,
         ..ServerConfig::default()
-    })
+    };
+    args.access.configure(&mut config)?;
+    Ok(config)
 }
 
 /// Listens and serves until Ctrl-C or SIGTERM.
@@ -234,8 +235,8 @@ async fn serve(args: &Args, store: Arc<Registry>, config: ServerConfig) -> anyho
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let addr = listener.local_addr()?;
-    let (tls, token) = (config.tls.is_some(), config.token.is_some());
-    for warning in server::exposure_warnings(addr, tls, token) {
+    let (tls, authenticated) = (config.tls.is_some(), AccessArgs::authenticates(&config));
+    for warning in server::exposure_warnings(addr, tls, authenticated) {
         tracing::warn!(%addr, "{warning}");
     }
     if let Some(metrics_addr) = args.metrics_addr {
@@ -261,7 +262,8 @@ async fn serve(args: &Args, store: Arc<Registry>, config: ServerConfig) -> anyho
     tracing::info!(
         %addr,
         tls,
-        token,
+        authenticated,
+        policies = config.policy.as_ref().map_or(0, |policy| policy.len()),
         pods = store.fresh(0).await?.list(&PodSelector::All).pods.len(),
         "pod-server listening"
     );

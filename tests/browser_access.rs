@@ -14,7 +14,9 @@ mod common;
 use common::browser::Browser;
 use common::{Backend, TestServer, pod};
 use pod_service::client::{Client, ClientConfig, connect};
-use pod_service::contract::{ListPodsRequest, SyncAck, SyncRequest, Token, sync_event, sync_request};
+use pod_service::contract::{
+    ListPodsRequest, SyncAck, SyncRequest, Token, sync_event, sync_request,
+};
 use pod_service::sample;
 use pod_service::server::ServerConfig;
 use pod_service::server::access::{Policy, TokenUsers};
@@ -143,9 +145,7 @@ async fn a_viewer_reads_and_its_refused_write_greys_the_writes_out() {
     browser.set_value("#apply-namespace", NAMESPACE).await;
     browser.set_value("#apply-name", NAME).await;
     browser.click("#apply-submit").await;
-    browser
-        .wait_for("the refusal", &outcome_is("error"))
-        .await;
+    browser.wait_for("the refusal", &outcome_is("error")).await;
     browser
         .wait_for("the writes greyed out", &writes_disabled(true))
         .await;
@@ -166,7 +166,10 @@ async fn a_viewer_reads_and_its_refused_write_greys_the_writes_out() {
 
     // Nothing reached the store.
     let mut admin = client_with(&server, "admin-token").await;
-    assert!(!pod_exists(&mut admin).await, "the viewer's apply was refused");
+    assert!(
+        !pod_exists(&mut admin).await,
+        "the viewer's apply was refused"
+    );
     assert_eq!(server.store.version(), sample::SAMPLE_PODS.len() as u64);
 
     // Another token: the writes come back, and the admin's apply goes through.

@@ -7,7 +7,8 @@
 //! and its codec against the contract `tests/grpc_web.rs`'s.)
 //!
 //! Unit tests (`src/server/dashboard/page/test/`): the protobuf codec, the
-//! gRPC-Web frame reader and calls, the backoff, and the view in the URL.
+//! gRPC-Web frame reader and calls, the backoff, the view in the URL, and
+//! the writes greyed out once the server refused them as PERMISSION_DENIED.
 //! They run under node's own test runner (`node --test`, `node:test` and
 //! `node:assert`; no npm, no build step), and this file runs them so that
 //! `cargo test` does. Node is found or installed like the other tools (see

@@ -89,6 +89,7 @@ const ASSETS: &[Asset] = &[
     module!("retry.js"),
     module!("token.js"),
     module!("view-url.js"),
+    module!("write-access.js"),
     module!("write-form.js"),
     module!("grpc-web.js"),
     module!("protobuf.js"),

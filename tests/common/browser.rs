@@ -174,6 +174,7 @@ const DIAGNOSIS: &str = "return {
     states: window.podDashboard?.states,
     rows: document.querySelectorAll('#pods tr[data-key]').length,
     write: document.querySelector('#write-result')?.textContent,
+    readOnly: document.querySelector('#write-access')?.hidden === false,
     log: document.querySelector('#log-status')?.textContent,
 }";
 

@@ -10,6 +10,7 @@
  * - pod-table.js and pod-summary.js: the table, and the counts and picker above it;
  * - log-viewer.js: one pod's log;
  * - write-form.js: applies and deletes;
+ * - write-access.js: the writes greyed out once the server refused them to this token;
  * - view-url.js: the view in the URL (at load, and on back and forward);
  * - hooks.js: `window.podDashboard`, for tests and benchmarks.
  */
@@ -23,6 +24,7 @@ import { ConnectionIndicator, PodWatch } from "./pod-watch.js";
 import { keyOf } from "./pods.js";
 import { TokenPrompt } from "./token.js";
 import { readView, writeView } from "./view-url.js";
+import { WriteAccess } from "./write-access.js";
 import { WriteForm } from "./write-form.js";
 
 const $ = (id) => document.getElementById(id);
@@ -30,7 +32,11 @@ const $ = (id) => document.getElementById(id);
 const hooks = new DashboardHooks({ measure: new URLSearchParams(location.search).get("measure") === "1" });
 window.podDashboard = hooks;
 
-const token = new TokenPrompt({ form: $("token-form"), message: $("token-message"), input: $("token-input") }, sessionStorage);
+const token = new TokenPrompt(
+  { form: $("token-form"), message: $("token-message"), input: $("token-input") },
+  sessionStorage,
+  { onToken: () => writeAccess.tokenChanged() },
+);
 const waitForToken = (signal) => token.refused(signal);
 const api = new PodApi(() => token.token);
 
@@ -61,6 +67,14 @@ const logViewer = new LogViewer(
   { onChange: () => onViewChange(), waitForToken },
 );
 
+const writeAccess = new WriteAccess(
+  { form: $("apply-form"), rows: $("pods"), notice: $("write-access"), reason: $("write-access-reason"), change: $("write-access-token") },
+  {
+    currentToken: () => token.token,
+    onChangeToken: () => token.offer("a token that may write"),
+  },
+);
+
 const writeForm = new WriteForm(
   {
     form: $("apply-form"), namespace: $("apply-namespace"), name: $("apply-name"), status: $("apply-status"),
@@ -71,6 +85,8 @@ const writeForm = new WriteForm(
     podAt: (key) => table.pod(key),
     openLog: (namespace, name) => logViewer.open(namespace, name),
     onUnauthenticated: () => token.refused(),
+    onWritesRefused: (message, sentWith) => writeAccess.refused(message, sentWith),
+    mayWrite: () => writeAccess.allowed,
   },
 );
 

@@ -34,6 +34,7 @@
 //! never reused. `pod-server` only allows `--nats-url` with it.
 
 mod config;
+mod connect;
 mod lanes;
 mod reader;
 mod records;
@@ -45,7 +46,8 @@ use std::sync::Arc;
 
 use async_nats::jetstream::{self, stream};
 
-pub use config::NatsConfig;
+pub use config::{NatsAuth, NatsConfig};
+pub use connect::NATS_TLS_FLAGS;
 use shared::Logs;
 
 use futures::future::BoxFuture;
@@ -103,12 +105,12 @@ impl JetStreamLogs {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let urls = config.urls.join(",");
-        let client = async_nats::ConnectOptions::new()
-            .name("pod-server")
-            .connection_timeout(std::time::Duration::from_secs(3))
+        let client = connect::options(&config)
+            .await
+            .map_err(NatsError)?
             .connect(addrs)
             .await
-            .map_err(|err| NatsError(format!("cannot connect to NATS at {urls}: {err}")))?;
+            .map_err(|err| NatsError(connect::refused(&config, &err)))?;
         let jetstream = jetstream::ContextBuilder::new()
             .timeout(config.ack_timeout)
             .build(client.clone());

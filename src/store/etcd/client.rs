@@ -347,6 +347,12 @@ impl Etcd {
                 (Some(err), Some(tls)) => {
                     format!(": the TLS handshake failed: {}", tls.explain(&err, "etcd"))
                 }
+                // A plaintext etcd closes the connection on a ClientHello.
+                _ if self.tls.is_some() && status.message().contains("tls handshake eof") => {
+                    ": the TLS handshake failed: etcd closed the connection during it; if it \
+                     serves plaintext, use http:// endpoints"
+                        .to_owned()
+                }
                 _ => format!(": {}", status.message()),
             },
         };

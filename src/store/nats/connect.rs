@@ -4,7 +4,7 @@
 use async_nats::{ConnectError, ConnectErrorKind, ConnectOptions};
 
 use super::config::{NatsAuth, NatsConfig};
-use crate::store::tls;
+use crate::store::tls::{self, BackendTls, TlsFiles};
 
 /// `pod-server`'s flags of the NATS TLS files, for the messages.
 pub const NATS_TLS_FLAGS: [&str; 3] = ["--nats-ca", "--nats-cert", "--nats-key"];
@@ -56,19 +56,34 @@ pub(super) fn refused(config: &NatsConfig, err: &ConnectError) -> String {
                  --nats-password-file or POD_SERVER_NATS_PASSWORD)"
             ),
         },
-        _ => {
-            let handshake = std::error::Error::source(err).and_then(tls::handshake_error);
-            match (handshake, &config.tls) {
-                (Some(tls_err), Some(tls)) => {
-                    format!("the TLS handshake failed: {}", tls.explain(&tls_err, "NATS"))
+        _ => match std::error::Error::source(err).and_then(tls::handshake_error) {
+            Some(tls_err) => {
+                // Without TLS files: explained as for the system's CAs.
+                let default;
+                let tls = match &config.tls {
+                    Some(tls) => Some(tls),
+                    None => {
+                        default = BackendTls::load(TlsFiles {
+                            ca: None,
+                            cert: None,
+                            key: None,
+                            flags: NATS_TLS_FLAGS,
+                        });
+                        default.as_ref().ok()
+                    }
+                };
+                match tls {
+                    Some(tls) => {
+                        format!(
+                            "the TLS handshake failed: {}",
+                            tls.explain(&tls_err, "NATS")
+                        )
+                    }
+                    None => format!("the TLS handshake failed: {tls_err}"),
                 }
-                (Some(tls_err), None) => format!(
-                    "the TLS handshake failed: {tls_err} (give the servers' CA with --nats-ca, \
-                     and a client certificate with --nats-cert and --nats-key if they ask)"
-                ),
-                (None, _) => err.to_string(),
             }
-        }
+            None => err.to_string(),
+        },
     };
     format!("cannot connect to NATS at {urls}: {why}")
 }

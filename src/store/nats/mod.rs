@@ -51,6 +51,7 @@ pub use connect::NATS_TLS_FLAGS;
 use shared::Logs;
 
 use futures::future::BoxFuture;
+use tracing::instrument::WithSubscriber;
 
 use super::backend::{LogBackend, Pending};
 use super::error::StoreError;
@@ -105,10 +106,15 @@ impl JetStreamLogs {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let urls = config.urls.join(",");
+        // Silent while connecting: async-nats logs a refusal (an
+        // authorization violation) as an error of its own, and the operator
+        // is to get one line, ours. Its connection's later events (lost,
+        // reconnected) are logged as usual, from the task it spawns.
         let client = connect::options(&config)
             .await
             .map_err(NatsError)?
             .connect(addrs)
+            .with_subscriber(tracing::subscriber::NoSubscriber::default())
             .await
             .map_err(|err| NatsError(connect::refused(&config, &err)))?;
         let jetstream = jetstream::ContextBuilder::new()

@@ -39,26 +39,33 @@ struct Pem {
 }
 
 /// TLS towards one backend: whom to trust, and what to show. Its `Debug`
-/// names the files and never prints the key.
+/// names the files and never prints the key. Cheap to clone (shared).
 #[derive(Clone)]
-pub struct BackendTls {
+pub struct BackendTls(Arc<Settings>);
+
+/// What a [`BackendTls`] holds.
+struct Settings {
     /// The CAs that sign the servers' certificates; `None`: the system's.
     ca: Option<Pem>,
     /// The client certificate (chain) and its key, for servers that
     /// authenticate clients by certificate.
     identity: Option<(Pem, Pem)>,
     /// The rustls settings made from them (ring, like tonic's tls-ring).
-    config: Arc<rustls::ClientConfig>,
+    config: rustls::ClientConfig,
     /// The flags of the CA, the certificate and the key, for messages.
     flags: [String; 3],
 }
 
 impl fmt::Debug for BackendTls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let settings = &self.0;
         f.debug_struct("BackendTls")
-            .field("ca", &self.ca.as_ref().map(|pem| &pem.path))
-            .field("cert", &self.identity.as_ref().map(|(cert, _)| &cert.path))
-            .field("key", &self.identity.as_ref().map(|(_, key)| &key.path))
+            .field("ca", &settings.ca.as_ref().map(|pem| &pem.path))
+            .field(
+                "cert",
+                &settings.identity.as_ref().map(|(cert, _)| &cert.path),
+            )
+            .field("key", &settings.identity.as_ref().map(|(_, key)| &key.path))
             .finish()
     }
 }
@@ -126,38 +133,38 @@ impl BackendTls {
                 (Some((cert, key)), config)
             }
         };
-        Ok(BackendTls {
+        Ok(BackendTls(Arc::new(Settings {
             ca,
             identity,
-            config: Arc::new(config),
+            config,
             flags: files.flags.map(str::to_owned),
-        })
+        })))
     }
 
     /// Whether a client certificate is given.
     pub fn has_client_cert(&self) -> bool {
-        self.identity.is_some()
+        self.0.identity.is_some()
     }
 
     /// Whether a CA file is given (else the system's CAs are trusted).
     pub fn has_ca(&self) -> bool {
-        self.ca.is_some()
+        self.0.ca.is_some()
     }
 
     /// The rustls settings: these CAs, this client certificate.
     pub(crate) fn rustls_config(&self) -> rustls::ClientConfig {
-        (*self.config).clone()
+        self.0.config.clone()
     }
 
     /// The same settings as tonic's, for a channel.
     pub(crate) fn tonic_config(&self) -> tonic::transport::ClientTlsConfig {
         use tonic::transport::{Certificate, ClientTlsConfig, Identity};
         let mut config = ClientTlsConfig::new();
-        config = match &self.ca {
+        config = match &self.0.ca {
             Some(ca) => config.ca_certificate(Certificate::from_pem(&ca.bytes)),
             None => config.with_native_roots(),
         };
-        if let Some((cert, key)) = &self.identity {
+        if let Some((cert, key)) = &self.0.identity {
             config = config.identity(Identity::from_pem(&cert.bytes, &key.bytes));
         }
         config
@@ -169,8 +176,8 @@ impl BackendTls {
     /// `err` means, and what to do about it, in a few words.
     pub(crate) fn explain(&self, err: &rustls::Error, server: &str) -> String {
         use rustls::{AlertDescription as Alert, CertificateError as Cert};
-        let [ca_flag, cert_flag, key_flag] = &self.flags;
-        let trusted = match &self.ca {
+        let [ca_flag, cert_flag, key_flag] = &self.0.flags;
+        let trusted = match &self.0.ca {
             Some(ca) => format!("the CA in {ca_flag} {}", ca.path.display()),
             None => format!("any of the system's CAs (give its CA with {ca_flag})"),
         };
@@ -180,7 +187,7 @@ impl BackendTls {
             // sent none.
             rustls::Error::AlertReceived(
                 Alert::CertificateRequired | Alert::BadCertificate | Alert::HandshakeFailure,
-            ) if self.identity.is_none() => {
+            ) if self.0.identity.is_none() => {
                 format!("{server} requires a client certificate ({cert_flag}, {key_flag})")
             }
             rustls::Error::AlertReceived(
@@ -194,6 +201,7 @@ impl BackendTls {
                 | Alert::HandshakeFailure),
             ) => {
                 let cert = self
+                    .0
                     .identity
                     .as_ref()
                     .map_or_else(String::new, |(cert, _)| cert.path.display().to_string());

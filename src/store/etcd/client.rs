@@ -365,7 +365,7 @@ impl Etcd {
 /// handshake once can fail the next call only as "operation was canceled".
 fn keep(last: &mut Option<Status>, status: Status) {
     let informative = |status: &Status| handshake_error(status).is_some();
-    if !(last.as_ref().is_some_and(informative) && !informative(&status)) {
+    if !last.as_ref().is_some_and(informative) || informative(&status) {
         *last = Some(status);
     }
 }

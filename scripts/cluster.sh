@@ -3,7 +3,8 @@
 # JetStream nodes (the logs) and 3 pod-server replicas that share them, all
 # on loopback.
 #
-# usage: scripts/cluster.sh up [--etcd-only]   start (or restart a stopped one)
+# usage: scripts/cluster.sh up [--etcd-only] [--tls]
+#                                              start (or restart a stopped one)
 #        scripts/cluster.sh status             what runs, who leads (exit 1 if
 #                                              anything is down)
 #        scripts/cluster.sh down               stop everything, remove its state
@@ -16,10 +17,20 @@
 # cluster of the same ports, `up` starts it again with its data.
 # --etcd-only starts the etcd members alone.
 #
+# --tls: everything over TLS with certificates of a CA of the cluster's own
+# (made once by `pod-server --make-certs $CLUSTER_DIR/certs`): etcd serves
+# https:// and requires client certificates (--client-cert-auth), NATS
+# serves TLS and verifies them (a tls block, verify: true), the replicas
+# show client.pem to both (--etcd-certfile, --nats-cert, ...) and serve
+# gRPC over TLS with server.pem; clients use https:// and --ca ca.pem.
+# etcd's health is then read from a plain-HTTP metrics listener of its own
+# (--listen-metrics-urls, CLUSTER_ETCD_METRICS_PORTS).
+#
 # Ports, each overridable (space-separated, three each):
 #   CLUSTER_ETCD_PORTS  etcd client ports   (12379 22379 32379; not 2379, where
 #                       Debian's own etcd service may listen)
 #   CLUSTER_PEER_PORTS  etcd peer ports     (12380 22380 32380)
+#   CLUSTER_ETCD_METRICS_PORTS etcd /health with --tls (12381 22381 32381)
 #   CLUSTER_POD_PORTS   pod-server replicas (50051 50052 50053)
 #   CLUSTER_NATS_PORTS  NATS client ports   (14222 24222 34222; not 4222)
 #   CLUSTER_ROUTE_PORTS NATS cluster ports  (16222 26222 36222)
@@ -33,6 +44,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${CLUSTER_DIR:-$root/target/cluster}
 read -ra etcd_ports <<<"${CLUSTER_ETCD_PORTS:-12379 22379 32379}"
 read -ra peer_ports <<<"${CLUSTER_PEER_PORTS:-12380 22380 32380}"
+read -ra etcd_metrics_ports <<<"${CLUSTER_ETCD_METRICS_PORTS:-12381 22381 32381}"
 read -ra pod_ports <<<"${CLUSTER_POD_PORTS:-50051 50052 50053}"
 read -ra nats_ports <<<"${CLUSTER_NATS_PORTS:-14222 24222 34222}"
 read -ra route_ports <<<"${CLUSTER_ROUTE_PORTS:-16222 26222 36222}"
@@ -41,38 +53,52 @@ read -ra server_args <<<"${CLUSTER_SERVER_ARGS:-}"
 prefix=${CLUSTER_ETCD_PREFIX:-/pod-service/}
 timeout_s=${CLUSTER_TIMEOUT:-30}
 marker=.pod-service-cluster
+# Whether the cluster runs over TLS (up --tls; a stopped cluster's marker
+# says so for status and down).
+tls=false
+certs=$dir/certs
 
 die() {
   echo "cluster.sh: $*" >&2
   exit 1
 }
 
-((${#etcd_ports[@]} == 3 && ${#peer_ports[@]} == 3 && ${#pod_ports[@]} == 3 &&
+((${#etcd_ports[@]} == 3 && ${#peer_ports[@]} == 3 && ${#etcd_metrics_ports[@]} == 3 && ${#pod_ports[@]} == 3 &&
   ${#nats_ports[@]} == 3 && ${#route_ports[@]} == 3 && ${#monitor_ports[@]} == 3)) ||
-  die "CLUSTER_ETCD_PORTS, CLUSTER_PEER_PORTS, CLUSTER_POD_PORTS, CLUSTER_NATS_PORTS, CLUSTER_ROUTE_PORTS and CLUSTER_MONITOR_PORTS take three ports each"
+  die "CLUSTER_ETCD_PORTS, CLUSTER_PEER_PORTS, CLUSTER_ETCD_METRICS_PORTS, CLUSTER_POD_PORTS, CLUSTER_NATS_PORTS, CLUSTER_ROUTE_PORTS and CLUSTER_MONITOR_PORTS take three ports each"
+
+# The URL schemes of etcd, NATS and the replicas.
+scheme() { # PLAIN SECURE
+  if $tls; then echo "$2"; else echo "$1"; fi
+}
 
 etcd_endpoints() {
   local urls=() port
-  for port in "${etcd_ports[@]}"; do urls+=("http://127.0.0.1:$port"); done
+  for port in "${etcd_ports[@]}"; do urls+=("$(scheme http https)://127.0.0.1:$port"); done
   (IFS=,; echo "${urls[*]}")
 }
 
 nats_urls() {
   local urls=() port
-  for port in "${nats_ports[@]}"; do urls+=("nats://127.0.0.1:$port"); done
+  for port in "${nats_ports[@]}"; do urls+=("$(scheme nats tls)://127.0.0.1:$port"); done
   (IFS=,; echo "${urls[*]}")
 }
 
 replica_urls() {
   local urls=() port
-  for port in "${pod_ports[@]}"; do urls+=("http://127.0.0.1:$port"); done
+  for port in "${pod_ports[@]}"; do urls+=("$(scheme http https)://127.0.0.1:$port"); done
   (IFS=,; echo "${urls[*]}")
 }
 
 # The configuration a stopped cluster's state must match to be restarted.
 config() {
-  echo "etcd ${etcd_ports[*]} peers ${peer_ports[*]} nats ${nats_ports[*]} routes ${route_ports[*]}"
+  echo "etcd ${etcd_ports[*]} peers ${peer_ports[*]} nats ${nats_ports[*]} routes ${route_ports[*]}$(scheme "" " tls")"
 }
+
+# A stopped or running cluster over TLS says so in its marker.
+if [[ -f $dir/$marker && $(<"$dir/$marker") == *" tls" ]]; then
+  tls=true
+fi
 
 # Whether process $1 runs (a zombie, dead but not yet reaped, does not).
 alive() {
@@ -105,6 +131,12 @@ http() {
 
 healthy() { # PORT
   [[ $(http "$1" GET /health) == *'"health":"true"'* ]]
+}
+
+# etcd member N's health: on its client port, or with --tls on its
+# plain-HTTP metrics port (its client port then wants a client certificate).
+etcd_healthy() { # N
+  healthy "$(if $tls; then echo "${etcd_metrics_ports[$1 - 1]}"; else echo "${etcd_ports[$1 - 1]}"; fi)"
 }
 
 nats_healthy() { # MONITOR_PORT
@@ -209,30 +241,43 @@ start_etcd() {
     running "$dir/etcd$i.pid" && continue
     state=new
     [[ -d $dir/etcd$i/member ]] && state=existing
-    local peer=http://127.0.0.1:${peer_ports[$i - 1]} client=http://127.0.0.1:${etcd_ports[$i - 1]}
+    local peer=http://127.0.0.1:${peer_ports[$i - 1]}
+    local client=$(scheme http https)://127.0.0.1:${etcd_ports[$i - 1]} secure=()
+    if $tls; then
+      secure=(--client-cert-auth --trusted-ca-file "$certs/ca.pem"
+        --cert-file "$certs/server.pem" --key-file "$certs/server-key.pem"
+        --listen-metrics-urls "http://127.0.0.1:${etcd_metrics_ports[$i - 1]}")
+    fi
     nohup etcd --name "m$i" --data-dir "$dir/etcd$i" \
       --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
       --listen-client-urls "$client" --advertise-client-urls "$client" \
       --initial-cluster "$initial" --initial-cluster-state "$state" \
       --initial-cluster-token pod-service-local \
       --heartbeat-interval 50 --election-timeout 500 \
-      --experimental-watch-progress-notify-interval 1s \
+      --experimental-watch-progress-notify-interval 1s "${secure[@]}" \
       >>"$dir/etcd$i.log" 2>&1 </dev/null &
     echo $! >"$dir/etcd$i.pid"
   done
   # All three start before any is waited for: one alone has no quorum.
   for i in 1 2 3; do
     wait_for "etcd member m$i (port ${etcd_ports[$i - 1]})" "$dir/etcd$i.pid" "$dir/etcd$i.log" \
-      healthy "${etcd_ports[$i - 1]}" || return 1
+      etcd_healthy "$i" || return 1
   done
 }
 
 start_nats() {
   local routes=() i
   for i in 1 2 3; do routes+=("nats://127.0.0.1:${route_ports[$i - 1]}"); done
+  local secure=()
+  if $tls; then
+    # TLS only from a configuration file; the flags add the rest to it.
+    printf 'tls {\n  cert_file: "%s"\n  key_file: "%s"\n  ca_file: "%s"\n  verify: true\n}\n' \
+      "$certs/server.pem" "$certs/server-key.pem" "$certs/ca.pem" >"$dir/nats-tls.conf"
+    secure=(-c "$dir/nats-tls.conf")
+  fi
   for i in 1 2 3; do
     running "$dir/nats$i.pid" && continue
-    nohup nats-server -js -sd "$dir/nats$i" -a 127.0.0.1 -p "${nats_ports[$i - 1]}" \
+    nohup nats-server "${secure[@]}" -js -sd "$dir/nats$i" -a 127.0.0.1 -p "${nats_ports[$i - 1]}" \
       -m "${monitor_ports[$i - 1]}" -n "n$i" --cluster_name pod-service-logs \
       --cluster "nats://127.0.0.1:${route_ports[$i - 1]}" --routes "$(IFS=,; echo "${routes[*]}")" \
       >>"$dir/nats$i.log" 2>&1 </dev/null &
@@ -245,7 +290,13 @@ start_nats() {
 }
 
 start_replicas() {
-  local binary=$1 i
+  local binary=$1 i secure=()
+  if $tls; then
+    secure=(--etcd-cafile "$certs/ca.pem" --etcd-certfile "$certs/client.pem"
+      --etcd-keyfile "$certs/client-key.pem" --nats-ca "$certs/ca.pem"
+      --nats-cert "$certs/client.pem" --nats-key "$certs/client-key.pem"
+      --tls-cert "$certs/server.pem" --tls-key "$certs/server-key.pem")
+  fi
   for i in 1 2 3; do
     running "$dir/replica$i.pid" && continue
     mkdir -p "$dir/replica$i"
@@ -255,7 +306,7 @@ start_replicas() {
     (cd "$dir/replica$i" || exit
       RUST_LOG=${RUST_LOG:-info} exec nohup "$binary" --addr "127.0.0.1:${pod_ports[$i - 1]}" \
         --etcd-endpoints "$(etcd_endpoints)" --etcd-prefix "$prefix" \
-        --nats-url "$(nats_urls)" "${server_args[@]}" \
+        --nats-url "$(nats_urls)" "${secure[@]}" "${server_args[@]}" \
         >>"$dir/replica$i.log" 2>&1 </dev/null) &
     echo $! >"$dir/replica$i.pid"
   done
@@ -294,12 +345,15 @@ stop_all() {
 }
 
 up() {
-  local etcd_only=false
-  case ${1:-} in
-    --etcd-only) etcd_only=true ;;
-    "") ;;
-    *) die "unknown option for up: $1" ;;
-  esac
+  local etcd_only=false option
+  tls=false
+  for option in "$@"; do
+    case $option in
+      --etcd-only) etcd_only=true ;;
+      --tls) tls=true ;;
+      *) die "unknown option for up: $option" ;;
+    esac
+  done
   if [[ -d $dir ]]; then
     [[ -f $dir/$marker ]] || die "$dir exists but is not a cluster's directory: set CLUSTER_DIR"
     [[ $(<"$dir/$marker") == "$(config)" ]] ||
@@ -307,14 +361,18 @@ up() {
   fi
   require_etcd
   local binary=
-  $etcd_only || { require_nats; binary=$(pod_server_binary); }
+  $etcd_only || require_nats
+  # pod-server makes the certificates of --tls, even for etcd alone.
+  if ! $etcd_only || $tls; then binary=$(pod_server_binary); fi
 
   # A port someone else listens on would fail late and obscurely.
   local i port
   for i in 1 2 3; do
-    for port in "${etcd_ports[$i - 1]}" "${peer_ports[$i - 1]}"; do
+    local etcd_ports_used=("${etcd_ports[$i - 1]}" "${peer_ports[$i - 1]}")
+    $tls && etcd_ports_used+=("${etcd_metrics_ports[$i - 1]}")
+    for port in "${etcd_ports_used[@]}"; do
       if ! running "$dir/etcd$i.pid" && listens "$port"; then
-        die "port $port is taken: choose others with CLUSTER_ETCD_PORTS / CLUSTER_PEER_PORTS"
+        die "port $port is taken: choose others with CLUSTER_ETCD_PORTS / CLUSTER_PEER_PORTS / CLUSTER_ETCD_METRICS_PORTS"
       fi
     done
     if ! $etcd_only && ! running "$dir/replica$i.pid" && listens "${pod_ports[$i - 1]}"; then
@@ -329,6 +387,9 @@ up() {
 
   mkdir -p "$dir"
   config >"$dir/$marker"
+  if $tls && [[ ! -f $certs/ca.pem ]]; then
+    "$binary" --make-certs "$certs" >/dev/null || die "pod-server --make-certs $certs failed"
+  fi
   if ! start_etcd || { ! $etcd_only && ! { start_nats && start_replicas "$binary"; }; }; then
     stop_all
     die "not started; everything is stopped, the logs are in $dir (\`$0 down\` removes it)"
@@ -336,12 +397,14 @@ up() {
 
   echo "etcd members:  $(etcd_endpoints)"
   echo "etcd prefix:   $prefix"
+  $tls && echo "certificates:  $certs (ca.pem; server.pem, client.pem and their keys)"
+  $tls && echo "etcdctl:       etcdctl --endpoints $(etcd_endpoints) --cacert $certs/ca.pem --cert $certs/client.pem --key $certs/client-key.pem"
   if ! $etcd_only; then
     echo "NATS nodes:    $(nats_urls)"
     local addrs=()
     for port in "${pod_ports[@]}"; do addrs+=("127.0.0.1:$port"); done
     echo "replicas:      ${addrs[*]}"
-    echo "for clients:   --addr $(replica_urls)"
+    echo "for clients:   --addr $(replica_urls)$(scheme "" " --ca $certs/ca.pem")"
   fi
   echo "logs:          $dir/*.log"
   echo "stop:          $0 down"
@@ -355,9 +418,10 @@ status() {
     if ! running "$dir/etcd$i.pid"; then
       state=stopped
       ok=false
-    elif healthy "$port"; then
+    elif etcd_healthy "$i"; then
       state=healthy
-      answer=$(http "$port" POST /v3/maintenance/status '{}' || true)
+      # Over TLS the status call would need a client certificate: no leader shown.
+      answer=$($tls || http "$port" POST /v3/maintenance/status '{}' || true)
       id=$(json_field member_id <<<"$answer")
       leader=$(json_field leader <<<"$answer")
       [[ -n $id && $id == "$leader" ]] && state="healthy, leader"
@@ -365,7 +429,7 @@ status() {
       state="running, not healthy"
       ok=false
     fi
-    echo "etcd m$i     http://127.0.0.1:$port  pid $(cat "$dir/etcd$i.pid" 2>/dev/null || echo -)  $state"
+    echo "etcd m$i     $(scheme http https)://127.0.0.1:$port  pid $(cat "$dir/etcd$i.pid" 2>/dev/null || echo -)  $state"
   done
   for i in 1 2 3; do
     [[ -f $dir/nats$i.pid ]] || [[ -f $dir/nats$i.log ]] || continue
@@ -379,7 +443,7 @@ status() {
       state="running, not healthy"
       ok=false
     fi
-    echo "NATS n$i      nats://127.0.0.1:$port  pid $(cat "$dir/nats$i.pid" 2>/dev/null || echo -)  $state"
+    echo "NATS n$i      $(scheme nats tls)://127.0.0.1:$port  pid $(cat "$dir/nats$i.pid" 2>/dev/null || echo -)  $state"
   done
   for i in 1 2 3; do
     [[ -f $dir/replica$i.pid ]] || [[ -f $dir/replica$i.log ]] || continue
@@ -393,7 +457,7 @@ status() {
       state="running, not listening"
       ok=false
     fi
-    echo "replica $i    http://127.0.0.1:$port  pid $(cat "$dir/replica$i.pid" 2>/dev/null || echo -)  $state"
+    echo "replica $i    $(scheme http https)://127.0.0.1:$port  pid $(cat "$dir/replica$i.pid" 2>/dev/null || echo -)  $state"
   done
   $ok
 }
@@ -413,5 +477,5 @@ case ${1:-} in
   up) shift; up "$@" ;;
   status) status ;;
   down) down ;;
-  *) echo "usage: $0 up [--etcd-only] | status | down" >&2; exit 2 ;;
+  *) echo "usage: $0 up [--etcd-only] [--tls] | status | down" >&2; exit 2 ;;
 esac

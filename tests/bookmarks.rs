@@ -73,7 +73,7 @@ async fn next(stream: &mut Streaming<Pod>) -> Pod {
 fn scene(backend: Backend) -> (usize, usize) {
     match backend {
         Backend::Memory | Backend::Durable => (1_000, 20_000),
-        Backend::Etcd | Backend::Nats => (100, 2_000),
+        Backend::Etcd | Backend::Nats | Backend::NatsTls => (100, 2_000),
     }
 }
 

@@ -419,7 +419,7 @@ async fn retention_drops_the_oldest_lines_and_keeps_the_numbers(backend: Backend
     let cost: usize = kept.iter().map(|(_, line)| line_cost(line)).sum();
     let upload_cost: usize = sent[..10].iter().map(|line| line_cost(line)).sum::<usize>() * 2;
     let most = match backend {
-        Backend::Nats => LIMIT + LIMIT / 8 + upload_cost,
+        Backend::Nats | Backend::NatsTls => LIMIT + LIMIT / 8 + upload_cost,
         _ => LIMIT,
     };
     assert!(

@@ -226,7 +226,7 @@ async fn a_watch_by_name_is_bookmarked_and_resumes_from_a_bookmark(backend: Back
     // On etcd each change is a transaction through the cluster (about 1 ms).
     let (history, neighbours) = match backend {
         Backend::Memory | Backend::Durable => (200, 2_000),
-        Backend::Etcd | Backend::Nats => (50, 500),
+        Backend::Etcd | Backend::Nats | Backend::NatsTls => (50, 500),
     };
     let server = TestServer::start_with(
         backend,
@@ -316,7 +316,7 @@ async fn the_merging_apply_of_sync_pods_reads_one_pod(backend: Backend) {
     const EDITS: i32 = 20;
     let pods = match backend {
         Backend::Memory | Backend::Durable => 3_000,
-        Backend::Etcd | Backend::Nats => 1_000,
+        Backend::Etcd | Backend::Nats | Backend::NatsTls => 1_000,
     };
     let server = TestServer::start(backend).await;
     server

@@ -3,9 +3,12 @@
 //!
 //! It writes `ca.pem` (what clients give as `--ca`), `server.pem` and
 //! `server-key.pem` (the server's `--tls-cert` and `--tls-key`; the key
-//! readable by its owner only). The CA's own key is never written: nothing
-//! else can ever be signed by this CA, so trusting `ca.pem` trusts this one
-//! server certificate and no other.
+//! readable by its owner only), and `client.pem` and `client-key.pem`, a
+//! client certificate for backends that check their clients' (etcd's
+//! `--client-cert-auth`, NATS's `verify: true`: `--etcd-certfile`,
+//! `--nats-cert`). The CA's own key is never written: nothing else can
+//! ever be signed by this CA, so trusting `ca.pem` trusts these two
+//! certificates and no other.
 //!
 //! The server certificate is a proper end-entity certificate (not a CA,
 //! extended key usage serverAuth), so every TLS client accepts it the
@@ -39,6 +42,11 @@ pub struct MadeCerts {
     pub cert: PathBuf,
     /// The server's private key (mode 0600): `--tls-key`.
     pub key: PathBuf,
+    /// A client certificate (extended key usage clientAuth), for the
+    /// backends: `--etcd-certfile`, `--nats-cert`.
+    pub client_cert: PathBuf,
+    /// Its private key (mode 0600): `--etcd-keyfile`, `--nats-key`.
+    pub client_key: PathBuf,
     /// The names the server certificate is for.
     pub names: Vec<String>,
 }
@@ -63,6 +71,14 @@ impl MadeCerts {
             self.cert.display(),
             self.key.display(),
             self.names.join(", ")
+        );
+        let _ = writeln!(
+            text,
+            "and a client certificate of the same CA, {} and {}, for etcd and NATS that \
+             check clients' certificates (--etcd-certfile/--etcd-keyfile, \
+             --nats-cert/--nats-key)",
+            self.client_cert.display(),
+            self.client_key.display()
         );
         let _ = writeln!(text, "start the server:");
         let _ = writeln!(
@@ -99,9 +115,18 @@ pub fn make_certs(dir: &Path, names: &[String]) -> anyhow::Result<MadeCerts> {
         ca: dir.join("ca.pem"),
         cert: dir.join("server.pem"),
         key: dir.join("server-key.pem"),
+        client_cert: dir.join("client.pem"),
+        client_key: dir.join("client-key.pem"),
         names,
     };
-    for path in [&made.ca, &made.cert, &made.key] {
+    let files = [
+        &made.ca,
+        &made.cert,
+        &made.key,
+        &made.client_cert,
+        &made.client_key,
+    ];
+    for path in files {
         if path.exists() {
             anyhow::bail!(
                 "{} already exists: remove it or choose another directory",
@@ -109,16 +134,28 @@ pub fn make_certs(dir: &Path, names: &[String]) -> anyhow::Result<MadeCerts> {
             );
         }
     }
-    let (ca_pem, cert_pem, key_pem) = generate(&made.names)?;
+    let pems = generate(&made.names)?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    write_new(&made.key, key_pem.as_bytes(), 0o600)?;
-    write_new(&made.cert, cert_pem.as_bytes(), 0o644)?;
-    write_new(&made.ca, ca_pem.as_bytes(), 0o644)?;
+    write_new(&made.key, pems.server_key.as_bytes(), 0o600)?;
+    write_new(&made.cert, pems.server.as_bytes(), 0o644)?;
+    write_new(&made.client_key, pems.client_key.as_bytes(), 0o600)?;
+    write_new(&made.client_cert, pems.client.as_bytes(), 0o644)?;
+    write_new(&made.ca, pems.ca.as_bytes(), 0o644)?;
     Ok(made)
 }
 
-/// The PEMs of the CA certificate, the server certificate and its key.
-fn generate(names: &[String]) -> anyhow::Result<(String, String, String)> {
+/// What [`generate`] makes, as PEM.
+struct Pems {
+    ca: String,
+    server: String,
+    server_key: String,
+    client: String,
+    client_key: String,
+}
+
+/// The CA certificate, the server certificate and its key, a client
+/// certificate and its key.
+fn generate(names: &[String]) -> anyhow::Result<Pems> {
     let now = time::OffsetDateTime::now_utc();
     // A day's slack before now, for clients whose clock is a little behind.
     let not_before = now - Duration::from_secs(24 * 60 * 60);
@@ -130,7 +167,7 @@ fn generate(names: &[String]) -> anyhow::Result<(String, String, String)> {
     // other look forged rather than signed by an unknown CA.
     let ca_name = format!("pod-server CA {:016x}", fastrand::u64(..));
     ca.distinguished_name.push(DnType::CommonName, ca_name);
-    // It signs server certificates and nothing below them.
+    // It signs end-entity certificates and nothing below them.
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     (ca.not_before, ca.not_after) = (not_before, not_after);
@@ -167,7 +204,28 @@ fn generate(names: &[String]) -> anyhow::Result<(String, String, String)> {
         .signed_by(&server_key, &issuer)
         .context("cannot make the server certificate")?;
 
-    Ok((ca_cert.pem(), server_cert.pem(), server_key.serialize_pem()))
+    // Named for what it is; the backends check its signature and purpose.
+    let mut client = CertificateParams::default();
+    client
+        .distinguished_name
+        .push(DnType::CommonName, "pod-server");
+    client.is_ca = IsCa::ExplicitNoCa;
+    client.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    client.use_authority_key_identifier_extension = true;
+    (client.not_before, client.not_after) = (not_before, not_after);
+    let client_key = KeyPair::generate().context("cannot generate the client's key")?;
+    let client_cert = client
+        .signed_by(&client_key, &issuer)
+        .context("cannot make the client certificate")?;
+
+    Ok(Pems {
+        ca: ca_cert.pem(),
+        server: server_cert.pem(),
+        server_key: server_key.serialize_pem(),
+        client: client_cert.pem(),
+        client_key: client_key.serialize_pem(),
+    })
 }
 
 /// Writes a file that must not exist yet, with the given mode from the

@@ -31,8 +31,8 @@ pub type EtcdCluster = Cluster<Etcd>;
 
 /// The index of a member's client port in [`Member::ports`], then its peer
 /// port's.
-const CLIENT: usize = 0;
-const PEER: usize = 1;
+pub(super) const CLIENT: usize = 0;
+pub(super) const PEER: usize = 1;
 
 /// What every member of one etcd cluster shares.
 pub struct Etcd {
@@ -65,21 +65,8 @@ impl Daemon for Etcd {
     }
 
     fn args(&self, command: &mut Command, member: &Member, rejoining: bool) {
-        let peer = format!("http://127.0.0.1:{}", member.ports[PEER]);
         let client = format!("http://127.0.0.1:{}", member.ports[CLIENT]);
-        let state = if rejoining { "existing" } else { "new" };
-        command
-            .args(["--name", &member.name, "--data-dir"])
-            .arg(&member.data_dir)
-            .args(["--listen-peer-urls", &peer])
-            .args(["--initial-advertise-peer-urls", &peer])
-            .args(["--listen-client-urls", &client])
-            .args(["--advertise-client-urls", &client])
-            .args(["--initial-cluster", &self.initial_cluster])
-            .args(["--initial-cluster-state", state])
-            .args(["--initial-cluster-token", &self.token])
-            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
-            .args(["--experimental-watch-progress-notify-interval", "1s"]);
+        self.args_serving(command, member, rejoining, &client);
     }
 
     /// `GET /health` says `{"health":"true"}`: the member has a leader
@@ -98,6 +85,32 @@ impl Daemon for Etcd {
             me: status["header"]["member_id"].as_str().map(str::to_owned),
             leader: status["leader"].as_str().map(str::to_owned),
         })
+    }
+}
+
+impl Etcd {
+    /// A member's arguments, serving clients at `client` (its URL).
+    pub(super) fn args_serving(
+        &self,
+        command: &mut Command,
+        member: &Member,
+        rejoining: bool,
+        client: &str,
+    ) {
+        let peer = format!("http://127.0.0.1:{}", member.ports[PEER]);
+        let state = if rejoining { "existing" } else { "new" };
+        command
+            .args(["--name", &member.name, "--data-dir"])
+            .arg(&member.data_dir)
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--listen-client-urls", client])
+            .args(["--advertise-client-urls", client])
+            .args(["--initial-cluster", &self.initial_cluster])
+            .args(["--initial-cluster-state", state])
+            .args(["--initial-cluster-token", &self.token])
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .args(["--experimental-watch-progress-notify-interval", "1s"]);
     }
 }
 

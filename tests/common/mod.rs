@@ -6,10 +6,13 @@ pub mod browser;
 pub mod certs;
 pub mod cluster;
 pub mod etcd;
+pub mod etcd_tls;
 pub mod grpc_web;
 pub mod load;
 pub mod metrics;
 pub mod nats;
+pub mod nats_secure;
+pub mod pki;
 pub mod process;
 pub mod proxy;
 pub mod replicas;
@@ -26,7 +29,7 @@ use pod_service::contract::{
 };
 use pod_service::domain::{ApplyPod, PodKey};
 use pod_service::server::{InProcessServer, ServerConfig};
-use pod_service::store::{EtcdConfig, NatsConfig, Registry, Storage, StoreConfig};
+use pod_service::store::{EtcdConfig, NATS_TLS_FLAGS, NatsConfig, Registry, Storage, StoreConfig};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
@@ -48,6 +51,9 @@ pub enum Backend {
     /// As `Etcd`, with the logs in a fresh stream (3 replicas) of the test
     /// binary's shared 3-node NATS JetStream cluster.
     Nats,
+    /// As `Nats`, on a cluster that serves TLS and verifies the client's
+    /// certificate (`nats_secure`), over `tls://` URLs.
+    NatsTls,
 }
 
 impl Backend {
@@ -59,7 +65,7 @@ impl Backend {
             Backend::Memory | Backend::Durable => {
                 assert_eq!(later, earlier + 1, "the next version")
             }
-            Backend::Etcd | Backend::Nats => {
+            Backend::Etcd | Backend::Nats | Backend::NatsTls => {
                 assert!(later > earlier, "{later} is not after {earlier}")
             }
         }
@@ -75,6 +81,17 @@ pub fn nats_logs() -> NatsConfig {
         stream: nats::unique_stream(),
         replicas: Some(3),
         ..NatsConfig::new(nats::NatsCluster::shared().urls())
+    }
+}
+
+/// A fresh stream of the shared NATS cluster that serves TLS and verifies
+/// client certificates, for the logs.
+pub fn nats_tls_logs() -> NatsConfig {
+    NatsConfig {
+        stream: nats::unique_stream(),
+        replicas: Some(3),
+        tls: Some(pki::backend_tls(pki::shared(), true, NATS_TLS_FLAGS)),
+        ..NatsConfig::new(nats_secure::shared_tls().urls())
     }
 }
 
@@ -134,6 +151,10 @@ impl TestServer {
             Backend::Nats => Storage::Etcd {
                 etcd: etcd_registry(&etcd::unique_prefix()),
                 nats: Some(nats_logs()),
+            },
+            Backend::NatsTls => Storage::Etcd {
+                etcd: etcd_registry(&etcd::unique_prefix()),
+                nats: Some(nats_tls_logs()),
             },
         };
         let registry = open(storage.clone(), limits).await;

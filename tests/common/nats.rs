@@ -42,9 +42,9 @@ pub type NatsCluster = Cluster<Nats>;
 
 /// The indexes of a node's client, route and monitoring ports in
 /// [`Member::ports`].
-const CLIENT: usize = 0;
+pub(super) const CLIENT: usize = 0;
 const ROUTE: usize = 1;
-const MONITOR: usize = 2;
+pub(super) const MONITOR: usize = 2;
 
 /// What every node of one NATS cluster shares.
 pub struct Nats {
@@ -93,34 +93,43 @@ impl Daemon for Nats {
     /// For a node of a cluster, `GET /jsz` must name a meta leader of
     /// every node; then `GET /healthz` must say ok.
     async fn check(cluster: &NatsCluster, i: usize) -> Health {
-        let port = cluster.member(i).ports[MONITOR];
-        let size = cluster.len();
-        if size > 1 {
-            let meta = match json(port, "GET", "/jsz", "").await {
-                Ok(jsz) => jsz["meta_cluster"].clone(),
-                Err(error) => return Health::NoAnswer(error),
-            };
-            let led = meta["leader"]
-                .as_str()
-                .is_some_and(|leader| !leader.is_empty());
-            if !led || meta["cluster_size"].as_u64() != Some(size as u64) {
-                return Health::NotReady(format!(
-                    "JetStream meta group of {size} not led yet: {meta}"
-                ));
-            }
-        }
-        probe(port, "/healthz", |json| json["status"] == "ok").await
+        node_health(cluster.member(i).ports[MONITOR], cluster.len()).await
     }
 
     /// The node's name and the meta leader's, from its `GET /jsz`.
     async fn view(cluster: &NatsCluster, i: usize) -> Result<View, String> {
-        let port = cluster.member(i).ports[MONITOR];
-        let jsz = json(port, "GET", "/jsz", "").await?;
-        Ok(View {
-            me: Some(cluster.member(i).name.clone()),
-            leader: jsz["meta_cluster"]["leader"].as_str().map(str::to_owned),
-        })
+        node_view(cluster.member(i)).await
     }
+}
+
+/// Whether the node monitored at `port`, of a cluster of `size`, is ready:
+/// for a node of a cluster, `GET /jsz` must name a meta leader of every
+/// node; then `GET /healthz` must say ok.
+pub(super) async fn node_health(port: u16, size: usize) -> Health {
+    if size > 1 {
+        let meta = match json(port, "GET", "/jsz", "").await {
+            Ok(jsz) => jsz["meta_cluster"].clone(),
+            Err(error) => return Health::NoAnswer(error),
+        };
+        let led = meta["leader"]
+            .as_str()
+            .is_some_and(|leader| !leader.is_empty());
+        if !led || meta["cluster_size"].as_u64() != Some(size as u64) {
+            return Health::NotReady(format!(
+                "JetStream meta group of {size} not led yet: {meta}"
+            ));
+        }
+    }
+    probe(port, "/healthz", |json| json["status"] == "ok").await
+}
+
+/// `node`'s name and the meta leader's, from its `GET /jsz`.
+pub(super) async fn node_view(node: &Member) -> Result<View, String> {
+    let jsz = json(node.ports[MONITOR], "GET", "/jsz", "").await?;
+    Ok(View {
+        me: Some(node.name.clone()),
+        leader: jsz["meta_cluster"]["leader"].as_str().map(str::to_owned),
+    })
 }
 
 impl NatsCluster {

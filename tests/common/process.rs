@@ -44,19 +44,41 @@ impl ServerProcess {
     /// Starts a `pod-server` replica of the registry under `prefix` in the
     /// etcd cluster at `endpoints` (comma-separated), and waits until it listens.
     pub async fn start_replica(endpoints: &str, prefix: &str, addr: &str, extra: &[&str]) -> Self {
+        Self::start_replica_with_env(endpoints, prefix, addr, extra, &[]).await
+    }
+
+    /// [`start_replica`](Self::start_replica), with the environment
+    /// variables `env` set (secrets that no flag should carry).
+    pub async fn start_replica_with_env(
+        endpoints: &str,
+        prefix: &str,
+        addr: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let store = [
             OsStr::new("--etcd-endpoints"),
             OsStr::new(endpoints),
             OsStr::new("--etcd-prefix"),
             OsStr::new(prefix),
         ];
-        Self::start_on_store(&store, addr, extra).await
+        Self::start_on_store_with_env(&store, addr, extra, env).await
     }
 
     async fn start_on_store(store: &[&OsStr], addr: &str, extra: &[&str]) -> Self {
+        Self::start_on_store_with_env(store, addr, extra, &[]).await
+    }
+
+    async fn start_on_store_with_env(
+        store: &[&OsStr],
+        addr: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         within("the server to listen", async {
             loop {
-                let command = Command::new(env!("CARGO_BIN_EXE_pod-server"));
+                let mut command = Command::new(env!("CARGO_BIN_EXE_pod-server"));
+                command.envs(env.iter().copied());
                 match Self::try_start_command(command, store, addr, extra).await {
                     Ok(server) => return server,
                     Err(line) if line.contains("cannot listen") => {

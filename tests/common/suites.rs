@@ -1,6 +1,7 @@
 //! Running one test body on every store: `on_every_store!` runs each listed
 //! `async fn(Backend)` on the memory, durable and etcd stores, and
-//! `on_every_log_store!` once more with the logs on NATS JetStream.
+//! `on_every_log_store!` twice more with the logs on NATS JetStream, in
+//! plaintext and over TLS with a client certificate.
 
 /// Runs each listed test, an `async fn(Backend)`, once on each store.
 #[allow(unused_macros)]
@@ -36,7 +37,7 @@ macro_rules! on_every_store {
 pub(crate) use on_every_store;
 
 /// Runs each listed test, an `async fn(Backend)`, once on each store and
-/// once more with the logs on NATS JetStream.
+/// twice more with the logs on NATS JetStream (plaintext, and TLS).
 #[allow(unused_macros)]
 macro_rules! on_every_log_store {
     ($($test:ident),* $(,)?) => {
@@ -46,6 +47,14 @@ macro_rules! on_every_log_store {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
                     super::$test(super::common::Backend::Nats).await
+                }
+            )*
+        }
+        mod nats_tls {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::common::Backend::NatsTls).await
                 }
             )*
         }

@@ -20,6 +20,7 @@ use super::keys::{self, Keys};
 use super::txn::{apply_txn, revision_of};
 use crate::domain::PodKey;
 use crate::store::error::StoreError;
+use crate::store::tls::BackendTls;
 
 /// Pods each caller cycles through.
 const PODS_PER_CALLER: usize = 10;
@@ -33,11 +34,13 @@ pub struct WriteCeiling {
     pub latencies: Vec<Duration>,
 }
 
-/// Runs `callers` callers against `endpoints` for `duration`, under keys
+/// Runs `callers` callers against `endpoints` (over `tls` if they are
+/// `https://`) for `duration`, under keys
 /// starting with `prefix` (which must hold nothing else: it is deleted
 /// afterwards).
 pub async fn write_ceiling(
     endpoints: &[String],
+    tls: Option<&BackendTls>,
     prefix: &str,
     callers: usize,
     duration: Duration,
@@ -45,7 +48,7 @@ pub async fn write_ceiling(
     if prefix.is_empty() {
         return Err(StoreError::Storage("the prefix must not be empty".into()));
     }
-    let etcd = Etcd::new(endpoints).map_err(StoreError::Storage)?;
+    let etcd = Etcd::new(endpoints, tls).map_err(StoreError::Storage)?;
     let keys = Keys::new(prefix);
     let started = Instant::now();
     let until = started + duration;

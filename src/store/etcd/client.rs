@@ -27,6 +27,10 @@ use super::api::etcdserverpb::{
 };
 use crate::metrics::StoreMetrics;
 use crate::store::error::StoreError;
+use crate::store::tls::{self, BackendTls, TlsFiles};
+
+/// `pod-server`'s flags of the etcd TLS files, for the messages.
+pub const ETCD_TLS_FLAGS: [&str; 3] = ["--etcd-cafile", "--etcd-certfile", "--etcd-keyfile"];
 
 /// How long one call to one member may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -55,6 +59,8 @@ pub(super) struct Etcd {
     current: AtomicUsize,
     /// Where each call's duration and result are counted.
     metrics: StoreMetrics,
+    /// The TLS of `https://` members, for the messages of failed handshakes.
+    tls: Option<BackendTls>,
 }
 
 struct Member {
@@ -103,21 +109,28 @@ impl From<WriteError> for StoreError {
 }
 
 impl Etcd {
-    /// Channels to `endpoints` (`http://HOST:PORT` each); they connect on
-    /// first use.
-    pub fn new(endpoints: &[String]) -> Result<Self, String> {
+    /// Channels to `endpoints` (`http://HOST:PORT` each, or
+    /// `https://HOST:PORT` each with `tls`, the system's CAs if `None`);
+    /// they connect on first use.
+    pub fn new(endpoints: &[String], tls: Option<&BackendTls>) -> Result<Self, String> {
         if endpoints.is_empty() {
             return Err("--etcd-endpoints: at least one endpoint is needed".into());
         }
+        let tls = tls_for(endpoints, tls)?;
         let members = endpoints
             .iter()
             .map(|url| {
-                let endpoint = Endpoint::from_shared(url.clone())
+                let mut endpoint = Endpoint::from_shared(url.clone())
                     .ok()
-                    .filter(|_| url.starts_with("http://"))
+                    .filter(|_| url.starts_with("http://") || url.starts_with("https://"))
                     .ok_or_else(|| {
                         format!("--etcd-endpoints: {url:?} is not a URL like http://127.0.0.1:2379")
                     })?;
+                if let Some(tls) = &tls {
+                    endpoint = endpoint
+                        .tls_config(tls.tonic_config())
+                        .map_err(|err| format!("--etcd-endpoints {url}: TLS: {err}"))?;
+                }
                 let channel = endpoint
                     .connect_timeout(CONNECT_TIMEOUT)
                     .tcp_nodelay(true)
@@ -135,6 +148,7 @@ impl Etcd {
             .collect::<Result<_, String>>()?;
         Ok(Etcd {
             members,
+            tls,
             current: AtomicUsize::new(0),
             metrics: StoreMetrics::default(),
         })
@@ -189,7 +203,7 @@ impl Etcd {
                     self.current.store(attempt, Ordering::Relaxed);
                     return Ok(response.into_inner());
                 }
-                Err(status) if not_sent(&status) => last = Some(status),
+                Err(status) if not_sent(&status) => keep(&mut last, status),
                 Err(status) if status.code() == Code::FailedPrecondition => {
                     return Err(WriteError::Refused(StoreError::Storage(format!(
                         "etcd refused the write: {}",
@@ -272,7 +286,7 @@ impl Etcd {
                 .await
             {
                 Ok(stream) => return Ok((stream.into_inner(), requests, index)),
-                Err(status) => last = Some(status),
+                Err(status) => keep(&mut last, status),
             }
         }
         Err(self.unreachable(last))
@@ -304,7 +318,7 @@ impl Etcd {
                 }
                 Err(status) => {
                     self.move_on(attempt);
-                    last = Some(status);
+                    keep(&mut last, status);
                 }
             }
         }
@@ -327,8 +341,32 @@ impl Etcd {
     }
 
     fn unreachable(&self, last: Option<Status>) -> StoreError {
-        let why = last.map_or_else(String::new, |status| format!(": {}", status.message()));
+        let why = match &last {
+            None => String::new(),
+            Some(status) => match (handshake_error(status), &self.tls) {
+                (Some(err), Some(tls)) => {
+                    format!(": the TLS handshake failed: {}", tls.explain(&err, "etcd"))
+                }
+                // A plaintext etcd closes the connection on a ClientHello.
+                _ if self.tls.is_some() && status.message().contains("tls handshake eof") => {
+                    ": the TLS handshake failed: etcd closed the connection during it; if it \
+                     serves plaintext, use http:// endpoints"
+                        .to_owned()
+                }
+                _ => format!(": {}", status.message()),
+            },
+        };
         StoreError::Unavailable(format!("cannot reach etcd at {}{why}", self.endpoints()))
+    }
+}
+
+/// Keeps `status` as the failure to report, unless the one kept says why
+/// a handshake failed and this one does not: a connection that failed its
+/// handshake once can fail the next call only as "operation was canceled".
+fn keep(last: &mut Option<Status>, status: Status) {
+    let informative = |status: &Status| handshake_error(status).is_some();
+    if !last.as_ref().is_some_and(informative) || informative(&status) {
+        *last = Some(status);
     }
 }
 
@@ -345,10 +383,46 @@ fn compacted(status: &Status) -> bool {
 /// committed.
 fn not_sent(status: &Status) -> bool {
     let message = status.message().to_ascii_lowercase();
-    status.code() == Code::Unavailable
-        && (message.contains("tcp connect error")
-            || message.contains("connection refused")
-            || message.contains("etcdserver: no leader"))
+    // A refused handshake: etcd's TLS layer let nothing through to it.
+    handshake_error(status).is_some()
+        || status.code() == Code::Unavailable
+            && (message.contains("tcp connect error")
+                || message.contains("connection refused")
+                || message.contains("etcdserver: no leader"))
+}
+
+/// The TLS error under a failed call, if a handshake failed.
+fn handshake_error(status: &Status) -> Option<rustls::Error> {
+    let source = std::error::Error::source(status)?;
+    tls::handshake_error(source)
+}
+
+/// The TLS of `endpoints`: `tls` (or the system's CAs) when every one is
+/// `https://`, none when every one is `http://`; a mix, or TLS files with
+/// `http://` endpoints, is refused.
+fn tls_for(endpoints: &[String], tls: Option<&BackendTls>) -> Result<Option<BackendTls>, String> {
+    let secure = endpoints.iter().filter(|url| url.starts_with("https://"));
+    match (secure.count(), tls) {
+        (0, None) => Ok(None),
+        (0, Some(_)) => Err(format!(
+            "--etcd-cafile, --etcd-certfile and --etcd-keyfile are for https:// endpoints, \
+             and --etcd-endpoints {} is plaintext: use https:// URLs",
+            endpoints.join(",")
+        )),
+        (n, _) if n < endpoints.len() => Err(format!(
+            "--etcd-endpoints {} mixes http:// and https:// URLs: a cluster's members \
+             all serve TLS or none do",
+            endpoints.join(",")
+        )),
+        (_, Some(tls)) => Ok(Some(tls.clone())),
+        (_, None) => BackendTls::load(TlsFiles {
+            ca: None,
+            cert: None,
+            key: None,
+            flags: ETCD_TLS_FLAGS,
+        })
+        .map(Some),
+    }
 }
 
 /// Errors that another member would answer the same way.

@@ -2,11 +2,19 @@
 
 use std::time::Duration;
 
+use crate::store::tls::BackendTls;
+
 /// Where the etcd store keeps its registry, and how it treats etcd.
 #[derive(Debug, Clone)]
 pub struct EtcdConfig {
-    /// The cluster's client URLs, `http://HOST:PORT` each.
+    /// The cluster's client URLs, `http://HOST:PORT` each, or
+    /// `https://HOST:PORT` each (not a mix).
     pub endpoints: Vec<String>,
+    /// TLS towards `https://` endpoints: the CA that signs etcd's
+    /// certificates and the client certificate etcd may ask for. `None`
+    /// with `https://` endpoints: the system's CAs, no client
+    /// certificate. Refused with `http://` endpoints.
+    pub tls: Option<BackendTls>,
     /// Every key of the registry starts with it, so that several
     /// registries (and tests) can share one cluster.
     pub prefix: String,
@@ -33,6 +41,7 @@ impl EtcdConfig {
     pub fn new(endpoints: Vec<String>) -> Self {
         EtcdConfig {
             endpoints,
+            tls: None,
             prefix: Self::DEFAULT_PREFIX.into(),
             compaction_interval: Self::DEFAULT_COMPACTION_INTERVAL,
             catch_up_timeout: Self::DEFAULT_CATCH_UP_TIMEOUT,

@@ -55,6 +55,7 @@ use keys::Keys;
 use shared::Shared;
 
 pub use ceiling::{WriteCeiling, write_ceiling};
+pub use client::ETCD_TLS_FLAGS;
 pub use config::EtcdConfig;
 
 use super::backend::{Pending, PodBackend};
@@ -90,7 +91,7 @@ impl EtcdStore {
         limits: StoreConfig,
         seed: Vec<ApplyPod>,
     ) -> Result<(Self, Arc<WatchCache>, Option<usize>), StoreError> {
-        let etcd = Etcd::new(&config.endpoints)
+        let etcd = Etcd::new(&config.endpoints, config.tls.as_ref())
             .map_err(StoreError::Storage)?
             .with_metrics(limits.metrics.clone());
         if config.prefix.is_empty() {

@@ -1,12 +1,16 @@
 //! Where the logs go on NATS, and how they are kept there.
 
+use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::store::tls::BackendTls;
 
 /// Where the logs go on NATS, and how they are kept there.
 #[derive(Debug, Clone)]
 pub struct NatsConfig {
-    /// The servers' URLs, `nats://HOST:PORT` each; any one will do, the
-    /// client learns the rest of the cluster from it.
+    /// The servers' URLs, `nats://HOST:PORT` or `tls://HOST:PORT` each;
+    /// any one will do, the client learns the rest of the cluster from it.
     pub urls: Vec<String>,
     /// The JetStream stream that holds every pod's log, under the subjects
     /// `<stream>.<namespace>.<pod>.<created>` (see docs/nats.md); created
@@ -17,6 +21,44 @@ pub struct NatsConfig {
     pub replicas: Option<usize>,
     /// How long an upload waits for JetStream to acknowledge a chunk.
     pub ack_timeout: Duration,
+    /// TLS towards the servers: the CA that signs their certificates and
+    /// the client certificate they may ask for; TLS is then required.
+    /// `None`: TLS only for `tls://` URLs or a server that asks for it,
+    /// with the system's CAs and no client certificate.
+    pub tls: Option<BackendTls>,
+    /// Who this server is to NATS.
+    pub auth: NatsAuth,
+}
+
+/// How `pod-server` authenticates to NATS.
+#[derive(Clone, Default)]
+pub enum NatsAuth {
+    /// As nobody (or by its client certificate alone).
+    #[default]
+    None,
+    /// With the JWT and NKey seed of a `.creds` file (`--nats-creds`).
+    Creds(PathBuf),
+    /// With a user and a password (`--nats-user`).
+    UserPassword {
+        /// The user.
+        user: String,
+        /// Its password: never printed, not even by `Debug`.
+        password: String,
+    },
+}
+
+impl fmt::Debug for NatsAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NatsAuth::None => f.write_str("None"),
+            NatsAuth::Creds(path) => f.debug_tuple("Creds").field(path).finish(),
+            NatsAuth::UserPassword { user, .. } => f
+                .debug_struct("UserPassword")
+                .field("user", user)
+                .field("password", &"(hidden)")
+                .finish(),
+        }
+    }
 }
 
 impl NatsConfig {
@@ -32,6 +74,8 @@ impl NatsConfig {
             stream: Self::DEFAULT_STREAM.into(),
             replicas: None,
             ack_timeout: Self::DEFAULT_ACK_TIMEOUT,
+            tls: None,
+            auth: NatsAuth::None,
         }
     }
 }

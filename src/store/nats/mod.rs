@@ -34,6 +34,7 @@
 //! never reused. `pod-server` only allows `--nats-url` with it.
 
 mod config;
+mod connect;
 mod lanes;
 mod reader;
 mod records;
@@ -45,10 +46,12 @@ use std::sync::Arc;
 
 use async_nats::jetstream::{self, stream};
 
-pub use config::NatsConfig;
+pub use config::{NatsAuth, NatsConfig};
+pub use connect::NATS_TLS_FLAGS;
 use shared::Logs;
 
 use futures::future::BoxFuture;
+use tracing::instrument::WithSubscriber;
 
 use super::backend::{LogBackend, Pending};
 use super::error::StoreError;
@@ -103,12 +106,17 @@ impl JetStreamLogs {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let urls = config.urls.join(",");
-        let client = async_nats::ConnectOptions::new()
-            .name("pod-server")
-            .connection_timeout(std::time::Duration::from_secs(3))
-            .connect(addrs)
+        // Silent while connecting: async-nats logs a refusal (an
+        // authorization violation) as an error of its own, and the operator
+        // is to get one line, ours. Its connection's later events (lost,
+        // reconnected) are logged as usual, from the task it spawns.
+        let client = connect::options(&config)
             .await
-            .map_err(|err| NatsError(format!("cannot connect to NATS at {urls}: {err}")))?;
+            .map_err(NatsError)?
+            .connect(addrs)
+            .with_subscriber(tracing::subscriber::NoSubscriber::default())
+            .await
+            .map_err(|err| NatsError(connect::refused(&config, &err)))?;
         let jetstream = jetstream::ContextBuilder::new()
             .timeout(config.ack_timeout)
             .build(client.clone());

@@ -2,10 +2,11 @@
 //! the transaction of a pod apply straight to etcd, one at a time each.
 //! A replica's SyncPods ops/s is set beside it (BENCHMARKS.md).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use pod_service::store::{WriteCeiling, write_ceiling};
+use pod_service::store::{BackendTls, ETCD_TLS_FLAGS, TlsFiles, WriteCeiling, write_ceiling};
 
 use super::Latency;
 use crate::report::{Figure, Row};
@@ -22,6 +23,16 @@ pub struct CeilingArgs {
     /// Length of each run.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
+    /// For https:// endpoints: the CA of etcd's certificates (else the
+    /// system's CAs), as pod-server's flag.
+    #[arg(long, value_name = "FILE")]
+    etcd_cafile: Option<PathBuf>,
+    /// For https:// endpoints: a client certificate, as pod-server's flag.
+    #[arg(long, value_name = "FILE", requires = "etcd_keyfile")]
+    etcd_certfile: Option<PathBuf>,
+    /// The key of --etcd-certfile.
+    #[arg(long, value_name = "FILE", requires = "etcd_certfile")]
+    etcd_keyfile: Option<PathBuf>,
 }
 
 /// What a run measured.
@@ -59,8 +70,26 @@ pub async fn ceiling(
 ) -> anyhow::Result<CeilingFigures> {
     let seconds = Duration::try_from_secs_f64(args.seconds).context("invalid --seconds")?;
     let prefix = format!("/pod-bench-ceiling/{}-{run}/", std::process::id());
-    let WriteCeiling { elapsed, latencies } =
-        write_ceiling(&args.etcd_endpoints, &prefix, callers, seconds).await?;
+    let tls = match (&args.etcd_cafile, &args.etcd_certfile) {
+        (None, None) => None,
+        _ => Some(
+            BackendTls::load(TlsFiles {
+                ca: args.etcd_cafile.as_deref(),
+                cert: args.etcd_certfile.as_deref(),
+                key: args.etcd_keyfile.as_deref(),
+                flags: ETCD_TLS_FLAGS,
+            })
+            .map_err(anyhow::Error::msg)?,
+        ),
+    };
+    let WriteCeiling { elapsed, latencies } = write_ceiling(
+        &args.etcd_endpoints,
+        tls.as_ref(),
+        &prefix,
+        callers,
+        seconds,
+    )
+    .await?;
     Ok(CeilingFigures {
         callers,
         txns: latencies.len(),

@@ -111,16 +111,6 @@ pub struct StorageArgs {
         requires = "nats_cert"
     )]
     nats_key: Option<PathBuf>,
-    /// Authenticate to NATS with this credentials file (a user JWT and its
-    /// NKey seed, as `nsc` writes them).
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "POD_SERVER_NATS_CREDS",
-        requires = "nats_url",
-        conflicts_with = "nats_user"
-    )]
-    nats_creds: Option<PathBuf>,
     /// Authenticate to NATS as this user, with the password of
     /// --nats-password-file or of the environment variable
     /// POD_SERVER_NATS_PASSWORD (never a flag: flags show in process
@@ -191,9 +181,6 @@ impl StorageArgs {
     /// Who this server is to NATS. The password's file or variable is read
     /// here, so that a missing one stops the server before it connects.
     fn nats_auth(&self) -> anyhow::Result<NatsAuth> {
-        if let Some(creds) = &self.nats_creds {
-            return Ok(NatsAuth::Creds(creds.clone()));
-        }
         let Some(user) = &self.nats_user else {
             return Ok(NatsAuth::None);
         };

@@ -1,7 +1,6 @@
 //! Where the logs go on NATS, and how they are kept there.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::store::tls::BackendTls;
@@ -36,8 +35,6 @@ pub enum NatsAuth {
     /// As nobody (or by its client certificate alone).
     #[default]
     None,
-    /// With the JWT and NKey seed of a `.creds` file (`--nats-creds`).
-    Creds(PathBuf),
     /// With a user and a password (`--nats-user`).
     UserPassword {
         /// The user.
@@ -51,7 +48,6 @@ impl fmt::Debug for NatsAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NatsAuth::None => f.write_str("None"),
-            NatsAuth::Creds(path) => f.debug_tuple("Creds").field(path).finish(),
             NatsAuth::UserPassword { user, .. } => f
                 .debug_struct("UserPassword")
                 .field("user", user)

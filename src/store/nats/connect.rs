@@ -14,8 +14,7 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The connection's options: TLS required whenever TLS files are given
 /// or a URL says `tls://` (so that credentials never go in plaintext to
-/// a server that dropped TLS), and the credentials. A `.creds` file is
-/// read here, before anything connects.
+/// a server that dropped TLS), and the credentials.
 pub(super) async fn options(config: &NatsConfig) -> Result<ConnectOptions, String> {
     let mut options = ConnectOptions::new()
         .name("pod-server")
@@ -29,10 +28,6 @@ pub(super) async fn options(config: &NatsConfig) -> Result<ConnectOptions, Strin
     }
     Ok(match &config.auth {
         NatsAuth::None => options,
-        NatsAuth::Creds(path) => options
-            .credentials_file(path)
-            .await
-            .map_err(|err| format!("cannot use --nats-creds {}: {err}", path.display()))?,
         NatsAuth::UserPassword { user, password } => {
             options.user_and_password(user.clone(), password.clone())
         }
@@ -44,13 +39,9 @@ pub(super) fn refused(config: &NatsConfig, err: &ConnectError) -> String {
     let urls = config.urls.join(",");
     let why = match err.kind() {
         ConnectErrorKind::AuthorizationViolation => match &config.auth {
-            NatsAuth::None => "NATS requires credentials: give --nats-user (with a password) \
-                 or --nats-creds"
+            NatsAuth::None => "NATS requires credentials: give --nats-user (with a password), \
+                 or a client certificate if the server maps it to a user"
                 .to_owned(),
-            NatsAuth::Creds(path) => format!(
-                "NATS refused the credentials of --nats-creds {}",
-                path.display()
-            ),
             NatsAuth::UserPassword { user, .. } => format!(
                 "NATS refused user {user:?} with that password (--nats-user, \
                  --nats-password-file or POD_SERVER_NATS_PASSWORD)"

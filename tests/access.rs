@@ -4,7 +4,11 @@
 //! holder, a wrong token, no credentials), allowed or refused with the
 //! right code; nothing refused changes the store. The RPCs are those of
 //! the compiled descriptor: a new one fails here until it has its cases.
+//! Client certificates and the files' errors are in `client_certs` (one
+//! test binary for both: each binary is a link of the whole crate).
 
+#[path = "access/client_certs.rs"]
+mod client_certs;
 mod common;
 
 use std::collections::BTreeSet;

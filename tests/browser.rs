@@ -8,6 +8,10 @@
 //! missed) and the DOM itself: rows carry `data-key="namespace/name"`.
 
 mod common;
+// The page with a read-only token (one test binary: each is a link of the
+// whole crate).
+#[path = "browser/read_only.rs"]
+mod read_only;
 
 use common::browser::Browser;
 use common::{Backend, Session, TestServer, pod};

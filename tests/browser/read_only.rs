@@ -9,10 +9,8 @@
 //! the store (the admin's tonic client says so). Entering the admin's
 //! token brings the controls back, and its apply goes through.
 
-mod common;
-
-use common::browser::Browser;
-use common::{Backend, TestServer, pod};
+use crate::common::browser::Browser;
+use crate::common::{Backend, TestServer, pod};
 use pod_service::client::{Client, ClientConfig, connect};
 use pod_service::contract::{
     ListPodsRequest, SyncAck, SyncRequest, Token, sync_event, sync_request,
@@ -100,7 +98,7 @@ async fn one_op(client: &mut Client, op: sync_request::Op) -> (tonic::Code, Stri
             }
         }
     };
-    match common::within("a SyncPods call", call).await {
+    match crate::common::within("a SyncPods call", call).await {
         Ok(SyncAck { code, message, .. }) => (tonic::Code::from(code as i32), message),
         Err(status) => (status.code(), status.message().to_owned()),
     }

@@ -3,13 +3,11 @@
 //! another CA, or expired, is refused at the handshake; a bad token or
 //! policy file refuses start-up naming the line.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::certs::{TestCa, Validity};
-use common::{Backend, TestServer, pod};
+use crate::common::certs::{TestCa, Validity};
+use crate::common::{Backend, TestServer, pod};
 use pod_service::client::{self, ClientConfig, ClientIdentity};
 use pod_service::contract::{ListPodsRequest, SyncRequest, Token, sync_event, sync_request};
 use pod_service::server::ServerConfig;

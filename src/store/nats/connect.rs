@@ -15,7 +15,7 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 /// The connection's options: TLS required whenever TLS files are given
 /// or a URL says `tls://` (so that credentials never go in plaintext to
 /// a server that dropped TLS), and the credentials.
-pub(super) async fn options(config: &NatsConfig) -> Result<ConnectOptions, String> {
+pub(super) fn options(config: &NatsConfig) -> ConnectOptions {
     let mut options = ConnectOptions::new()
         .name("pod-server")
         .connection_timeout(CONNECT_TIMEOUT);
@@ -26,12 +26,12 @@ pub(super) async fn options(config: &NatsConfig) -> Result<ConnectOptions, Strin
     } else if config.urls.iter().any(|url| url.starts_with("tls://")) {
         options = options.require_tls(true);
     }
-    Ok(match &config.auth {
+    match &config.auth {
         NatsAuth::None => options,
         NatsAuth::UserPassword { user, password } => {
             options.user_and_password(user.clone(), password.clone())
         }
-    })
+    }
 }
 
 /// Why connecting failed, in one line with what to do.

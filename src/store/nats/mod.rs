@@ -111,8 +111,6 @@ impl JetStreamLogs {
         // is to get one line, ours. Its connection's later events (lost,
         // reconnected) are logged as usual, from the task it spawns.
         let client = connect::options(&config)
-            .await
-            .map_err(NatsError)?
             .connect(addrs)
             .with_subscriber(tracing::subscriber::NoSubscriber::default())
             .await

@@ -46,6 +46,8 @@ mod memory;
 mod nats;
 mod order;
 mod pod_log;
+#[cfg(test)]
+mod power_cut;
 mod registry;
 mod storage;
 mod tls;

@@ -67,7 +67,11 @@ pub struct Fresh<'a> {
 }
 
 impl Registry {
-    fn new(cache: Arc<WatchCache>, pods: Arc<dyn PodBackend>, logs: Arc<dyn LogBackend>) -> Self {
+    pub(super) fn new(
+        cache: Arc<WatchCache>,
+        pods: Arc<dyn PodBackend>,
+        logs: Arc<dyn LogBackend>,
+    ) -> Self {
         Registry { cache, pods, logs }
     }
 

@@ -3,7 +3,7 @@
 //! one, and each says in its message that nothing was changed.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::domain::{Invalid, PodKey};
 
@@ -46,6 +46,24 @@ impl fmt::Display for DataDirError {
 }
 
 impl std::error::Error for DataDirError {}
+
+impl DataDirError {
+    /// Why redb could not open the database in `dir`.
+    pub(super) fn opening(dir: &Path, err: redb::DatabaseError) -> DataDirError {
+        match err {
+            redb::DatabaseError::DatabaseAlreadyOpen => DataDirError::Locked(dir.into()),
+            redb::DatabaseError::UpgradeRequired(version) => {
+                DataDirError::Incompatible(dir.into(), Incompatibility::FileFormat(version))
+            }
+            redb::DatabaseError::Storage(redb::StorageError::Io(err))
+                if err.kind() != std::io::ErrorKind::InvalidData =>
+            {
+                DataDirError::Io(dir.into(), err)
+            }
+            other => DataDirError::Corrupt(dir.into(), Corruption::Database(other.into())),
+        }
+    }
+}
 
 /// How a database is from another version of this store.
 #[derive(Debug)]

@@ -17,6 +17,10 @@
 //! unacknowledged uploads, and never tears or reorders a line: a chunk is
 //! one record in one transaction.
 //!
+//! What is synced when, and why no acknowledged byte waits on an unsynced
+//! one (the data directory's entries included), is set out in
+//! [`data_dir`].
+//!
 //! If a commit fails, the store refuses all later writes (reads go on) until
 //! the server is restarted, which reloads the last durable state.
 //!
@@ -30,6 +34,7 @@
 //! | `logs`    | `(namespace, name, before)`| a `LogChunk` of the pod's lines after its first `before` |
 
 mod committer;
+mod data_dir;
 mod error;
 mod load;
 pub mod records;

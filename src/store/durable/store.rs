@@ -1,6 +1,7 @@
 //! [`DurableStore`]: opening a data directory into a watch cache, and the
 //! backend's calls, which submit to the committer.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -8,8 +9,9 @@ use std::thread::JoinHandle;
 use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 
-use super::committer::{Committer, Op, Request, closed};
-use super::error::{Corruption, DataDirError, Incompatibility};
+use super::committer::{Committer, DiskLog, Op, Request, closed};
+use super::data_dir;
+use super::error::{Corruption, DataDirError};
 use super::load::load;
 use super::schema::{self, DATABASE_FILE, Fault, Schema, stored_version};
 use crate::contract::Pod;
@@ -25,8 +27,9 @@ use crate::store::pod_log::PodLog;
 /// database in a data directory before it is published or acknowledged.
 /// See the [module docs](super).
 pub struct DurableStore {
-    /// The data directory, canonical: the key of [`CLOSING`].
-    dir: PathBuf,
+    /// The data directory, canonical: the key of [`CLOSING`] (`None` for
+    /// a test's disk).
+    dir: Option<PathBuf>,
     /// `None` only while dropping. Unbounded, so that submitting never
     /// waits and keeps the callers' order; callers bound what they have in
     /// flight (a sync session its pipeline, an upload one chunk).
@@ -51,41 +54,73 @@ impl DurableStore {
     /// single byte of it being written.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<(Self, Arc<WatchCache>), DataDirError> {
         let io = |err: std::io::Error| DataDirError::Io(dir.into(), err);
-        std::fs::create_dir_all(dir).map_err(io)?;
+        data_dir::create(dir).map_err(io)?;
         // The same directory, however it is named, for the wait on CLOSING.
         let canonical = dir.canonicalize().map_err(io)?;
         await_closed(&canonical);
         let path = dir.join(DATABASE_FILE);
         let exists = std::fs::metadata(&path).is_ok_and(|meta| meta.len() > 0);
-        let fault = |fault: Fault| match fault {
-            Fault::Corrupt(corruption) => DataDirError::Corrupt(dir.into(), corruption),
-            Fault::Incompatible(why) => DataDirError::Incompatible(dir.into(), why),
-        };
-        let corrupt = |corruption: Corruption| DataDirError::Corrupt(dir.into(), corruption);
-        let mut loaded = None;
-        if exists {
-            match redb::ReadOnlyDatabase::open(&path) {
-                Ok(db) => {
-                    if schema::check(&db).map_err(fault)? == Schema::Current {
-                        loaded = Some(load(&db, config.clone()).map_err(corrupt)?);
-                    }
-                    db.close().map_err(|err| open_error(dir, err))?;
-                }
-                // After a crash redb must repair the file, which a read-only
-                // open cannot do: the read-write open below does it.
-                Err(redb::DatabaseError::RepairAborted) => {}
-                Err(err) => return Err(open_error(dir, err)),
-            }
+        if !exists {
+            let db = data_dir::create_database(dir)?;
+            return Self::start(db, None, config, Some(canonical), &path)
+                .map_err(|fault| fault.of(dir));
         }
-        let db = redb::Database::create(&path).map_err(|err| open_error(dir, err))?;
-        if schema::check(&db).map_err(fault)? == Schema::New {
-            schema::initialise(&db).map_err(corrupt)?;
+        let mut loaded = None;
+        match redb::ReadOnlyDatabase::open(&path) {
+            Ok(db) => {
+                if schema::check(&db).map_err(|fault| fault.of(dir))? == Schema::Current {
+                    loaded = Some(load(&db, config.clone()).map_err(|c| corrupt(dir, c))?);
+                }
+                db.close().map_err(|err| DataDirError::opening(dir, err))?;
+            }
+            // After a crash redb must repair the file, which a read-only
+            // open cannot do: the read-write open below does it.
+            Err(redb::DatabaseError::RepairAborted) => {}
+            Err(err) => return Err(DataDirError::opening(dir, err)),
+        }
+        let db = redb::Database::create(&path).map_err(|err| DataDirError::opening(dir, err))?;
+        Self::start(db, loaded, config, Some(canonical), &path).map_err(|fault| fault.of(dir))
+    }
+
+    /// Opens (or creates) the store in a database over `disk` rather than
+    /// a file: for the power-cut tests, whose disk keeps what was written
+    /// apart from what was synced. A new database is initialised, and then
+    /// `named`, where a file would be renamed into place.
+    #[cfg(test)]
+    pub fn open_on(
+        disk: impl redb::StorageBackend,
+        named: impl FnOnce(),
+        config: StoreConfig,
+    ) -> Result<(Self, Arc<WatchCache>), String> {
+        let fault = |fault: OpenFault| fault.of(Path::new("(disk)")).to_string();
+        let new = disk.len().map_err(|err| err.to_string())? == 0;
+        let db = redb::Builder::new()
+            .create_with_backend(disk)
+            .map_err(|err| DataDirError::opening(Path::new("(disk)"), err).to_string())?;
+        if new {
+            schema::initialise(&db).map_err(|c| fault(OpenFault::Corrupt(c)))?;
+            named();
+        }
+        Self::start(db, None, config, None, Path::new("")).map_err(fault)
+    }
+
+    /// Checks and, if new, initialises an open database; loads it unless
+    /// `loaded` already holds what it contains; and starts its committer.
+    fn start(
+        db: redb::Database,
+        loaded: Option<Loaded>,
+        config: StoreConfig,
+        dir: Option<PathBuf>,
+        path: &Path,
+    ) -> Result<(Self, Arc<WatchCache>), OpenFault> {
+        if schema::check(&db).map_err(OpenFault::Schema)? == Schema::New {
+            schema::initialise(&db).map_err(OpenFault::Corrupt)?;
         }
         // What was read before the read-write open is current unless
         // another process wrote in between (or a repair was needed).
         let (index, logs) = match loaded {
             Some(loaded) if stored_version(&db).ok() == Some(loaded.0.version()) => loaded,
-            _ => load(&db, config).map_err(corrupt)?,
+            _ => load(&db, config).map_err(OpenFault::Corrupt)?,
         };
         let cache = Arc::new(index);
         let (ops, queue) = mpsc::unbounded_channel();
@@ -94,14 +129,14 @@ impl DurableStore {
             cache: Arc::clone(&cache),
             logs,
             failed: None,
-            path,
+            path: path.to_owned(),
         };
         let committer = std::thread::Builder::new()
             .name("pod-store-committer".into())
             .spawn(move || committer.run(queue))
-            .map_err(io)?;
+            .map_err(OpenFault::Io)?;
         let store = DurableStore {
-            dir: canonical,
+            dir,
             ops: Some(ops),
             committer: Some(committer),
         };
@@ -132,10 +167,10 @@ impl DurableStore {
 impl Drop for DurableStore {
     fn drop(&mut self) {
         self.ops = None;
-        if let Some(committer) = self.committer.take() {
+        if let (Some(dir), Some(committer)) = (self.dir.take(), self.committer.take()) {
             let finished = {
                 let mut closing = CLOSING.lock().unwrap_or_else(|e| e.into_inner());
-                closing.push((self.dir.clone(), committer));
+                closing.push((dir, committer));
                 let (finished, running) = closing
                     .drain(..)
                     .partition(|(_, committer)| committer.is_finished());
@@ -208,17 +243,35 @@ impl LogBackend for DurableStore {
     }
 }
 
-fn open_error(dir: &Path, err: redb::DatabaseError) -> DataDirError {
-    match err {
-        redb::DatabaseError::DatabaseAlreadyOpen => DataDirError::Locked(dir.into()),
-        redb::DatabaseError::UpgradeRequired(version) => {
-            DataDirError::Incompatible(dir.into(), Incompatibility::FileFormat(version))
+/// What a database read so far holds.
+type Loaded = (WatchCache, HashMap<PodKey, DiskLog>);
+
+/// Why [`DurableStore::start`] failed, before it is put to a directory.
+enum OpenFault {
+    Schema(Fault),
+    Corrupt(Corruption),
+    Io(std::io::Error),
+}
+
+impl OpenFault {
+    fn of(self, dir: &Path) -> DataDirError {
+        match self {
+            OpenFault::Schema(fault) => fault.of(dir),
+            OpenFault::Corrupt(corruption) => corrupt(dir, corruption),
+            OpenFault::Io(err) => DataDirError::Io(dir.into(), err),
         }
-        redb::DatabaseError::Storage(redb::StorageError::Io(err))
-            if err.kind() != std::io::ErrorKind::InvalidData =>
-        {
-            DataDirError::Io(dir.into(), err)
-        }
-        other => DataDirError::Corrupt(dir.into(), Corruption::Database(other.into())),
     }
+}
+
+impl Fault {
+    fn of(self, dir: &Path) -> DataDirError {
+        match self {
+            Fault::Corrupt(corruption) => corrupt(dir, corruption),
+            Fault::Incompatible(why) => DataDirError::Incompatible(dir.into(), why),
+        }
+    }
+}
+
+fn corrupt(dir: &Path, corruption: Corruption) -> DataDirError {
+    DataDirError::Corrupt(dir.into(), corruption)
 }

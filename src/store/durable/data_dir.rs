@@ -121,6 +121,39 @@ mod tests {
     }
 
     #[test]
+    fn a_new_database_appears_only_with_its_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = create_database(dir.path()).unwrap();
+        assert!(!dir.path().join(NEW_DATABASE_FILE).exists());
+        assert_eq!(schema::check(&db).ok(), Some(Schema::Current));
+        drop(db);
+        let db = redb::ReadOnlyDatabase::open(dir.path().join(DATABASE_FILE)).unwrap();
+        assert_eq!(schema::check(&db).ok(), Some(Schema::Current));
+    }
+
+    #[test]
+    fn what_a_cut_left_of_a_creation_is_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let new = dir.path().join(NEW_DATABASE_FILE);
+        // Size set, data never written back: zeros, no redb header.
+        std::fs::write(&new, vec![0; 8192]).unwrap();
+        let db = create_database(dir.path()).unwrap();
+        assert_eq!(schema::check(&db).ok(), Some(Schema::Current));
+        assert!(!new.exists());
+    }
+
+    #[test]
+    fn a_creation_in_progress_elsewhere_is_not_disturbed() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = Database::create(dir.path().join(NEW_DATABASE_FILE)).unwrap();
+        assert!(matches!(
+            create_database(dir.path()),
+            Err(DataDirError::Locked(_))
+        ));
+        drop(other);
+    }
+
+    #[test]
     fn refuses_a_file_in_the_way() {
         let root = tempfile::tempdir().unwrap();
         let file = root.path().join("f");

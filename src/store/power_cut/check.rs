@@ -23,6 +23,8 @@ pub struct Found {
     pub version: u64,
     /// The lines of every log, to the newest.
     pub lines: u64,
+    /// The acknowledgements, pod writes and uploads, it had to honour.
+    pub acknowledged: usize,
 }
 
 /// Opens the store over `image`, the disk after `cut` of `run`, and checks
@@ -61,7 +63,20 @@ async fn check(run: &Run, cut: &Cut, registry: &Registry) -> Result<Found, Strin
             run.changes.len()
         ));
     }
-    let mut found = Found { version, lines: 0 };
+    let mut found = Found {
+        version,
+        lines: 0,
+        acknowledged: run
+            .pod_acks
+            .iter()
+            .filter(|(calls, _)| before(*calls))
+            .count()
+            + run
+                .upload_acks
+                .iter()
+                .filter(|(calls, ..)| before(*calls))
+                .count(),
+    };
 
     // Exactly the run's pods at `version`.
     let mut expected = BTreeMap::new();

@@ -46,20 +46,45 @@ fn torn(coin: &mut fastrand::Rng) -> usize {
     512 * coin.usize(0..16)
 }
 
-/// Reopens the store after `cut`, adding a failure to `failures`.
-async fn cut_and_check(
-    run: &Run,
-    replay: &mut Replay<'_>,
-    cut: Cut,
-    failures: &mut Vec<String>,
-) -> Option<Found> {
-    let image = replay.image(&cut);
-    match reopen(run, &cut, image).await {
-        Ok(found) => Some(found),
-        Err(failure) => {
-            failures.push(format!("{cut:?}: {failure}"));
-            None
+/// The cuts made so far, and what they found.
+#[derive(Default)]
+struct Tally {
+    cuts: usize,
+    /// Acknowledgements checked, summed over the cuts.
+    acknowledged: usize,
+    failures: Vec<String>,
+}
+
+impl Tally {
+    /// Reopens the store after `cut` of `run`, and counts it.
+    async fn cut(&mut self, run: &Run, replay: &mut Replay<'_>, cut: Cut) -> Option<Found> {
+        let image = replay.image(&cut);
+        self.cuts += 1;
+        match reopen(run, &cut, image).await {
+            Ok(found) => {
+                self.acknowledged += found.acknowledged;
+                Some(found)
+            }
+            Err(failure) => {
+                self.failures.push(format!("{cut:?}: {failure}"));
+                None
+            }
         }
+    }
+
+    fn assert_none_failed(&self) {
+        let first: Vec<&str> = self.failures.iter().take(3).map(String::as_str).collect();
+        assert!(
+            self.failures.is_empty(),
+            "{} of {} power cuts failed; the first:\n{}",
+            self.failures.len(),
+            self.cuts,
+            first.join("\n")
+        );
+        eprintln!(
+            "{} power cuts; {} acknowledgements checked after them; none lost",
+            self.cuts, self.acknowledged
+        );
     }
 }
 
@@ -79,58 +104,41 @@ fn assert_trims(run: &Run, times: usize) {
     }
 }
 
-fn assert_none_failed(failures: &[String], cuts: usize) {
-    assert!(
-        failures.is_empty(),
-        "{} of {cuts} power cuts failed; the first: {}",
-        failures.len(),
-        failures
-            .iter()
-            .take(3)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_cut_of_a_short_run() {
     let run = run::run(SHORT).await;
+    assert_trims(&run, 1);
     let mut replay = Replay::new(&run.journal);
     let mut coin = fastrand::Rng::with_seed(27);
-    let (mut failures, mut cuts, mut lost) = (Vec::new(), 0, 0);
+    let (mut tally, mut lost) = (Tally::default(), 0);
     for after in 0..=run.journal.len() {
         let cut = |written_back| Cut {
             after,
             written_back,
         };
-        let synced = cut_and_check(&run, &mut replay, cut(WrittenBack::Nothing), &mut failures);
-        let synced = synced.await;
+        let synced = tally
+            .cut(&run, &mut replay, cut(WrittenBack::Nothing))
+            .await;
         let everything = WrittenBack::InOrder { torn: usize::MAX };
-        let everything = cut_and_check(&run, &mut replay, cut(everything), &mut failures).await;
+        let everything = tally.cut(&run, &mut replay, cut(everything)).await;
         // The cut cost what was not synced: the test would prove nothing
         // if unsynced data survived it.
         lost += usize::from(synced.is_some() && synced < everything);
         let torn_write = WrittenBack::InOrder {
             torn: torn(&mut coin),
         };
-        cut_and_check(&run, &mut replay, cut(torn_write), &mut failures).await;
+        tally.cut(&run, &mut replay, cut(torn_write)).await;
         let by_chance = WrittenBack::Some {
             seed: coin.u64(..),
             torn: torn(&mut coin),
         };
-        cut_and_check(&run, &mut replay, cut(by_chance), &mut failures).await;
-        cuts += 4;
+        tally.cut(&run, &mut replay, cut(by_chance)).await;
     }
-    assert_trims(&run, 1);
-    assert_none_failed(&failures, cuts);
-    assert!(
-        lost > 0,
-        "no cut lost anything that was written but not synced"
-    );
+    tally.assert_none_failed();
+    assert!(lost > 0, "no cut lost anything written but not synced");
     eprintln!(
-        "{cuts} power cuts at all {} disk calls of a run of {} acknowledged writes \
-         and {} uploads; {lost} lost unsynced commits",
+        "cut after each of the {} disk calls of a run of {} acknowledged writes and {} \
+         uploads; {lost} cuts lost unsynced commits",
         run.journal.len(),
         run.pod_acks.len(),
         run.upload_acks.len()
@@ -140,9 +148,10 @@ async fn every_cut_of_a_short_run() {
 /// `runs` runs of the longer workload, each cut at `cuts` random points in
 /// one of the three ways at random.
 async fn random_cuts_of_longer_runs(runs: u64, cuts: usize) {
-    let mut failures = Vec::new();
+    let mut tally = Tally::default();
     for seed in 0..runs {
         let run = run::run(LONG).await;
+        assert_trims(&run, 2);
         let mut coin = fastrand::Rng::with_seed(seed);
         let mut afters: Vec<usize> = (0..cuts)
             .map(|_| coin.usize(0..=run.journal.len()))
@@ -164,11 +173,10 @@ async fn random_cuts_of_longer_runs(runs: u64, cuts: usize) {
                 after,
                 written_back,
             };
-            cut_and_check(&run, &mut replay, cut, &mut failures).await;
+            tally.cut(&run, &mut replay, cut).await;
         }
-        assert_trims(&run, 2);
     }
-    assert_none_failed(&failures, runs as usize * cuts);
+    tally.assert_none_failed();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,14 +3,33 @@
 //!
 //! The semantic suites (list, watch, sync, ...) run on the etcd store too,
 //! one replica each; this file is about what only several replicas show,
-//! and tests/etcd_faults.rs about a cluster in trouble. Replicas are in-process servers, each on
-//! an etcd store of its own over the same prefix (the same code as
-//! `pod-server --etcd-endpoints`), or real `pod-server` processes where a
-//! test kills one. Tests that only need a registry of their own share the
-//! test binary's cluster under a fresh prefix; tests that hurt etcd start
-//! a cluster of their own.
+//! and its modules (one test binary, to build and link once) about the
+//! rest: `faults` a cluster in trouble, `load_faults` faults under load,
+//! `concurrency` many sessions on several replicas, `unconfirmed` writes
+//! whose answer was lost, `rates` the requests a cluster's rates cost,
+//! `tls` etcd over TLS with client certificates, and `cluster` the test
+//! harness's own cluster. Replicas are in-process servers, each on an etcd
+//! store of its own over the same prefix (the same code as `pod-server
+//! --etcd-endpoints`), or real `pod-server` processes where a test kills
+//! one. Tests that only need a registry of their own share the test
+//! binary's cluster under a fresh prefix; tests that hurt etcd start a
+//! cluster of their own.
 
+#[path = "etcd/cluster.rs"]
+mod cluster;
 mod common;
+#[path = "etcd/concurrency.rs"]
+mod concurrency;
+#[path = "etcd/faults.rs"]
+mod faults;
+#[path = "etcd/load_faults.rs"]
+mod load_faults;
+#[path = "etcd/rates.rs"]
+mod rates;
+#[path = "etcd/tls.rs"]
+mod tls;
+#[path = "etcd/unconfirmed.rs"]
+mod unconfirmed;
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! Many `SyncPods` sessions writing at once, and what their acks promise,
-//! for tests/etcd_concurrency.rs and tests/etcd_load_faults.rs.
+//! for tests/etcd/concurrency.rs and tests/etcd/load_faults.rs.
 //!
 //! A session ([`drive`]) sends its ops one at a time or several ahead of
 //! their acks, and checks as it goes that the acks come in op order with

@@ -1,5 +1,5 @@
 //! Replicas of one registry over etcd, for the tests of several replicas
-//! (tests/etcd.rs) and of a cluster in trouble (tests/etcd_faults.rs): opening
+//! (tests/etcd.rs) and of a cluster in trouble (tests/etcd/faults.rs): opening
 //! a registry the way `pod-server --etcd-endpoints` does, in-process
 //! replicas, what their lists and watches must show, and etcd's own HTTP
 //! gateway for what only etcd can say.

@@ -20,7 +20,7 @@
 //! 3-member etcd cluster, under a prefix of their own (tests/common/load.rs
 //! drives and checks the sessions).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -18,7 +18,7 @@
 //! sent after it left it; never as an earlier op left it. Every test that
 //! hurts etcd starts a cluster of its own.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};

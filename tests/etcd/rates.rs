@@ -11,7 +11,7 @@
 //! - **writes of one pod queue on their replica**: sent at once they would
 //!   fail each other's compare and try again, n² transactions for n.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

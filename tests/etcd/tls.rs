@@ -5,7 +5,7 @@
 //! `pod-server --make-certs` (`common::pki`). Every refusal is checked
 //! as the binaries fail: one line on stderr, exit code 1, soon.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

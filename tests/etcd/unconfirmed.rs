@@ -24,7 +24,7 @@
 //! proposal. Several held requests per round make today's defect show in
 //! almost every run.)
 
-mod common;
+use crate::common;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, Ordering};

@@ -3,7 +3,7 @@
 //! others compacted, and etcd that cannot be reached or holds foreign data.
 //! Every test that hurts etcd starts a cluster of its own.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;

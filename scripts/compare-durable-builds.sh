@@ -40,7 +40,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Starts BUILD on DIR; prints the milliseconds to its "listening" line.
+# Starts BUILD on DIR; sets pid, and took_us: the time to its "listening" line.
+took_us=
 start() { # BUILD DIR
   local log="$work/server.log" began
   began=$(date +%s%N)
@@ -50,7 +51,7 @@ start() { # BUILD DIR
   pid=$!
   for _ in $(seq 6000); do
     if grep -q "pod-server listening" "$log"; then
-      echo $((($(date +%s%N) - began) / 1000))
+      took_us=$((($(date +%s%N) - began) / 1000))
       return
     fi
     kill -0 "$pid" 2>/dev/null || break
@@ -74,9 +75,11 @@ record() { # BUILD ROUND OUTPUT-FILE
 measure() { # BUILD ROUND
   local build=$1 round=$2 out="$work/bench.txt" data="$work/data/new" created opened
   rm -rf "$work/data"
-  created=$(start "$build" "$data")
+  start "$build" "$data"
+  created=$took_us
   stop
-  opened=$(start "$build" "$data")
+  start "$build" "$data"
+  opened=$took_us
   printf '{"build":"%s","round":%s,"load":"start","created_us":%s,"opened_us":%s}\n' \
     "$build" "$round" "$created" "$opened" >> "$runs"
   "$bench" --addr "http://127.0.0.1:$PORT" --json sync --sessions 1,64 \

@@ -4,12 +4,17 @@
 //! and no log line is torn, duplicated or out of order.
 //!
 //! The normal suite runs a few rounds; `cargo test --test crash -- --ignored`
-//! runs many more.
+//! runs many more. The same rounds run with power cuts instead of SIGKILL
+//! in `power_cut` (one test binary for both: each is a link of the crate).
 
 mod common;
+#[path = "crash/power_cut.rs"]
+mod power_cut;
 
 use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::process::ServerProcess;
 use common::{Session, list_request, pod, within};
@@ -32,6 +37,9 @@ struct Acked {
     uploaded: HashSet<u64>,
     /// How many acks in this round (to decide when to kill).
     round_acks: usize,
+    /// Set as the round's crash begins: from then on a write may fail (a
+    /// power cut fails the server's I/O before it is killed).
+    crashing: bool,
 }
 
 fn snapshot(acked: &Mutex<Acked>) -> Acked {
@@ -73,9 +81,12 @@ async fn write_until_killed(url: String, writer: usize, acked: Arc<Mutex<Acked>>
         let Some(pod_service::contract::sync_event::Event::Ack(ack)) = event.event else {
             panic!("unsubscribed sessions get only acks");
         };
-        assert_eq!(ack.code, 0, "{}", ack.message);
-        let stored = ack.pod.expect("an ack carries the pod");
         let mut acked = acked.lock().unwrap();
+        if ack.code != 0 {
+            assert!(acked.crashing, "{}", ack.message);
+            return;
+        }
+        let stored = ack.pod.expect("an ack carries the pod");
         acked
             .pods
             .insert(name, (stored.resource_version, stored.replicas));
@@ -210,35 +221,67 @@ async fn verify(url: &str, acked: &Acked, last_seen_version: &mut u64) {
     }
 }
 
-async fn crash_rounds(rounds: usize) {
-    let data = tempfile::tempdir().unwrap();
+/// Where the server keeps its data, and how a round ends under it.
+trait Machine {
+    /// The server's data directory.
+    fn data_dir(&self) -> PathBuf;
+    /// Ends a round in the middle of the work: kills the server, or cuts
+    /// the power under it; the next server starts on what is left.
+    async fn crash(&mut self, server: ServerProcess);
+}
+
+/// SIGKILL: the server dies, the OS and its page cache live on.
+struct Sigkill(tempfile::TempDir);
+
+impl Machine for Sigkill {
+    fn data_dir(&self) -> PathBuf {
+        self.0.path().to_owned()
+    }
+
+    async fn crash(&mut self, server: ServerProcess) {
+        server.kill().await;
+    }
+}
+
+/// Runs `rounds` rounds of work ended by `machine`'s crashes, each checked
+/// after the restart. Returns each round's cycle time: from its crash to
+/// the next server's checks done.
+async fn crash_rounds(rounds: usize, machine: &mut impl Machine) -> Vec<Duration> {
+    let data = machine.data_dir();
     let acked = Arc::new(Mutex::new(Acked::default()));
     let mut last_seen_version = 0;
+    let mut cycles = Vec::new();
 
     // The pods that receive uploads.
-    let server = ServerProcess::start(data.path(), "127.0.0.1:0", &[]).await;
+    let server = ServerProcess::start(&data, "127.0.0.1:0", &[]).await;
     let mut client = PodServiceClient::connect(server.url()).await.unwrap();
     let mut session = Session::open(&mut client).await;
     for uploader in 0..UPLOADERS {
-        assert_eq!(
-            session
-                .apply(pod("crash", &format!("up-{uploader}"), "Running", 1))
-                .await
-                .code,
-            0
-        );
+        let name = format!("up-{uploader}");
+        let ack = session.apply(pod("crash", &name, "Running", 1)).await;
+        assert_eq!(ack.code, 0, "{}", ack.message);
+        let version = ack.pod.expect("an ack carries the pod").resource_version;
+        let mut record = acked.lock().unwrap();
+        record.pods.insert(name, (version, 1));
+        record.max_version = record.max_version.max(version);
     }
     drop((session, client));
-    server.kill().await;
+    machine.crash(server).await;
 
+    let mut crashed = None;
     for round in 0..rounds {
-        let server = ServerProcess::start(data.path(), "127.0.0.1:0", &[]).await;
+        let server = ServerProcess::start(&data, "127.0.0.1:0", &[]).await;
         verify(&server.url(), &snapshot(&acked), &mut last_seen_version).await;
+        cycles.extend(crashed.map(|at: Instant| at.elapsed()));
 
         // A different amount of work before each kill, so kills land in
         // different places: mid-batch, mid-upload, between commits.
         let kill_after = 20 + (round * 37) % 150;
-        acked.lock().unwrap().round_acks = 0;
+        {
+            let mut acked = acked.lock().unwrap();
+            acked.round_acks = 0;
+            acked.crashing = false;
+        }
         let mut tasks = Vec::new();
         for writer in 0..WRITERS {
             let start = (round * 1_000_000) as i32;
@@ -262,29 +305,34 @@ async fn crash_rounds(rounds: usize) {
             "some acks",
         )
         .await;
-        server.kill().await;
+        crashed = Some(Instant::now());
+        acked.lock().unwrap().crashing = true;
+        machine.crash(server).await;
         for task in tasks {
             within("the clients to notice", task).await.unwrap();
         }
     }
-    let server = ServerProcess::start(data.path(), "127.0.0.1:0", &[]).await;
+    let server = ServerProcess::start(&data, "127.0.0.1:0", &[]).await;
     verify(&server.url(), &snapshot(&acked), &mut last_seen_version).await;
+    cycles.extend(crashed.map(|at| at.elapsed()));
+    server.kill().await;
     let acked = acked.lock().unwrap();
     assert!(
         !acked.pods.is_empty() && !acked.uploaded.is_empty(),
         "the rounds did some work"
     );
+    cycles
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_repeated_sigkill() {
-    crash_rounds(5).await;
+    crash_rounds(5, &mut Sigkill(tempfile::tempdir().unwrap())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "long: 60 rounds; run with --ignored"]
 async fn acknowledged_writes_survive_many_sigkills() {
-    crash_rounds(60).await;
+    crash_rounds(60, &mut Sigkill(tempfile::tempdir().unwrap())).await;
 }
 
 fn words(line: &str) -> Vec<String> {

@@ -5,6 +5,8 @@
 //! tests/logs.rs.
 
 mod common;
+#[path = "nats/power_cut.rs"]
+mod power_cut;
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod nats;
 pub mod nats_secure;
 pub mod pki;
+pub mod power_fs;
 pub mod process;
 pub mod proxy;
 pub mod replicas;

@@ -44,7 +44,7 @@ pub type NatsCluster = Cluster<Nats>;
 /// [`Member::ports`].
 pub(super) const CLIENT: usize = 0;
 const ROUTE: usize = 1;
-pub(super) const MONITOR: usize = 2;
+pub const MONITOR: usize = 2;
 
 /// What every node of one NATS cluster shares.
 pub struct Nats {

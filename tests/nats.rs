@@ -2,11 +2,18 @@
 //! clusters: the pods in the shared 3-member etcd cluster, the logs on a
 //! 3-node NATS cluster (the test binary's shared one, or a test's own for
 //! faults). The log contract itself, on every store and on NATS, is
-//! tests/logs.rs.
+//! tests/logs.rs. Its modules, in the same test binary (one build and link):
+//! `tls` NATS over TLS with client certificates and passwords, `cluster` the
+//! test harness's own cluster, and `power_cut` what a power cut of every
+//! node loses (a measurement, opt-in).
 
+#[path = "nats/cluster.rs"]
+mod cluster;
 mod common;
 #[path = "nats/power_cut.rs"]
 mod power_cut;
+#[path = "nats/tls.rs"]
+mod tls;
 
 use std::collections::HashSet;
 use std::sync::Arc;

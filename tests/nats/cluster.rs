@@ -2,7 +2,7 @@
 //! come up ready with a meta leader, the fault controls do what they say,
 //! and no nats-server outlives the test process, however that process ends.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -235,7 +235,7 @@ async fn no_nats_server_outlives_a_killed_test_process() {
             .arg(std::env::current_exe().expect("this test binary"))
             .args([
                 "--exact",
-                "child_that_starts_clusters_and_waits",
+                "cluster::child_that_starts_clusters_and_waits",
                 "--ignored",
                 "--nocapture",
                 "--test-threads=1",

@@ -10,6 +10,8 @@
 #[path = "access/client_certs.rs"]
 mod client_certs;
 mod common;
+#[path = "access/tls.rs"]
+mod tls;
 
 use std::collections::BTreeSet;
 

@@ -9,6 +9,8 @@
 //! `tests/list.rs`.)
 
 mod common;
+#[path = "compat/interop.rs"]
+mod interop;
 
 use std::time::Duration;
 

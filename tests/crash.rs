@@ -8,6 +8,8 @@
 //! in `power_cut` (one test binary for both: each is a link of the crate).
 
 mod common;
+#[path = "crash/durable.rs"]
+mod durable;
 #[path = "crash/power_cut.rs"]
 mod power_cut;
 

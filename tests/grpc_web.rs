@@ -5,9 +5,11 @@
 //! connection goes away freeing its watcher; `SyncPods` with its ops in one
 //! request body, which is how the dashboard writes. Also the page's protobuf
 //! codec against the compiled contract (the page as served, and its
-//! JavaScript unit tests, are `tests/page.rs`).
+//! JavaScript unit tests, are `tests/grpc_web/page.rs`).
 
 mod common;
+#[path = "grpc_web/page.rs"]
+mod page;
 
 use common::grpc_web::{Frames, call, call_with_body, framed, header};
 use common::{Backend, TestServer};

@@ -8,6 +8,10 @@
 //! promises that versions strictly increase.
 
 mod common;
+#[path = "list/one_pod.rs"]
+mod one_pod;
+#[path = "list/paging.rs"]
+mod paging;
 
 use common::{Backend, TestServer, list_request, pod, within};
 use pod_service::contract::LogChunk;

@@ -4,6 +4,8 @@
 //! number of series does not grow with pods, namespaces or clients.
 
 mod common;
+#[path = "metrics/prometheus.rs"]
+mod prometheus;
 
 use std::sync::Arc;
 

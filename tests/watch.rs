@@ -8,6 +8,8 @@
 //! ([`Backend::assert_next`](common::Backend::assert_next)): etcd only
 //! promises that versions strictly increase.
 
+#[path = "watch/bookmarks.rs"]
+mod bookmarks;
 mod common;
 
 use std::collections::{BTreeMap, HashSet};

@@ -2,7 +2,7 @@
 //! the rules that keep other sites' pages away from the API.
 //!
 //! The page (`dashboard/page/`: HTML, CSS and small plain JavaScript
-//! modules, with no build step; `tests/page.rs` runs their unit tests with
+//! modules, with no build step; `tests/grpc_web/page.rs` runs their unit tests with
 //! `node --test`) is embedded in the binary and talks gRPC-Web to the
 //! same PodService as every other client, on the same port: no second API,
 //! no second contract. This layer is the outermost of the server's: it

@@ -1,7 +1,7 @@
 //! A browser's side of gRPC-Web, without a browser: raw requests over
 //! HTTP/1.1 on a fresh connection each, as `fetch` sends them, and a reader
 //! of the framed response body. For the tests of the gRPC-Web path
-//! (`tests/grpc_web.rs`) and of the page as served (`tests/page.rs`).
+//! (`tests/grpc_web.rs`) and of the page as served (`tests/grpc_web/page.rs`).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};

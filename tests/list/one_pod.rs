@@ -9,7 +9,7 @@
 //! (a fresh prefix of a real 3-member cluster), where versions only
 //! increase, so the tests compare versions with the ones the writes got.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! refused with the right codes when altered, reused or expired; a list
 //! larger than one message comes whole through `list-pods`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

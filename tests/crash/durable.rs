@@ -7,7 +7,7 @@
 //! changes), it tests that property of the embedded stores: a cluster
 //! store only promises that versions strictly increase.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

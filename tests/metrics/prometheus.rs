@@ -10,7 +10,7 @@
 //!   the counts a known mix of calls implies, and a finite
 //!   `histogram_quantile` over `grpc_server_handling_seconds`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Stdio;

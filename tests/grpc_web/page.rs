@@ -15,7 +15,7 @@
 //! `common/tools.rs`): a missing or too old node fails the test, naming how
 //! to install it; it never skips.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

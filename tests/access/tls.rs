@@ -5,7 +5,7 @@
 //! refused, each with one line saying what to do. Both the library's
 //! `connect` and the real `list-pods` binary are checked.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

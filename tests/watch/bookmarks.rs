@@ -5,7 +5,7 @@
 //! elsewhere, where without them it must list again. In WatchPods and in
 //! SyncPods subscriptions, on every store (memory, durable and etcd).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -9,7 +9,7 @@
 //! | pod changes (with the `history` rows and their trimming, and `meta`'s `"version"`) | their batch's transaction, committed with `Durability::Immediate` before it is published or acknowledged | redb writes the batch's pages and then its commit slot, and fdatasyncs once; after a cut, recovery checks the newest slot's checksums and falls back to the commit before it when its pages did not all arrive |
 //! | log chunks (and the retention that drops old ones) | their transactions are committed with `Durability::None`; the upload's final [`Registry::sync`](crate::store::Registry::sync) commits a durable transaction, and only then is the upload acknowledged | a durable commit makes every earlier commit durable with it; a chunk is one record of one transaction, and a chunk dropped for retention is dropped in the transaction of the newer chunk that made room for it |
 //!
-//! And what the store does not do, so there is nothing of it to sync:
+//! And the rest of what is on disk:
 //! - **no lock file**: redb locks a byte range of the database file itself,
 //!   and the lock dies with the process;
 //! - **one rename only**, of a new database (above). A `pods.redb.new`

@@ -51,7 +51,8 @@ impl DurableStore {
     ///
     /// An existing database is first checked read-only, so that a file that
     /// is not ours, from another version, or damaged is refused without a
-    /// single byte of it being written.
+    /// single byte of it being written. A new one is made whole under
+    /// another name and then renamed into place (see `data_dir`).
     pub fn open(dir: &Path, config: StoreConfig) -> Result<(Self, Arc<WatchCache>), DataDirError> {
         let io = |err: std::io::Error| DataDirError::Io(dir.into(), err);
         data_dir::create(dir).map_err(io)?;

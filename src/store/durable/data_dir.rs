@@ -87,13 +87,9 @@ pub(super) fn create_database(dir: &Path) -> Result<Database, DataDirError> {
             create()?
         }
     };
-    let corrupt = |corruption| DataDirError::Corrupt(dir.into(), corruption);
-    match schema::check(&db) {
-        Ok(Schema::New) => schema::initialise(&db).map_err(corrupt)?,
-        // An earlier creation got this far before the power went.
-        Ok(Schema::Current) => {}
-        Err(Fault::Corrupt(corruption)) => return Err(corrupt(corruption)),
-        Err(Fault::Incompatible(why)) => return Err(DataDirError::Incompatible(dir.into(), why)),
+    // Current: an earlier creation got this far before the power went.
+    if schema::check(&db).map_err(|fault| fault.of(dir))? == Schema::New {
+        schema::initialise(&db).map_err(|c| Fault::from(c).of(dir))?;
     }
     let io = |err| DataDirError::Io(dir.into(), err);
     std::fs::rename(&new, dir.join(DATABASE_FILE)).map_err(io)?;

@@ -2,9 +2,11 @@
 //! that tell an empty database, one of ours, and anything else apart
 //! without writing a byte.
 
+use std::path::Path;
+
 use redb::{Database, ReadableDatabase, TableDefinition, TableHandle};
 
-use super::error::{Corruption, Incompatibility};
+use super::error::{Corruption, DataDirError, Incompatibility};
 
 /// The file inside the data directory.
 pub const DATABASE_FILE: &str = "pods.redb";
@@ -36,6 +38,16 @@ pub(super) enum Schema {
 pub(super) enum Fault {
     Corrupt(Corruption),
     Incompatible(Incompatibility),
+}
+
+impl Fault {
+    /// The fault as the reason data directory `dir` was refused.
+    pub(super) fn of(self, dir: &Path) -> DataDirError {
+        match self {
+            Fault::Corrupt(corruption) => DataDirError::Corrupt(dir.into(), corruption),
+            Fault::Incompatible(why) => DataDirError::Incompatible(dir.into(), why),
+        }
+    }
 }
 
 impl<E: Into<Corruption>> From<E> for Fault {

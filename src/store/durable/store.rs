@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::committer::{Committer, DiskLog, Op, Request, closed};
 use super::data_dir;
-use super::error::{Corruption, DataDirError};
+use super::error::DataDirError;
 use super::load::load;
 use super::schema::{self, DATABASE_FILE, Fault, Schema, stored_version};
 use crate::contract::Pod;
@@ -70,7 +70,7 @@ impl DurableStore {
         match redb::ReadOnlyDatabase::open(&path) {
             Ok(db) => {
                 if schema::check(&db).map_err(|fault| fault.of(dir))? == Schema::Current {
-                    loaded = Some(load(&db, config.clone()).map_err(|c| corrupt(dir, c))?);
+                    loaded = Some(load(&db, config.clone()).map_err(|c| Fault::from(c).of(dir))?);
                 }
                 db.close().map_err(|err| DataDirError::opening(dir, err))?;
             }
@@ -99,7 +99,7 @@ impl DurableStore {
             .create_with_backend(disk)
             .map_err(|err| DataDirError::opening(Path::new("(disk)"), err).to_string())?;
         if new {
-            schema::initialise(&db).map_err(|c| fault(OpenFault::Corrupt(c)))?;
+            schema::initialise(&db).map_err(|c| fault(c.into()))?;
             named();
         }
         Self::start(db, None, config, None, Path::new("")).map_err(fault)
@@ -114,14 +114,14 @@ impl DurableStore {
         dir: Option<PathBuf>,
         path: &Path,
     ) -> Result<(Self, Arc<WatchCache>), OpenFault> {
-        if schema::check(&db).map_err(OpenFault::Schema)? == Schema::New {
-            schema::initialise(&db).map_err(OpenFault::Corrupt)?;
+        if schema::check(&db)? == Schema::New {
+            schema::initialise(&db).map_err(Fault::from)?;
         }
         // What was read before the read-write open is current unless
         // another process wrote in between (or a repair was needed).
         let (index, logs) = match loaded {
             Some(loaded) if stored_version(&db).ok() == Some(loaded.0.version()) => loaded,
-            _ => load(&db, config).map_err(OpenFault::Corrupt)?,
+            _ => load(&db, config).map_err(Fault::from)?,
         };
         let cache = Arc::new(index);
         let (ops, queue) = mpsc::unbounded_channel();
@@ -249,30 +249,21 @@ type Loaded = (WatchCache, HashMap<PodKey, DiskLog>);
 
 /// Why [`DurableStore::start`] failed, before it is put to a directory.
 enum OpenFault {
-    Schema(Fault),
-    Corrupt(Corruption),
+    Data(Fault),
     Io(std::io::Error),
+}
+
+impl<E: Into<Fault>> From<E> for OpenFault {
+    fn from(fault: E) -> Self {
+        OpenFault::Data(fault.into())
+    }
 }
 
 impl OpenFault {
     fn of(self, dir: &Path) -> DataDirError {
         match self {
-            OpenFault::Schema(fault) => fault.of(dir),
-            OpenFault::Corrupt(corruption) => corrupt(dir, corruption),
+            OpenFault::Data(fault) => fault.of(dir),
             OpenFault::Io(err) => DataDirError::Io(dir.into(), err),
         }
     }
-}
-
-impl Fault {
-    fn of(self, dir: &Path) -> DataDirError {
-        match self {
-            Fault::Corrupt(corruption) => corrupt(dir, corruption),
-            Fault::Incompatible(why) => DataDirError::Incompatible(dir.into(), why),
-        }
-    }
-}
-
-fn corrupt(dir: &Path, corruption: Corruption) -> DataDirError {
-    DataDirError::Corrupt(dir.into(), corruption)
 }

@@ -3,8 +3,7 @@
 //! 3-node NATS cluster (the test binary's shared one, or a test's own for
 //! faults). The log contract itself, on every store and on NATS, is
 //! tests/logs.rs. Its modules, in the same test binary (one build and link):
-//! `tls` NATS over TLS with client certificates and passwords, `cluster` the
-//! test harness's own cluster, and `power_cut` what a power cut of every
+//! `cluster` the test harness's own cluster, and `power_cut` what a power cut of every
 //! node loses (a measurement, opt-in).
 
 #[path = "nats/cluster.rs"]
@@ -12,8 +11,6 @@ mod cluster;
 mod common;
 #[path = "nats/power_cut.rs"]
 mod power_cut;
-#[path = "nats/tls.rs"]
-mod tls;
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -7,7 +7,7 @@
 //! over TLS too, in tests/logs.rs (`nats_tls`). Every refusal is checked as
 //! the binaries fail: one line on stderr, exit code 1, soon.
 
-use crate::common;
+mod common;
 
 use std::time::{Duration, Instant};
 
